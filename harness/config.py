@@ -1,0 +1,208 @@
+"""bench.yaml: the sweep a user asks for, validated with errors that name the file, line, key and allowed values.
+
+    name: default                 # the sweep's folder under `output`
+    output: results
+    models:
+      - synth: tiny               # a synthetic preset, written on demand into the cache
+      - path: ~/models/Qwen3-30B-A3B-Q4_K_M.gguf
+    engines:
+      - mainline                  # a built engine (moebench engines build mainline)
+      - name: my-cuda             # a user's own build, by path
+        path: ~/src/llama.cpp/build/bin
+    tools: [llama-bench]
+    bench:
+      prompt_tokens: [512]
+      gen_tokens: [128]
+      repetitions: 3
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import UserError
+
+TOOL_NAMES = ("llama-bench",)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Strict):
+    """One model: a GGUF file, or a synthetic preset written on demand."""
+
+    path: Path | None = None
+    synth: str | None = None
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelSpec":
+        if (self.path is None) == (self.synth is None):
+            raise ValueError("give exactly one of 'path' or 'synth'")
+        if self.synth is not None:
+            from harness.models.presets import PRESETS
+
+            if self.synth not in PRESETS:
+                raise ValueError(_unknown("synth preset", self.synth, PRESETS))
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"synth:{self.synth}" if self.synth else str(self.path)
+
+
+class EngineSpec(_Strict):
+    """An engine: a built name (mainline, ik, or a cached id) or the user's own build folder."""
+
+    name: str
+    path: Path | None = None
+    dialect: Literal["mainline", "ik"] | None = None
+
+
+class BenchSettings(_Strict):
+    prompt_tokens: list[int] = Field(default_factory=lambda: [512])
+    gen_tokens: list[int] = Field(default_factory=lambda: [128])
+    repetitions: int = Field(3, ge=1, le=100)
+    threads: int | None = Field(None, ge=1)
+    batch: int | None = Field(None, ge=1)
+    ubatch: int | None = Field(None, ge=1)
+    flash_attn: bool | None = None
+
+    @field_validator("prompt_tokens", "gen_tokens")
+    @classmethod
+    def _non_negative(cls, values: list[int]) -> list[int]:
+        if not values or any(v < 0 for v in values):
+            raise ValueError("give a list of token counts >= 0")
+        return values
+
+
+class Timeouts(_Strict):
+    run_s: float = Field(600, gt=0)
+
+
+class BenchConfig(_Strict):
+    name: str = Field("default", pattern=r"^[A-Za-z0-9._-]+$")
+    output: Path = Path("results")
+    models: list[ModelSpec]
+    engines: list[EngineSpec]
+    tools: list[Literal["llama-bench"]] = Field(default_factory=lambda: ["llama-bench"])
+    bench: BenchSettings = Field(default_factory=BenchSettings)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+
+    @field_validator("engines", mode="before")
+    @classmethod
+    def _engine_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    # set by load_config: where the file lives, for resolving relative paths
+    source_path: Path | None = Field(None, exclude=True)
+
+    def resolve(self, path: Path) -> Path:
+        path = Path(path).expanduser()
+        if path.is_absolute() or self.source_path is None:
+            return path
+        return (self.source_path.parent / path).resolve()
+
+    def engine_paths(self) -> dict[str, Path]:
+        return {e.name: self.resolve(e.path) for e in self.engines if e.path is not None}
+
+
+def _unknown(what: str, value: str, known) -> str:
+    close = difflib.get_close_matches(value, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {what} {value!r}{hint}; allowed: {', '.join(sorted(known))}"
+
+
+def _line_index(node: yaml.Node, path: tuple = (), index: dict | None = None) -> dict[tuple, int]:
+    """Map each key path (as pydantic reports it) to its 1-based line in the YAML file."""
+    index = {} if index is None else index
+    index.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key_path = path + (key_node.value,)
+            index[key_path] = key_node.start_mark.line + 1
+            _line_index(value_node, key_path, index)
+            index[key_path] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, path + (i,), index)
+    return index
+
+
+def _line_for(loc: tuple, lines: dict[tuple, int]) -> int | None:
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return lines.get(())
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    model: type[BaseModel] = BenchConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (annotation,))[0]
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            model = inner
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return []
+    return [k for k in model.model_fields if k != "source_path"]
+
+
+def _format_error(path: Path, err: dict, lines: dict[tuple, int]) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    line = _line_for(loc, lines)
+    where = f"{path}:{line}" if line else str(path)
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc)
+        return f"{where}: {_unknown('key', str(loc[-1]), allowed)} (at {key})"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        return f"{where}: missing required key {key!r}"
+    value = err.get("input")
+    shown = f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) else ""
+    return f"{where}: {key}: {msg}{shown}"
+
+
+def load_config(path: Path) -> BenchConfig:
+    """Read and validate bench.yaml; any mistake raises UserError naming file, line, key and allowed values."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise UserError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of keys (name, models, engines, ...) at the top level")
+    try:
+        config = BenchConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = _line_index(node) if node is not None else {}
+        messages = [_format_error(path, err, lines) for err in exc.errors()]
+        raise UserError("\n".join(messages)) from None
+    config.source_path = path.resolve()
+    return config

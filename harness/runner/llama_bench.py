@@ -1,0 +1,74 @@
+"""llama-bench as a measuring tool: the argument list for one configuration, and its JSON output parsed.
+
+One fresh llama-bench process per configuration (results otherwise depend on which tests ran before,
+ggml-org/llama.cpp#18570); `-o json` gives every repetition's tokens/s.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config import BenchSettings
+
+
+@dataclass
+class BenchTest:
+    """One llama-bench test (a prompt-processing or a generation measurement) and its samples."""
+
+    n_prompt: int
+    n_gen: int
+    n_depth: int
+    tps_mean: float
+    tps_stddev: float
+    tps_samples: list[float]
+    raw: dict
+
+    @property
+    def name(self) -> str:
+        kind = f"pp{self.n_prompt}" if self.n_gen == 0 else f"tg{self.n_gen}"
+        if self.n_prompt and self.n_gen:
+            kind = f"pp{self.n_prompt}+tg{self.n_gen}"
+        return f"{kind}@d{self.n_depth}" if self.n_depth else kind
+
+
+def bench_argv(binary: Path, model: Path, settings: BenchSettings, dialect: str,
+               extra: list[str] | None = None) -> list[str]:
+    argv = [str(binary), "-m", str(model), "-o", "json", "-r", str(settings.repetitions),
+            "-p", ",".join(map(str, settings.prompt_tokens)), "-n", ",".join(map(str, settings.gen_tokens))]
+    if settings.threads:
+        argv += ["-t", str(settings.threads)]
+    if settings.batch:
+        argv += ["-b", str(settings.batch)]
+    if settings.ubatch:
+        argv += ["-ub", str(settings.ubatch)]
+    if settings.flash_attn is not None:
+        if dialect == "mainline":  # mainline takes on|off|auto, ik takes 0|1
+            argv += ["-fa", "on" if settings.flash_attn else "off"]
+        else:
+            argv += ["-fa", "1" if settings.flash_attn else "0"]
+    return argv + list(extra or [])
+
+
+class BenchOutputError(ValueError):
+    pass
+
+
+def parse_bench_json(text: str) -> list[BenchTest]:
+    """Parse llama-bench's `-o json` stdout (a JSON array; log lines may surround it on stderr)."""
+    start, end = text.find("["), text.rfind("]")
+    if start < 0 or end < start:
+        raise BenchOutputError("no JSON array in llama-bench output")
+    try:
+        records = json.loads(text[start:end + 1])
+    except json.JSONDecodeError as exc:
+        raise BenchOutputError(f"llama-bench JSON does not parse: {exc}") from None
+    tests = []
+    for rec in records:
+        samples = [float(s) for s in rec.get("samples_ts", [])]
+        tests.append(BenchTest(
+            n_prompt=int(rec.get("n_prompt", 0)), n_gen=int(rec.get("n_gen", 0)),
+            n_depth=int(rec.get("n_depth", 0)), tps_mean=float(rec["avg_ts"]),
+            tps_stddev=float(rec.get("stddev_ts", 0.0)), tps_samples=samples, raw=rec))
+    return tests

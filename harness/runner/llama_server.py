@@ -1,0 +1,105 @@
+"""llama-server as a measuring tool: start it on a free loopback port, wait through 503 while it loads, send
+completions with controlled lengths and read the engine's own `timings`, stop it cleanly."""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from harness import procs
+
+
+class ServerError(RuntimeError):
+    """The server died, never became healthy, or answered a request with an error."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class CompletionTimings:
+    prompt_tokens: int
+    prompt_tps: float
+    gen_tokens: int
+    gen_tps: float
+    raw: dict
+
+
+class LlamaServer:
+    """A supervised llama-server process; use as a context manager so it is always stopped."""
+
+    def __init__(self, binary: Path, model: Path, args: list[str] | None = None, *, log_path: Path,
+                 port: int | None = None, ready_timeout_s: float = 300.0):
+        self.port = port or free_port()
+        self.argv = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port),
+                     *(args or [])]
+        self.log_path = log_path
+        self.ready_timeout_s = ready_timeout_s
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._proc = None
+        self._log = None
+
+    def __enter__(self) -> "LlamaServer":
+        self._log = open(self.log_path, "ab")
+        self._proc = procs.start(self.argv, stdout=self._log, stderr=self._log)
+        try:
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            procs.stop(self._proc)
+            self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_healthy(self) -> None:
+        """Poll /health until 200; 503 means still loading. A dead process or the timeout raise ServerError."""
+        deadline = time.monotonic() + self.ready_timeout_s
+        with httpx.Client(timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                if self._proc.poll() is not None:
+                    raise ServerError(f"llama-server exited with code {self._proc.returncode} while loading")
+                try:
+                    if client.get(f"{self.url}/health").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass  # not listening yet
+                time.sleep(0.1)
+        raise ServerError(f"llama-server not healthy after {self.ready_timeout_s:.0f} s")
+
+    def complete(self, prompt: str, n_predict: int, *, seed: int = 42, timeout_s: float = 300.0) -> CompletionTimings:
+        body = {"prompt": prompt, "n_predict": n_predict, "cache_prompt": False, "ignore_eos": True,
+                "seed": seed, "temperature": 0.0}
+        try:
+            response = httpx.post(f"{self.url}/completion", json=body, timeout=timeout_s)
+        except httpx.HTTPError as exc:
+            raise ServerError(f"/completion failed: {exc}") from None
+        if response.status_code != 200:
+            raise ServerError(f"/completion answered {response.status_code}: {response.text[:200]}")
+        timings = response.json().get("timings") or {}
+        return CompletionTimings(
+            prompt_tokens=int(timings.get("prompt_n", 0)), prompt_tps=float(timings.get("prompt_per_second", 0.0)),
+            gen_tokens=int(timings.get("predicted_n", 0)), gen_tps=float(timings.get("predicted_per_second", 0.0)),
+            raw=timings)

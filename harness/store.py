@@ -1,0 +1,75 @@
+"""The results store: `runs.csv`, append-only, one complete row written and flushed at a time.
+
+A row is written with a single write() of a whole line and fsync'd, so killing the harness at any moment
+leaves either the whole row or none of it; a torn last line (a full disk, a power cut) is cut off when the
+store is next opened, and only that line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+COLUMNS = (
+    "schema_version", "run_id", "sweep", "status", "reason", "started_at", "finished_at", "duration_s",
+    "tool", "test", "n_prompt", "n_gen", "n_depth", "repetitions",
+    "tps_mean", "tps_stddev", "tps_samples",
+    "engine", "engine_dialect", "engine_version", "engine_build", "engine_commit",
+    "model", "model_file", "model_arch", "model_size_bytes", "model_n_params",
+    "threads", "command", "log_file",
+    "host_name", "host_cpu", "host_cpu_cores", "host_cpu_threads", "host_ram_gib", "host_os",
+    "gpu_name", "gpu_vram_total_mib", "gpu_driver",
+)
+
+
+class ResultsStore:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.csv_path = self.folder / "runs.csv"
+        self.logs = self.folder / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self._repair()
+
+    def _repair(self) -> None:
+        """Cut a torn last line (a row not ending in a newline); never touches complete rows."""
+        if not self.csv_path.exists() or self.csv_path.stat().st_size == 0:
+            return
+        with open(self.csv_path, "rb+") as fh:
+            data = fh.read()
+            if data.endswith(b"\n"):
+                return
+            fh.truncate(data.rfind(b"\n") + 1)
+
+    def append(self, row: dict) -> None:
+        unknown = set(row) - set(COLUMNS)
+        if unknown:
+            raise ValueError(f"not in the results schema: {sorted(unknown)}")
+        row = {"schema_version": SCHEMA_VERSION, **row}
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        new = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
+        if new:
+            writer.writeheader()
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+        fd = os.open(self.csv_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, buf.getvalue().encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def write_meta(self, meta: dict) -> None:
+        tmp = self.folder / "meta.json.tmp"
+        tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        tmp.replace(self.folder / "meta.json")
+
+
+def _cell(value):
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return "" if value is None else value

@@ -1,0 +1,49 @@
+"""Shared fixtures: the real engines (built from pinned sources on first use, cached afterwards) and the tiny
+synthetic model. Nothing here is faked: tests run the real llama-bench and llama-server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def mainline_engine():
+    return _built_engine("mainline")
+
+
+@pytest.fixture(scope="session")
+def ik_engine():
+    return _built_engine("ik")
+
+
+@pytest.fixture(scope="session", params=["mainline", "ik"])
+def engine(request):
+    return _built_engine(request.param)
+
+
+def _built_engine(name: str):
+    from harness.engines.build import build_engine
+    from harness.engines.discover import find_engine
+
+    build_engine(name, report=lambda msg: None)  # instant when cached (make test builds them first)
+    return find_engine(name)
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Path:
+    from harness.models import synthetic_model
+
+    return synthetic_model("tiny")
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
+    """Run the real `moebench` command line in a child process."""
+    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], cwd=cwd or REPO,
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})

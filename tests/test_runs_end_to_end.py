@@ -1,0 +1,99 @@
+"""Real engines on the real (synthetic) tiny model: llama-bench and llama-server from both engines, and the
+main job (`moebench run bench.yaml`) writing results."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from conftest import REPO, run_cli
+from harness.config import BenchSettings
+from harness.runner.llama_bench import bench_argv, parse_bench_json
+from harness.runner.llama_server import LlamaServer
+from harness import procs
+
+
+def test_llama_bench_measures_pp_and_tg(engine, tiny_model, tmp_path):
+    settings = BenchSettings(prompt_tokens=[64], gen_tokens=[16], repetitions=2, threads=2)
+    argv = bench_argv(engine.tool("llama-bench"), tiny_model, settings, engine.dialect)
+    out = tmp_path / "bench.json"
+    result = procs.run(argv, timeout_s=300, log_path=tmp_path / "bench.log", stdout_path=out)
+    assert result.ok, result.output_tail
+    tests = {t.name: t for t in parse_bench_json(out.read_text())}
+    assert set(tests) == {"pp64", "tg16"}
+    for test in tests.values():
+        assert test.tps_mean > 1.0
+        assert len(test.tps_samples) == 2 and all(s > 0 for s in test.tps_samples)
+
+
+def test_llama_server_completion_timings(engine, tiny_model, tmp_path):
+    with LlamaServer(engine.tool("llama-server"), tiny_model, ["-t", "2", "-c", "512"],
+                     log_path=tmp_path / "server.log") as server:
+        timings = server.complete("The quick brown fox jumps over the lazy dog. " * 4, n_predict=12)
+        pid_port = server.port
+    assert timings.gen_tokens == 12          # ignore_eos: exactly the tokens asked for
+    assert timings.prompt_tokens > 10
+    assert timings.prompt_tps > 1.0 and timings.gen_tps > 1.0
+    assert not procs.live_groups()           # stopped: nothing left running
+    assert f"{pid_port}" in " ".join(server.argv)
+
+
+def test_demo_sweep_writes_real_results(mainline_engine, tmp_path):
+    """What `make demo` runs: the repository's bench.yaml through the harness."""
+    result = run_cli("run", REPO / "bench.yaml", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    csv_path = tmp_path / "default" / "runs.csv"
+    assert result.stdout.strip() == f"results: {csv_path}"
+    rows = list(csv.DictReader(csv_path.open()))
+    assert {r["test"] for r in rows} == {"pp64", "tg16"}
+    for row in rows:
+        assert row["status"] == "ok" and row["schema_version"] == "1"
+        assert float(row["tps_mean"]) > 0 and len(json.loads(row["tps_samples"])) == 3
+        assert row["engine_dialect"] == "mainline" and row["model_arch"] == "qwen3moe"
+        assert json.loads(row["command"])[0].endswith("llama-bench")
+        assert (tmp_path / "default" / row["log_file"]).exists()
+    meta = json.loads((tmp_path / "default" / "meta.json").read_text())
+    assert meta["config"]["name"] == "default" and meta["host"]["host_cpu"]
+
+
+def _unloadable_gguf(path):
+    """A well-formed GGUF the engines refuse: qwen3moe metadata missing, one tensor."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "qwen3moe")
+    writer.add_tensor("token_embd.weight", np.ones((64, 32), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_engine_failure_becomes_a_failed_row(mainline_engine, tiny_model, tmp_path):
+    """A model the engine cannot load: the run fails, the row says why with the log tail, the sweep goes on."""
+    broken = _unloadable_gguf(tmp_path / "broken.gguf")
+    config = tmp_path / "bench.yaml"
+    config.write_text(f"models:\n  - path: {broken}\n  - path: {tiny_model}\nengines: [mainline]\n"
+                      "bench:\n  prompt_tokens: [32]\n  gen_tokens: [4]\n  repetitions: 1\n  threads: 2\n")
+    result = run_cli("run", config, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open()))
+    failed = [r for r in rows if r["status"] == "failed"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(failed) == 1 and failed[0]["model_file"] == str(broken)
+    assert "exit code" in failed[0]["reason"] and "|" in failed[0]["reason"]  # reason + log tail
+    assert {r["test"] for r in ok} == {"pp32", "tg4"}
+
+
+def test_hung_engine_is_killed_at_the_timeout(mainline_engine, tiny_model, tmp_path):
+    config = tmp_path / "bench.yaml"
+    config.write_text(f"models:\n  - path: {tiny_model}\nengines: [mainline]\n"
+                      "bench:\n  prompt_tokens: [4096]\n  gen_tokens: [512]\n  repetitions: 50\n"
+                      "timeouts:\n  run_s: 2\n")
+    result = run_cli("run", config, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open()))
+    assert len(rows) == 1 and rows[0]["status"] == "failed"
+    assert rows[0]["reason"].startswith("timed out after 2 s")
+    assert float(rows[0]["duration_s"]) < 30
