@@ -104,3 +104,13 @@ def test_failed_build_names_step_and_log(mainline_engine):
 def test_unknown_engine_folder_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         find_engine(str(tmp_path / "nowhere"))
+
+
+def test_rpc_server_is_a_second_device(mainline_engine):
+    """The loopback RPC rig: the engine's own rpc server shows up as device RPC0 in --list-devices."""
+    from harness.engines.rpc import RpcServer
+
+    with RpcServer(mainline_engine) as rpc:
+        devices = mainline_engine.devices(rpc=[rpc.endpoint])
+    assert [d.name for d in devices] == ["RPC0"]
+    assert devices[0].description == rpc.endpoint and devices[0].total_mib > 0

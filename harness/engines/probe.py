@@ -105,8 +105,7 @@ def list_devices(binary: Path, rpc: list[str] | None = None) -> list[Device] | N
     `rpc` names RPC servers (host:port) so that their devices are listed too."""
     if "--list-devices" not in help_text(binary):
         return None
-    args = ["--list-devices"]
-    if rpc:
-        args += ["--rpc", ",".join(rpc)]
+    args = ["--rpc", ",".join(rpc)] if rpc else []
+    args.append("--list-devices")  # after --rpc: it lists and exits as soon as it is parsed
     result = procs.capture([str(binary), *args], timeout_s=PROBE_TIMEOUT_S)
     return parse_device_list(result.output_tail)
