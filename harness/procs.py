@@ -98,7 +98,7 @@ def run(argv: list[str], *, timeout_s: float, log_path: Path | None = None, cwd:
     started = time.monotonic()
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
     timed_out = False
-    log = open(log_path, "a", encoding="utf-8", errors="replace") if log_path else None
+    log = open(log_path, "a", buffering=1, encoding="utf-8", errors="replace") if log_path else None
     out_file = open(stdout_path, "wb") if stdout_path else None
     try:
         proc = start(argv, cwd=cwd, env=env, stdout=out_file or subprocess.PIPE,
