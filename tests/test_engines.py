@@ -93,7 +93,7 @@ def test_moved_engine_folder_named_in_bench_yaml_works(mainline_engine, tiny_mod
 
 def test_failed_build_names_step_and_log(mainline_engine):
     """A build that cannot configure says which step failed and where the log is (sources stay cached)."""
-    result = run_cli("engines", "build", "mainline", "--cmake-arg", "-DCMAKE_CXX_COMPILER=/nonexistent/c++")
+    result = run_cli("engines", "build", "mainline", "--cmake-arg=-DCMAKE_CXX_COMPILER=/nonexistent/c++")
     assert result.returncode == 1
     assert "failed at step 'configure'" in result.stderr
     log = result.stderr.rsplit("log: ", 1)[1].split()[0]

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--cuda", action="store_true", help="build the CUDA backend")
     build.add_argument("--cuda-arch", help="CUDA architectures to build, e.g. 90 (implies --cuda)")
     build.add_argument("--cmake-arg", action="append", default=[], type=parse_cmake_arg, metavar="-DNAME=VALUE",
-                       help="extra CMake definition (repeatable)")
+                       help="extra CMake definition, written --cmake-arg=-DNAME=VALUE (repeatable)")
     build.add_argument("--jobs", "-j", type=int, help="parallel compile jobs (default: all cores)")
     build.set_defaults(func=cmd_build)
 

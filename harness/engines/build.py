@@ -152,25 +152,23 @@ def build_engine(engine: str, options: BuildOptions = BuildOptions(), *, cache: 
 
 
 def prepare_project(source: EngineSource, project: Path) -> None:
-    """Fix what the archive lacks. ik's archive has no common/cmake/build-info-gen-cpp.cmake (the script that
-    writes common/build-info.cpp from git), so the generated file is written here with the engine's real
-    identity: the package version, since there is no git commit to read."""
-    generator_script = project / "common" / "cmake" / "build-info-gen-cpp.cmake"
+    """Fix what the archive lacks. ik's archive has no common/cmake/build-info-gen-cpp.cmake, the script its
+    build runs to write common/build-info.cpp from git. We supply a script that writes that file with the
+    engine's real identity instead: the source package and version, since there is no git commit to read."""
     template = project / "common" / "build-info.cpp.in"
-    target = project / "common" / "build-info.cpp"
-    if generator_script.exists() or not template.exists():
+    script = project / "common" / "cmake" / "build-info-gen-cpp.cmake"
+    if script.exists() or not template.exists():
         return
-    text = template.read_text()
-    values = {
-        "BUILD_NUMBER": str(source.build_number),
-        "BUILD_COMMIT": source.identity,
-        "BUILD_COMPILER": "cc",
-        "BUILD_TARGET": os.uname().machine,
-    }
-    for key, value in values.items():
-        text = text.replace(f"@{key}@", value)
-    if not target.exists() or target.read_text() != text:
-        target.write_text(text)
+    commit = source.identity.replace('"', "")
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(
+        "# written by moebench: the source archive has no git history to read the build identity from\n"
+        f"set(BUILD_NUMBER {source.build_number})\n"
+        f'set(BUILD_COMMIT "{commit}")\n'
+        'set(BUILD_COMPILER "${CMAKE_C_COMPILER_ID} ${CMAKE_C_COMPILER_VERSION}")\n'
+        f'set(BUILD_TARGET "{os.uname().machine}")\n'
+        'configure_file("${CMAKE_CURRENT_LIST_DIR}/../build-info.cpp.in"\n'
+        '               "${CMAKE_CURRENT_LIST_DIR}/../build-info.cpp" @ONLY)\n')
 
 
 def install(source: EngineSource, options: BuildOptions, build_dir: Path, engine_dir: Path, log_path: Path,

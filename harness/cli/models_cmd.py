@@ -1,0 +1,79 @@
+"""`moebench synth OUT.gguf --preset NAME [--seed S]`, `moebench synth --list`,
+`moebench inspect MODEL.gguf [--json]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from harness.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    synth = sub.add_parser("synth", help="write a random-weight MoE GGUF with a preset's shapes")
+    synth.add_argument("out", nargs="?", type=Path, help="the .gguf file to write")
+    synth.add_argument("--preset", help="preset name (see --list)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same file (default 0)")
+    synth.add_argument("--list", action="store_true", help="list the presets and exit")
+    synth.set_defaults(func=cmd_synth)
+
+    inspect = sub.add_parser("inspect", help="show a GGUF model's architecture and where its bytes are")
+    inspect.add_argument("model", type=Path, help="a .gguf file")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("--tensors", action="store_true", help="with --json: include every tensor")
+    inspect.set_defaults(func=cmd_inspect)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from harness.models.plan import plan_tensor_bytes, tensor_plan
+    from harness.models.presets import PRESETS, get_preset
+    from harness.models.report import format_bytes
+    from harness.models.synth import write_synthetic_model
+
+    if args.list:
+        width = max(len(name) for name in PRESETS)
+        for name, preset in PRESETS.items():
+            size = format_bytes(plan_tensor_bytes(tensor_plan(preset)))
+            print(f"{name.ljust(width)}  ~{size.rjust(9)}  {preset.description}")
+        return 0
+    if args.out is None or args.preset is None:
+        raise UserError("synth needs OUT.gguf and --preset NAME (or --list)")
+    preset = get_preset(args.preset)
+    start = time.monotonic()
+    show_progress = preset.full_size and sys.stderr.isatty()
+    last_report = [0.0]
+
+    def progress(done_bytes: int, total_bytes: int) -> None:
+        now = time.monotonic()
+        if now - last_report[0] >= 1.0 or done_bytes == total_bytes:
+            last_report[0] = now
+            print(f"\rwriting {args.out}: {100 * done_bytes / total_bytes:5.1f}% of {format_bytes(total_bytes)}",
+                  end="", file=sys.stderr, flush=True)
+
+    try:
+        path = write_synthetic_model(args.out, preset.name, seed=args.seed,
+                                     progress=progress if show_progress else None)
+    except OSError as exc:
+        raise UserError(f"{args.out}: cannot write: {exc.strerror or exc}") from None
+    finally:
+        if show_progress:
+            print(file=sys.stderr)
+    size = path.stat().st_size
+    elapsed_s = time.monotonic() - start
+    print(f"wrote {path} ({format_bytes(size)}, preset {preset.name}, seed {args.seed}) in {elapsed_s:.1f} s")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from harness.models.inspect import inspect_model
+    from harness.models.report import render_model_info
+
+    info = inspect_model(args.model)
+    if args.json:
+        print(json.dumps(info.to_dict(include_tensors=args.tensors), indent=2))
+    else:
+        print(render_model_info(info))
+    return 0

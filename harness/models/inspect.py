@@ -1,0 +1,340 @@
+"""What is in a GGUF MoE model, and how many bytes each part takes: `inspect_model(path) -> ModelInfo`.
+
+The same summary can be made from a synthetic preset's tensor plan (`inspect_plan`) without
+writing the file, so tests and planners can reason about many-GB presets.
+
+Tensors are read with `gguf.GGUFReader`. Types the installed `gguf` package does not know (for
+example ik_llama.cpp's IQ4_KS, IQ2_KT, ... whose rows carry extra scales) are still accepted: their
+sizes are taken from the gap to the next tensor's data offset and their type is named from
+ik_llama.cpp's ggml.h where known.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader, GGUFValueType
+
+from harness.errors import UserError
+from harness.models.plan import tensor_plan
+from harness.models.presets import get_preset
+from harness.models.tensor_groups import GROUP_NAMES, TensorGroup, classify_tensor, ffn_matrix, layer_index
+
+# ggml types of ik_llama.cpp (ggml/include/ggml.h) that mainline's gguf package does not list
+_IK_TYPE_NAMES = {
+    133: "Q6_0", 134: "IQ1_BN", 135: "IQ2_BN", 137: "IQ2_K", 138: "IQ3_K", 139: "IQ4_K", 140: "IQ5_K",
+    141: "IQ6_K", 144: "IQ4_KS", 145: "IQ2_KS", 146: "IQ4_KSS", 152: "IQ5_KS", 153: "IQ2_KT",
+    154: "IQ3_KT", 155: "IQ4_KT", 156: "IQ3_KS", 157: "IQ2_KL", 158: "IQ1_KT", 202: "Q4_0_R8",
+    206: "Q5_0_R4", 208: "Q8_0_R8", 210: "Q2_K_R4", 211: "Q3_K_R4", 212: "Q4_K_R4", 213: "Q5_K_R4",
+    214: "Q6_K_R4", 220: "IQ4_NL_R4", 223: "IQ4_XS_R8",
+}
+
+
+@dataclass(frozen=True)
+class TensorRecord:
+    """One tensor: name, ggml type name, shape (ggml order, row length first) and bytes."""
+
+    name: str
+    type_name: str
+    shape: tuple[int, ...]
+    n_bytes: int
+
+    @property
+    def group(self) -> TensorGroup:
+        return classify_tensor(self.name)
+
+    @property
+    def layer(self) -> int | None:
+        return layer_index(self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type_name, "shape": list(self.shape), "bytes": self.n_bytes,
+                "group": self.group.value, "layer": self.layer, "ffn_matrix": ffn_matrix(self.name)}
+
+
+@dataclass
+class LayerInfo:
+    index: int
+    bytes_by_group: dict[str, int]
+    is_mtp: bool = False  # a NextN/MTP prediction layer: not run for ordinary decoding
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.bytes_by_group.values())
+
+    @property
+    def has_routed_experts(self) -> bool:
+        return self.bytes_by_group[TensorGroup.ROUTED_EXPERTS.value] > 0
+
+
+@dataclass
+class ModelInfo:
+    """Summary of a MoE model. All sizes are in bytes.
+
+    `active_bytes_per_token` is the weight bytes one decoded token reads: every tensor outside the
+    routed experts (attention, router, shared experts, dense FFNs, norms, other) of the non-MTP
+    layers, plus each layer's routed-expert bytes times n_experts_used / n_experts, plus the whole
+    output matrix (all logits are computed; with tied embeddings that is token_embd), plus one row
+    of token_embd (the embedding lookup reads one row: token_embd bytes / vocab_size).
+    """
+
+    architecture: str
+    name: str
+    n_layers: int
+    n_experts: int
+    n_experts_used: int
+    n_leading_dense_layers: int
+    n_shared_experts: int
+    n_embd: int
+    context_length: int
+    vocab_size: int
+    nextn_predict_layers: int
+    quant_bytes: dict[str, int]
+    bytes_by_group: dict[str, int]
+    layers: list[LayerInfo]
+    tensor_bytes_total: int
+    active_bytes_per_token: int
+    tensors: list[TensorRecord] = field(repr=False)
+    path: str | None = None
+    file_size_bytes: int | None = None
+
+    @property
+    def embeddings_bytes(self) -> int:
+        return self.bytes_by_group[TensorGroup.EMBEDDINGS.value]
+
+    @property
+    def output_bytes(self) -> int:
+        return self.bytes_by_group[TensorGroup.OUTPUT.value]
+
+    @property
+    def moe_layers(self) -> list[int]:
+        """Indices of the layers that have routed experts."""
+        return [layer.index for layer in self.layers if layer.has_routed_experts]
+
+    def to_dict(self, include_tensors: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "path": self.path, "file_size_bytes": self.file_size_bytes,
+            "architecture": self.architecture, "name": self.name,
+            "n_layers": self.n_layers, "n_experts": self.n_experts, "n_experts_used": self.n_experts_used,
+            "n_leading_dense_layers": self.n_leading_dense_layers, "n_shared_experts": self.n_shared_experts,
+            "n_embd": self.n_embd, "context_length": self.context_length, "vocab_size": self.vocab_size,
+            "nextn_predict_layers": self.nextn_predict_layers, "moe_layers": self.moe_layers,
+            "quant_bytes": dict(self.quant_bytes), "bytes_by_group": dict(self.bytes_by_group),
+            "embeddings_bytes": self.embeddings_bytes, "output_bytes": self.output_bytes,
+            "tensor_bytes_total": self.tensor_bytes_total, "active_bytes_per_token": self.active_bytes_per_token,
+            "layers": [{"index": layer.index, "is_mtp": layer.is_mtp, "total_bytes": layer.total_bytes,
+                        "bytes_by_group": dict(layer.bytes_by_group)} for layer in self.layers],
+        }
+        if include_tensors:
+            out["tensors"] = [t.to_dict() for t in self.tensors]
+        return out
+
+
+def _empty_groups() -> dict[str, int]:
+    return {name: 0 for name in GROUP_NAMES}
+
+
+def summarize(tensors: list[TensorRecord], metadata: dict[str, Any], path: str | None = None,
+              file_size_bytes: int | None = None) -> ModelInfo:
+    """Build a ModelInfo from tensor records and GGUF metadata (keys as in the file, e.g.
+    `qwen3moe.expert_count`); missing hyper-parameters are derived from the tensors."""
+    arch = str(metadata.get("general.architecture", "unknown"))
+
+    def key(name: str, default: Any = None) -> Any:
+        value = metadata.get(f"{arch}.{name}", default)
+        return max(value) if isinstance(value, list) and value else value
+
+    by_name = {t.name: t for t in tensors}
+    routed = [t for t in tensors
+              if t.group is TensorGroup.ROUTED_EXPERTS and len(t.shape) == 3 and t.name.endswith(".weight")]
+    n_experts = int(key("expert_count", routed[0].shape[2] if routed else 0) or 0)
+    n_experts_used = int(key("expert_used_count", 0) or 0)
+    token_embd = by_name.get("token_embd.weight")
+    vocab_size = int(key("vocab_size", 0) or metadata.get("tokenizer.ggml.tokens.count", 0)
+                     or (token_embd.shape[1] if token_embd and len(token_embd.shape) > 1 else 0))
+    n_embd = int(key("embedding_length", token_embd.shape[0] if token_embd else 0) or 0)
+    layer_ids = sorted({t.layer for t in tensors if t.layer is not None})
+    n_layers = int(key("block_count", (layer_ids[-1] + 1) if layer_ids else 0) or 0)
+    nextn = int(key("nextn_predict_layers", 0) or 0)
+
+    layers = {i: LayerInfo(i, _empty_groups(), is_mtp=i >= n_layers - nextn) for i in range(n_layers)}
+    for i in layer_ids:
+        layers.setdefault(i, LayerInfo(i, _empty_groups()))
+    totals = _empty_groups()
+    quant: Counter[str] = Counter()
+    for t in tensors:
+        totals[t.group.value] += t.n_bytes
+        quant[t.type_name] += t.n_bytes
+        if t.layer is not None:
+            layers[t.layer].bytes_by_group[t.group.value] += t.n_bytes
+
+    leading_dense = key("leading_dense_block_count")
+    if leading_dense is None:
+        leading_dense = 0
+        for layer in (layers[i] for i in sorted(layers)):
+            if layer.has_routed_experts or layer.total_bytes == 0:
+                break
+            leading_dense += 1
+    shared = key("expert_shared_count")
+    if shared is None:
+        shared = 1 if totals[TensorGroup.SHARED_EXPERTS.value] else 0
+
+    routed_fraction = (n_experts_used / n_experts) if n_experts and n_experts_used else 1.0
+    active = 0
+    for layer in layers.values():
+        if layer.is_mtp:
+            continue
+        for group, n_bytes in layer.bytes_by_group.items():
+            active += round(n_bytes * routed_fraction) if group == TensorGroup.ROUTED_EXPERTS.value else n_bytes
+    active += sum(t.n_bytes for t in tensors if t.layer is None and t.group in (TensorGroup.NORMS, TensorGroup.OTHER))
+    embd_bytes = totals[TensorGroup.EMBEDDINGS.value]
+    if totals[TensorGroup.OUTPUT.value]:
+        active += totals[TensorGroup.OUTPUT.value]
+    elif token_embd is not None:  # tied embeddings: token_embd is also the output matrix
+        active += token_embd.n_bytes
+    active += embd_bytes // vocab_size if vocab_size else 0
+
+    return ModelInfo(
+        architecture=arch, name=str(metadata.get("general.name", "")),
+        n_layers=n_layers, n_experts=n_experts, n_experts_used=n_experts_used,
+        n_leading_dense_layers=int(leading_dense), n_shared_experts=int(shared), n_embd=n_embd,
+        context_length=int(key("context_length", 0) or 0), vocab_size=vocab_size, nextn_predict_layers=nextn,
+        quant_bytes=dict(quant.most_common()), bytes_by_group=totals,
+        layers=[layers[i] for i in sorted(layers)], tensor_bytes_total=sum(t.n_bytes for t in tensors),
+        active_bytes_per_token=active, tensors=list(tensors), path=path, file_size_bytes=file_size_bytes,
+    )
+
+
+_BIG_ARRAY_ITEMS = 1024
+
+
+class _TensorTableReader(GGUFReader):
+    """GGUFReader that records tensor infos without building numpy views of their data, so that
+    unknown (ik_llama.cpp) tensor types and truncated data can be reported instead of crashing,
+    and that skips over big metadata arrays (the vocabulary) instead of parsing every item, which
+    takes GGUFReader seconds for a 150k-token vocabulary. The fields of skipped arrays keep their
+    length (`len(field.data)`) but not their contents."""
+
+    tensor_table: list[tuple[str, int, tuple[int, ...], int]]
+
+    def _get_field_parts(self, orig_offs: int, raw_type: int) -> tuple[int, list[Any], list[int], list[GGUFValueType]]:
+        if raw_type != GGUFValueType.ARRAY or self.byte_order != "I":
+            return super()._get_field_parts(orig_offs, raw_type)
+        item_type, count = self._get(orig_offs, np.uint32), self._get(orig_offs + 4, np.uint64)
+        n_items = int(count[0])
+        if n_items <= _BIG_ARRAY_ITEMS or int(item_type[0]) == GGUFValueType.ARRAY:
+            return super()._get_field_parts(orig_offs, raw_type)
+        gtype = GGUFValueType(int(item_type[0]))
+        offs = orig_offs + 12
+        if gtype == GGUFValueType.STRING:
+            buffer = memoryview(self.data)
+            for _ in range(n_items):
+                offs += 8 + struct.unpack_from("<Q", buffer, offs)[0]
+        else:
+            offs += n_items * np.dtype(self.gguf_scalar_to_np[gtype]).itemsize
+        if offs > len(self.data):
+            raise ValueError(f"metadata array of {n_items} items runs past the end of the file")
+        return offs - orig_offs, [item_type, count], list(range(n_items)), [GGUFValueType.ARRAY, gtype]
+
+    def _build_tensors(self, start_offs: int, fields: list[Any]) -> None:
+        self.tensor_table = []
+        for fld in fields:
+            _name_len, name_data, _n_dims, dims, raw_dtype, offset_tensor = fld.parts
+            name = str(bytes(name_data), encoding="utf-8")
+            self.tensor_table.append((name, int(raw_dtype[0]), tuple(int(d) for d in dims),
+                                      int(start_offs + int(offset_tensor[0]))))
+        self.tensors = []
+
+
+def _metadata(reader: GGUFReader) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, fld in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        if fld.types and fld.types[0] == GGUFValueType.ARRAY:
+            out[f"{key}.count"] = len(fld.data)
+            if len(fld.data) > _BIG_ARRAY_ITEMS:  # the vocabulary, scores, merges: only their length
+                continue
+        out[key] = fld.contents()
+    return out
+
+
+def _records(path: Path, reader: _TensorTableReader, file_size: int) -> list[TensorRecord]:
+    by_offset = sorted(reader.tensor_table, key=lambda row: row[3])
+    next_offset = {row[0]: nxt[3] for row, nxt in zip(by_offset, by_offset[1:])}
+    records = []
+    for name, type_id, dims, offset in reader.tensor_table:
+        n_elements = 1
+        for d in dims:
+            n_elements *= d
+        try:
+            ggml_type = GGMLQuantizationType(type_id)
+            block, type_size = GGML_QUANT_SIZES[ggml_type]
+            n_bytes, type_name = n_elements // block * type_size, ggml_type.name
+        except (ValueError, KeyError):  # a type this gguf package does not know: size from the layout
+            n_bytes = next_offset.get(name, file_size) - offset
+            type_name = _IK_TYPE_NAMES.get(type_id, f"type{type_id}")
+        if offset + n_bytes > file_size or n_bytes < 0:
+            raise UserError(f"{path}: truncated GGUF: tensor {name} ends at byte {offset + n_bytes}, "
+                            f"the file has {file_size} bytes")
+        records.append(TensorRecord(name, type_name, dims, n_bytes))
+    return records
+
+
+def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
+    """Read the GGUF at `path`. UserError (one line, naming the file) if it is missing, not a GGUF
+    file, or truncated/corrupt."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if not path.is_file():
+        raise UserError(f"{path}: not a file")
+    file_size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+    if magic != b"GGUF":
+        raise UserError(f"{path}: not a GGUF file")
+    try:
+        reader = _TensorTableReader(path)
+        metadata = _metadata(reader)
+        records = _records(path, reader, file_size)
+    except UserError:
+        raise
+    except Exception as exc:  # GGUFReader fails in many ways on a cut file: ValueError, IndexError, ...
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise UserError(f"{path}: truncated or corrupt GGUF ({detail[:200]})") from None
+    return summarize(records, metadata, path=str(path), file_size_bytes=file_size)
+
+
+def plan_metadata(preset_name: str) -> dict[str, Any]:
+    """The GGUF metadata a synthetic model of the preset carries (the keys `summarize` reads)."""
+    p = get_preset(preset_name)
+    a = p.architecture
+    meta: dict[str, Any] = {
+        "general.architecture": a, "general.name": f"moebench synthetic {p.name}",
+        f"{a}.block_count": p.n_layers, f"{a}.expert_count": p.n_experts,
+        f"{a}.expert_used_count": p.n_experts_used, f"{a}.embedding_length": p.n_embd,
+        f"{a}.context_length": p.context_length, "tokenizer.ggml.tokens.count": p.vocab_size,
+    }
+    if a == "glm4moe":
+        meta[f"{a}.leading_dense_block_count"] = p.n_leading_dense_layers
+        meta[f"{a}.expert_shared_count"] = p.n_shared_experts
+        meta[f"{a}.nextn_predict_layers"] = 0
+    return meta
+
+
+def inspect_plan(preset_name: str) -> ModelInfo:
+    """The ModelInfo a synthetic model of the preset would have, computed from its tensor plan."""
+    plan = tensor_plan(get_preset(preset_name))
+    records = [TensorRecord(s.name, s.type_name, s.shape, s.n_bytes) for s in plan]
+    return summarize(records, plan_metadata(preset_name))

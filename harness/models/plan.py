@@ -1,0 +1,149 @@
+"""The tensor plan of a preset: every tensor's name, ggml type, shape and size, without writing anything.
+
+The layouts follow what the engines' loaders create (mainline `src/models/qwen3moe.cpp`,
+`src/models/glm4-moe.cpp`; ik_llama.cpp `src/llama-load-tensors.cpp`):
+
+- qwen3moe: per layer attn_norm, attn_q/k/v (no biases), attn_output, attn_q_norm, attn_k_norm,
+  ffn_norm, ffn_gate_inp (router), ffn_gate_exps/ffn_up_exps/ffn_down_exps. Every layer is MoE.
+- glm4moe: per layer attn_norm, attn_q/k/v with biases (ik requires them), attn_output,
+  post_attention_norm (ik uses it as ffn_norm); layers < leading_dense_block_count have a dense
+  ffn_gate/ffn_up/ffn_down, the others ffn_gate_inp, exp_probs_b.bias, the routed *_exps and the
+  shared-expert *_shexp matrices (n_shared_experts * expert_ff wide). No q/k norms (GLM-4.5-Air
+  has none; they are optional in both loaders) and no MTP/NextN layer.
+- both: token_embd, output_norm, output (untied).
+
+Shapes are in ggml order: shape[0] is the row length (the input dimension of a matrix).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gguf import MODEL_ARCH, MODEL_ARCH_NAMES, MODEL_TENSOR, MODEL_TENSORS, TENSOR_NAMES, GGMLQuantizationType
+
+from harness.models.blocks import block_geometry, tensor_nbytes
+from harness.models.presets import MoePreset, get_preset
+
+T = GGMLQuantizationType
+
+# llama-quantize's fallbacks for rows that are not a multiple of the type's block size
+_FALLBACK_TYPE = {
+    T.Q2_K: T.IQ4_NL, T.Q3_K: T.IQ4_NL, T.IQ4_XS: T.IQ4_NL,
+    T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0,
+}
+
+FILL_RANDOM = "random"  # random weights (std ~0.02) of the tensor's type
+FILL_ONES = "ones"  # F32 1.0: norm weights
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    ggml_type: GGMLQuantizationType
+    shape: tuple[int, ...]  # ggml order
+    n_bytes: int
+    fill: str = FILL_RANDOM
+
+    @property
+    def type_name(self) -> str:
+        return self.ggml_type.name
+
+
+def fit_type(ggml_type: GGMLQuantizationType, row_length: int) -> GGMLQuantizationType:
+    """`ggml_type`, or its llama-quantize fallback when `row_length` is not a multiple of its block size."""
+    while row_length % block_geometry(ggml_type)[0]:
+        ggml_type = _FALLBACK_TYPE.get(ggml_type, T.F16 if ggml_type != T.F16 else T.F32)
+    return ggml_type
+
+
+def _arch_of(preset: MoePreset) -> MODEL_ARCH:
+    for arch, name in MODEL_ARCH_NAMES.items():
+        if name == preset.architecture:
+            return arch
+    raise ValueError(f"unknown architecture {preset.architecture!r}")
+
+
+class _PlanBuilder:
+    def __init__(self, preset: MoePreset):
+        self.preset = preset
+        self.arch = _arch_of(preset)
+        if self.arch not in (MODEL_ARCH.QWEN3MOE, MODEL_ARCH.GLM4_MOE):
+            raise ValueError(f"no tensor layout for architecture {preset.architecture!r}")
+        self.specs: list[TensorSpec] = []
+
+    def add(self, kind: MODEL_TENSOR, suffix: str, shape: tuple[int, ...], type_name: str | None,
+            bid: int | None = None) -> None:
+        if kind not in MODEL_TENSORS[self.arch]:
+            raise AssertionError(f"{kind.name} is not a {self.preset.architecture} tensor")
+        base = TENSOR_NAMES[kind].format(bid=bid) if bid is not None else TENSOR_NAMES[kind]
+        if type_name is None:  # norms and biases
+            ggml_type, fill = T.F32, (FILL_ONES if suffix == "weight" and len(shape) == 1 else FILL_RANDOM)
+        else:
+            ggml_type, fill = fit_type(T[type_name], shape[0]), FILL_RANDOM
+        self.specs.append(TensorSpec(f"{base}.{suffix}", ggml_type, shape, tensor_nbytes(ggml_type, shape), fill))
+
+    def add_router(self, shape: tuple[int, ...], bid: int) -> None:
+        self.specs.append(TensorSpec(TENSOR_NAMES[MODEL_TENSOR.FFN_GATE_INP].format(bid=bid) + ".weight",
+                                     T.F32, shape, tensor_nbytes(T.F32, shape)))
+
+    def build(self) -> list[TensorSpec]:
+        p = self.preset
+        mat = p.matrix_type
+        self.add(MODEL_TENSOR.TOKEN_EMBD, "weight", (p.n_embd, p.vocab_size), p.token_embd_type)
+        for bid in range(p.n_layers):
+            self._attention(bid)
+            if self.arch == MODEL_ARCH.GLM4_MOE:
+                self.add(MODEL_TENSOR.ATTN_POST_NORM, "weight", (p.n_embd,), None, bid)
+            else:
+                self.add(MODEL_TENSOR.FFN_NORM, "weight", (p.n_embd,), None, bid)
+            if bid < p.n_leading_dense_layers:
+                self.add(MODEL_TENSOR.FFN_GATE, "weight", (p.n_embd, p.dense_ff), mat, bid)
+                self.add(MODEL_TENSOR.FFN_UP, "weight", (p.n_embd, p.dense_ff), mat, bid)
+                self.add(MODEL_TENSOR.FFN_DOWN, "weight", (p.dense_ff, p.n_embd), mat, bid)
+                continue
+            self.add_router((p.n_embd, p.n_experts), bid)
+            if self.arch == MODEL_ARCH.GLM4_MOE:
+                self.add(MODEL_TENSOR.FFN_EXP_PROBS_B, "bias", (p.n_experts,), None, bid)
+            self.add(MODEL_TENSOR.FFN_GATE_EXP, "weight", (p.n_embd, p.expert_ff, p.n_experts), mat, bid)
+            self.add(MODEL_TENSOR.FFN_UP_EXP, "weight", (p.n_embd, p.expert_ff, p.n_experts), mat, bid)
+            self.add(MODEL_TENSOR.FFN_DOWN_EXP, "weight", (p.expert_ff, p.n_embd, p.n_experts), mat, bid)
+            if p.n_shared_experts:
+                shexp_ff = p.expert_ff * p.n_shared_experts
+                self.add(MODEL_TENSOR.FFN_GATE_SHEXP, "weight", (p.n_embd, shexp_ff), mat, bid)
+                self.add(MODEL_TENSOR.FFN_UP_SHEXP, "weight", (p.n_embd, shexp_ff), mat, bid)
+                self.add(MODEL_TENSOR.FFN_DOWN_SHEXP, "weight", (shexp_ff, p.n_embd), mat, bid)
+        self.add(MODEL_TENSOR.OUTPUT_NORM, "weight", (p.n_embd,), None)
+        self.add(MODEL_TENSOR.OUTPUT, "weight", (p.n_embd, p.vocab_size), p.output_type)
+        return self.specs
+
+    def _attention(self, bid: int) -> None:
+        p = self.preset
+        q_dim, kv_dim = p.n_head * p.head_dim, p.n_head_kv * p.head_dim
+        v_type = p.attn_v_type or p.matrix_type
+        self.add(MODEL_TENSOR.ATTN_NORM, "weight", (p.n_embd,), None, bid)
+        self.add(MODEL_TENSOR.ATTN_Q, "weight", (p.n_embd, q_dim), p.matrix_type, bid)
+        self.add(MODEL_TENSOR.ATTN_K, "weight", (p.n_embd, kv_dim), p.matrix_type, bid)
+        self.add(MODEL_TENSOR.ATTN_V, "weight", (p.n_embd, kv_dim), v_type, bid)
+        if self.arch == MODEL_ARCH.GLM4_MOE:  # GLM attention has q/k/v biases; ik_llama.cpp requires them
+            self.add(MODEL_TENSOR.ATTN_Q, "bias", (q_dim,), None, bid)
+            self.add(MODEL_TENSOR.ATTN_K, "bias", (kv_dim,), None, bid)
+            self.add(MODEL_TENSOR.ATTN_V, "bias", (kv_dim,), None, bid)
+        self.add(MODEL_TENSOR.ATTN_OUT, "weight", (q_dim, p.n_embd), p.matrix_type, bid)
+        if self.arch == MODEL_ARCH.QWEN3MOE:
+            self.add(MODEL_TENSOR.ATTN_Q_NORM, "weight", (p.head_dim,), None, bid)
+            self.add(MODEL_TENSOR.ATTN_K_NORM, "weight", (p.head_dim,), None, bid)
+
+
+def tensor_plan(preset: MoePreset) -> list[TensorSpec]:
+    """Every tensor a synthetic model of `preset` contains, in file order."""
+    return _PlanBuilder(preset).build()
+
+
+def preset_tensor_plan(name: str) -> list[TensorSpec]:
+    """`tensor_plan` of the preset called `name` (UserError if there is none)."""
+    return tensor_plan(get_preset(name))
+
+
+def plan_tensor_bytes(plan: list[TensorSpec]) -> int:
+    """Bytes of tensor data the plan holds (the file adds a header and alignment padding)."""
+    return sum(spec.n_bytes for spec in plan)

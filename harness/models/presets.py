@@ -1,0 +1,99 @@
+"""Shapes of the synthetic MoE models moebench can write: two tiny ones for CPU tests and full-size
+ones with the real shapes of popular MoE models (random weights, realistic quantization)."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from harness.errors import UserError
+
+
+@dataclass(frozen=True)
+class MoePreset:
+    """The hyper-parameters and quantization recipe of one synthetic model.
+
+    Quantization types are ggml type names. A matrix whose row length is not a multiple of the
+    type's block size falls back the way llama-quantize does (Q4_K -> Q5_0, Q6_K -> Q8_0, ...).
+    Norms, biases and the router (`ffn_gate_inp`) are always F32, as in real GGUFs.
+    """
+
+    name: str
+    description: str
+    architecture: str  # GGUF `general.architecture`: "qwen3moe" or "glm4moe"
+    n_layers: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_experts: int
+    n_experts_used: int
+    expert_ff: int  # rows of one routed expert's gate/up matrix (`expert_feed_forward_length`)
+    vocab_size: int
+    context_length: int
+    n_leading_dense_layers: int = 0  # layers 0..k-1 have a dense FFN instead of experts
+    dense_ff: int = 0  # `feed_forward_length`: the dense FFN width of the leading dense layers
+    n_shared_experts: int = 0  # each shared expert is expert_ff wide
+    rope_dim: int | None = None  # None: rotate the whole head
+    rope_freq_base: float = 1_000_000.0
+    rms_norm_eps: float = 1e-6
+    matrix_type: str = "Q8_0"  # attention and FFN/expert matrices
+    attn_v_type: str | None = None  # None: matrix_type
+    token_embd_type: str = "Q8_0"
+    output_type: str = "Q8_0"
+    full_size: bool = False  # many GB: tests use its tensor plan instead of writing it
+
+
+PRESETS: dict[str, MoePreset] = {
+    p.name: p
+    for p in (
+        MoePreset(
+            name="tiny",
+            description="Qwen3-MoE layout, 8 layers, 16 experts (4 used), Q8_0; loads in a second on a CPU",
+            architecture="qwen3moe",
+            n_layers=8, n_embd=256, n_head=4, n_head_kv=2, head_dim=64,
+            n_experts=16, n_experts_used=4, expert_ff=128,
+            vocab_size=2048, context_length=4096, dense_ff=512,
+        ),
+        MoePreset(
+            name="tiny-glm",
+            description="GLM-4.5 layout: 1 leading dense layer, shared expert, expert bias, q/k/v biases; Q8_0",
+            architecture="glm4moe",
+            n_layers=6, n_embd=256, n_head=4, n_head_kv=2, head_dim=64,
+            n_experts=16, n_experts_used=4, expert_ff=128,
+            vocab_size=2048, context_length=4096,
+            n_leading_dense_layers=1, dense_ff=512, n_shared_experts=1, rope_dim=32, rms_norm_eps=1e-5,
+        ),
+        MoePreset(
+            name="qwen3-30b-a3b",
+            description="Qwen3-30B-A3B shapes: 48 layers, 128 experts (8 used), Q4_K/Q6_K",
+            architecture="qwen3moe",
+            n_layers=48, n_embd=2048, n_head=32, n_head_kv=4, head_dim=128,
+            n_experts=128, n_experts_used=8, expert_ff=768,
+            vocab_size=151936, context_length=40960, dense_ff=6144,
+            matrix_type="Q4_K", attn_v_type="Q6_K", token_embd_type="Q4_K", output_type="Q6_K",
+            full_size=True,
+        ),
+        MoePreset(
+            name="glm-4.5-air",
+            description="GLM-4.5-Air shapes: 46 layers (1 dense), 128 experts (8 used) + 1 shared, Q4_K/Q5_0/Q6_K",
+            architecture="glm4moe",
+            n_layers=46, n_embd=4096, n_head=96, n_head_kv=8, head_dim=128,
+            n_experts=128, n_experts_used=8, expert_ff=1408,
+            vocab_size=151552, context_length=131072,
+            n_leading_dense_layers=1, dense_ff=10944, n_shared_experts=1, rope_dim=64, rms_norm_eps=1e-5,
+            matrix_type="Q4_K", attn_v_type="Q6_K", token_embd_type="Q4_K", output_type="Q6_K",
+            full_size=True,
+        ),
+    )
+}
+
+
+def get_preset(name: str) -> MoePreset:
+    """The preset called `name`; a UserError with a "did you mean" and the known names otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, PRESETS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UserError(f"unknown preset '{name}'{hint}; known presets: {', '.join(PRESETS)}") from None

@@ -1,0 +1,180 @@
+"""Write random-weight MoE GGUF models with the `gguf` package's GGUFWriter, streaming.
+
+The writer gets every tensor's info first (`add_tensor_info`), writes header, metadata and tensor
+infos, then each tensor's data one at a time, so memory stays at one random chunk whatever the
+model size. A tensor's data is one random chunk (at most `CHUNK_BYTES`, seeded by the model seed
+and the tensor name) repeated to the tensor's size, so writing a many-GB model is I/O bound. The
+same preset and seed always give a byte-identical file. The file is written under a temporary name
+in the destination folder and renamed at the end: an interrupted write never leaves a partial file
+under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from gguf import ExpertGatingFuncType, GGUFWriter, LlamaFileType
+
+from harness import paths
+from harness.errors import UserError
+from harness.models.blocks import block_geometry, constant_f32_bytes, random_tensor_bytes
+from harness.models.plan import FILL_ONES, TensorSpec, plan_tensor_bytes, tensor_plan
+from harness.models.presets import MoePreset, get_preset
+from harness.models.vocab import BOS_ID, EOS_ID, UNK_ID, build_vocabulary
+
+CHUNK_BYTES = 4 * 1024 * 1024
+"""Largest random chunk generated per tensor; bigger tensors repeat it."""
+
+_FILE_TYPES = {"Q8_0": LlamaFileType.MOSTLY_Q8_0, "Q4_K": LlamaFileType.MOSTLY_Q4_K_M,
+               "Q5_K": LlamaFileType.MOSTLY_Q5_K_M, "Q6_K": LlamaFileType.MOSTLY_Q6_K,
+               "Q4_0": LlamaFileType.MOSTLY_Q4_0, "F16": LlamaFileType.MOSTLY_F16}
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with (bytes of tensor data written so far, total bytes of tensor data)."""
+
+
+class _RepeatedChunk:
+    """Tensor data made of one chunk repeated: has the `nbytes` and `tofile` that
+    `GGUFWriter.write_tensor_data` uses, without materializing the whole tensor."""
+
+    def __init__(self, chunk: np.ndarray, nbytes: int, on_written: Callable[[int], None] | None = None):
+        self.chunk = chunk
+        self.nbytes = nbytes
+        self._on_written = on_written
+
+    def tofile(self, fout: BinaryIO) -> None:
+        view = memoryview(self.chunk)
+        remaining = self.nbytes
+        while remaining:
+            n = min(remaining, len(view))
+            fout.write(view[:n])
+            remaining -= n
+            if self._on_written:
+                self._on_written(n)
+
+
+def _tensor_data(spec: TensorSpec, seed: int) -> np.ndarray:
+    """The chunk `spec`'s data repeats: deterministic in (seed, tensor name)."""
+    if spec.fill == FILL_ONES:
+        return constant_f32_bytes(1.0, spec.n_bytes // 4)
+    bytes_per_block = block_geometry(spec.ggml_type)[1]
+    chunk_bytes = min(spec.n_bytes, max(bytes_per_block, CHUNK_BYTES // bytes_per_block * bytes_per_block))
+    rng = np.random.default_rng([seed, zlib.crc32(spec.name.encode())])
+    return random_tensor_bytes(spec.ggml_type, chunk_bytes, rng)
+
+
+def _add_metadata(writer: GGUFWriter, preset: MoePreset, seed: int) -> None:
+    p = preset
+    writer.add_name(f"moebench synthetic {p.name} seed {seed}")
+    writer.add_string("moebench.preset", p.name)
+    writer.add_uint32("moebench.seed", seed)
+    if p.matrix_type in _FILE_TYPES:
+        writer.add_file_type(_FILE_TYPES[p.matrix_type])
+    writer.add_quantization_version(2)
+    writer.add_context_length(p.context_length)
+    writer.add_embedding_length(p.n_embd)
+    writer.add_block_count(p.n_layers)
+    writer.add_feed_forward_length(p.dense_ff or p.expert_ff * p.n_experts_used)
+    writer.add_head_count(p.n_head)
+    writer.add_head_count_kv(p.n_head_kv)
+    writer.add_key_length(p.head_dim)
+    writer.add_value_length(p.head_dim)
+    writer.add_rope_dimension_count(p.rope_dim or p.head_dim)
+    writer.add_rope_freq_base(p.rope_freq_base)
+    writer.add_layer_norm_rms_eps(p.rms_norm_eps)
+    writer.add_expert_count(p.n_experts)
+    writer.add_expert_used_count(p.n_experts_used)
+    writer.add_expert_feed_forward_length(p.expert_ff)
+    if p.architecture == "glm4moe":
+        writer.add_expert_shared_count(p.n_shared_experts)
+        writer.add_leading_dense_block_count(p.n_leading_dense_layers)
+        writer.add_expert_weights_scale(1.0)  # required by ik_llama.cpp
+        writer.add_expert_weights_norm(True)
+        writer.add_expert_gating_func(ExpertGatingFuncType.SIGMOID)
+        writer.add_nextn_predict_layers(0)
+    vocab = build_vocabulary(p.vocab_size)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(vocab.tokens)
+    writer.add_token_scores(vocab.scores)
+    writer.add_token_types(vocab.token_types)
+    writer.add_bos_token_id(BOS_ID)
+    writer.add_eos_token_id(EOS_ID)
+    writer.add_unk_token_id(UNK_ID)
+    writer.add_add_bos_token(True)
+    writer.add_add_eos_token(False)
+
+
+def _check_free_space(folder: Path, needed_bytes: int) -> None:
+    free_bytes = shutil.disk_usage(folder).free
+    if free_bytes < needed_bytes + 256 * 1024 * 1024:
+        raise UserError(f"not enough disk space in {folder}: the model needs {needed_bytes / 1e9:.1f} GB, "
+                        f"{free_bytes / 1e9:.1f} GB free")
+
+
+def write_synthetic_model(out_path: str | os.PathLike[str], preset: str, seed: int = 0,
+                          progress: ProgressCallback | None = None) -> Path:
+    """Write the random-weight model `preset` (a name in PRESETS) with `seed` to `out_path`; return the path.
+
+    Raises UserError for an unknown preset or too little disk space.
+    """
+    spec_preset = get_preset(preset)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    plan = tensor_plan(spec_preset)
+    total_bytes = plan_tensor_bytes(plan)
+    _check_free_space(out_path.parent, total_bytes)
+
+    tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
+    written = 0
+
+    def on_written(n: int) -> None:
+        nonlocal written
+        written += n
+        if progress:
+            progress(written, total_bytes)
+
+    writer = GGUFWriter(tmp_path, spec_preset.architecture)
+    try:
+        _add_metadata(writer, spec_preset, seed)
+        for spec in plan:
+            # numpy shape order is the reverse of ggml's; the dtype only needs to be "not uint8"
+            writer.add_tensor_info(spec.name, tuple(reversed(spec.shape)), np.dtype(np.float32), spec.n_bytes,
+                                   raw_dtype=spec.ggml_type)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        for spec in plan:
+            data = _RepeatedChunk(_tensor_data(spec, seed), spec.n_bytes, on_written)
+            writer.write_tensor_data(data)  # type: ignore[arg-type]
+        writer.close()
+        os.replace(tmp_path, out_path)
+    except BaseException:
+        writer.close()
+        tmp_path.unlink(missing_ok=True)
+        raise
+    return out_path
+
+
+def synthetic_model_path(preset: str, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where `synthetic_model` keeps the model: `<cache>/models/<preset>-seed<seed>.gguf`."""
+    root = Path(cache_dir) if cache_dir is not None else paths.cache_dir()
+    return root / "models" / f"{preset}-seed{seed}.gguf"
+
+
+def synthetic_model(preset: str, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None,
+                    progress: ProgressCallback | None = None) -> Path:
+    """The cached synthetic model `preset`/`seed`, written first if it is not there yet (idempotent).
+
+    `cache_dir` defaults to `harness.paths.cache_dir()` (`$MOEBENCH_CACHE`, else ~/.cache/moebench).
+    """
+    get_preset(preset)
+    path = synthetic_model_path(preset, seed, cache_dir)
+    if path.is_file():
+        return path
+    return write_synthetic_model(path, preset, seed, progress=progress)
