@@ -97,3 +97,16 @@ def test_hung_engine_is_killed_at_the_timeout(mainline_engine, tiny_model, tmp_p
     assert len(rows) == 1 and rows[0]["status"] == "failed"
     assert rows[0]["reason"].startswith("timed out after 2 s")
     assert float(rows[0]["duration_s"]) < 30
+
+
+def test_engines_write_nothing_into_the_current_folder(ik_engine, tiny_model, tmp_path, monkeypatch):
+    """ik's llama-server writes llama.log into its working folder: that must be the run's log folder."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with LlamaServer(ik_engine.tool("llama-server"), tiny_model, ["-t", "2", "-c", "256"],
+                     log_path=logs / "server.log") as server:
+        server.complete("hello", n_predict=2)
+    assert list(cwd.iterdir()) == []

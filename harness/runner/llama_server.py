@@ -38,7 +38,7 @@ class LlamaServer:
     def __init__(self, binary: Path, model: Path, args: list[str] | None = None, *, log_path: Path,
                  port: int | None = None, ready_timeout_s: float = 300.0):
         self.port = port or free_port()
-        self.argv = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(self.port),
+        self.argv = [str(binary), "-m", str(Path(model).resolve()), "--host", "127.0.0.1", "--port", str(self.port),
                      *(args or [])]
         self.log_path = log_path
         self.ready_timeout_s = ready_timeout_s
@@ -48,7 +48,8 @@ class LlamaServer:
 
     def __enter__(self) -> "LlamaServer":
         self._log = open(self.log_path, "ab")
-        self._proc = procs.start(self.argv, stdout=self._log, stderr=self._log)
+        # its working folder is the log's: ik_llama.cpp's server writes llama.log into the current folder
+        self._proc = procs.start(self.argv, cwd=self.log_path.parent, stdout=self._log, stderr=self._log)
         try:
             self.wait_healthy()
         except BaseException:

@@ -37,7 +37,7 @@ def resolve_model(spec: ModelSpec, config: BenchConfig) -> ResolvedModel:
         path = synthetic_model(spec.synth, seed=spec.seed)
         identity = f"synth:{spec.synth}:seed{spec.seed}"
     else:
-        path = config.resolve(spec.path)
+        path = config.resolve(spec.path).resolve()
         with open(path, "rb") as fh:
             head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:16]
         identity = f"file:{path.name}:{path.stat().st_size}:{head}"
@@ -86,7 +86,8 @@ def _run_llama_bench(config: BenchConfig, store: ResultsStore, engine: Engine, m
     stdout_path = store.logs / f"{rid}.json"
     report(f"llama-bench  {engine.name}  {model.label}")
     started = _now()
-    result = procs.run(argv, timeout_s=config.timeouts.run_s, log_path=log_path, stdout_path=stdout_path)
+    result = procs.run(argv, timeout_s=config.timeouts.run_s, log_path=log_path, stdout_path=stdout_path,
+                       cwd=store.logs)
     base = {
         "sweep": config.name, "started_at": started, "finished_at": _now(),
         "duration_s": round(result.duration_s, 3), "tool": "llama-bench", "repetitions": settings.repetitions,
