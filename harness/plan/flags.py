@@ -1,0 +1,222 @@
+"""Compile a placement into the exact arguments of one engine (mainline or ik) and tool (llama-bench,
+llama-server, llama-sweep-bench).
+
+1. Layers: where each layer runs becomes `-ngl` (mainline counts the output layer, ik does not).
+2. Tensors whose placement differs from their layer's device become overrides. A native short flag
+   (`-cmoe`, `-ncmoe N`) is used only where the regex that flag generates *on this engine and tool* selects
+   exactly those tensors of this model; otherwise anchored `-ot` patterns are emitted, each checked to match
+   exactly the intended tensors and no other.
+3. The device: `-dev NAME` where the tool has it, `--rpc host:port` for an RPC device, `--fit off` where an
+   engine would otherwise re-fit the placement on its own.
+
+Which flags a binary has comes from its `--help` (probed once per binary hash), never from version tables.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from harness.errors import UserError
+from harness.models.inspect import ModelInfo
+from harness.plan.placement import CPU, Placement, is_accelerator, loaded_tensors, runs_on
+
+TOOLS = ("llama-bench", "llama-server", "llama-sweep-bench")
+
+# The override regex each engine's native MoE flags generate for layer N (mainline common/common.h
+# llm_ffn_exps_block_regex / LLM_FFN_EXPS_REGEX; ik common/common.cpp). Applied to the model's names to
+# decide whether a native flag equals a placement exactly.
+_MAINLINE_LAYER_EXPS = r"blk\.{layer}\.ffn_(up|down|gate|gate_up)_(ch|)exps"
+_MAINLINE_ALL_EXPS = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
+_IK_LAYER_EXPS = r"blk\.{layer}\.ffn_(up|down|gate)_exps"
+_IK_ALL_EXPS = r"\.ffn_(up|down|gate)_exps"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One engine binary as a placement's destination."""
+
+    dialect: str                    # "mainline" or "ik"
+    tool: str                       # llama-bench, llama-server, llama-sweep-bench
+    help_text: str                  # the binary's --help, for what it supports
+    device: str                     # the accelerator as the engine names it: CUDA0, RPC0[127.0.0.1:50052]
+    rpc: tuple[str, ...] = ()       # RPC servers (host:port) to register
+
+    def has(self, flag: str) -> bool:
+        return re.search(rf"(^|[\s,]){re.escape(flag)}([\s,=]|$)", self.help_text, re.MULTILINE) is not None
+
+    @property
+    def buffer_type(self) -> str:
+        """The accelerator's buffer type name in -ot overrides."""
+        return self.device
+
+
+@dataclass
+class CompiledFlags:
+    args: list[str]
+    native: list[str] = field(default_factory=list)      # which native shortcuts were used
+    patterns: dict[str, list[str]] = field(default_factory=dict)  # buffer type -> -ot patterns
+
+
+def rpc_device(endpoint: str, index: int = 0) -> str:
+    """The name mainline gives the first device of an RPC server, as used in -dev and -ot."""
+    return f"RPC{index}[{endpoint}]"
+
+
+def gpu_layers_flag(placement: Placement, model: ModelInfo, dialect: str) -> int:
+    """The -ngl value that makes exactly the placement's layers run on the accelerator."""
+    n = len(placement.layer_devices)
+    on_accel = [is_accelerator(d) for d in placement.layer_devices]
+    k = sum(on_accel)
+    if on_accel != [False] * (n - k) + [True] * k:
+        raise UserError(f"{placement.describe()}: layers on the accelerator must be the last ones (-ngl offloads "
+                        "from the end); hold weights of other layers in RAM with tensor overrides instead")
+    output_on_accel = is_accelerator(placement.output_device)
+    if dialect == "mainline":
+        # mainline: i_gpu_start = n_layer + 1 - ngl; index n_layer is the output layer, offloaded first
+        if not output_on_accel and k:
+            raise UserError(f"{placement.describe()}: mainline offloads the output layer before any other layer")
+        return k + 1 if output_on_accel else 0
+    # ik: i_gpu_start = n_layer - ngl; the output layer goes to the accelerator when ngl > n_layer
+    if k == n:
+        return n + 1 if output_on_accel else n
+    if output_on_accel:
+        raise UserError(f"{placement.describe()}: ik offloads the output layer only with every layer")
+    return k
+
+
+def exact_pattern(names: list[str], all_names: list[str] | None = None) -> str:
+    """One anchored regex matching exactly `names` (grouped by layer), for -ot. Given `all_names`, layers
+    whose every tensor is wanted are written as whole layers (`^blk\\.(?:4|5)\\.`)."""
+    whole: list[int] = []
+    if all_names is not None:
+        wanted = set(names)
+        per_layer: dict[int, set[str]] = defaultdict(set)
+        for name in all_names:
+            m = re.match(r"^blk\.(\d+)\.", name)
+            if m:
+                per_layer[int(m.group(1))].add(name)
+        whole = sorted(layer for layer, members in per_layer.items() if members <= wanted)
+        names = [n for n in names if not (m := re.match(r"^blk\.(\d+)\.", n)) or int(m.group(1)) not in whole]
+    by_stem: dict[str, set[int | None]] = defaultdict(set)
+    for name in names:
+        m = re.match(r"^blk\.(\d+)\.(.+)$", name)
+        if m:
+            by_stem[m.group(2)].add(int(m.group(1)))
+        else:
+            by_stem[name].add(None)
+    by_layers: dict[tuple, list[str]] = defaultdict(list)
+    for stem, layers in by_stem.items():
+        by_layers[tuple(sorted(layers, key=lambda x: -1 if x is None else x))].append(stem)
+    parts = []
+    if whole:
+        layer_re = "|".join(str(i) for i in whole)
+        parts.append(f"^blk\\.(?:{layer_re})\\." if len(whole) > 1 else f"^blk\\.{layer_re}\\.")
+    for layers, stems in sorted(by_layers.items(), key=lambda kv: str(kv[0])):
+        stem_re = "|".join(re.escape(s) for s in sorted(stems))
+        stem_re = f"(?:{stem_re})" if len(stems) > 1 else stem_re
+        if layers == (None,):
+            parts.append(f"^{stem_re}$")
+        else:
+            layer_re = "|".join(str(i) for i in layers)
+            layer_re = f"(?:{layer_re})" if len(layers) > 1 else layer_re
+            parts.append(f"^blk\\.{layer_re}\\.{stem_re}$")
+    return parts[0] if len(parts) == 1 else "|".join(f"(?:{p})" for p in parts)
+
+
+def _matches(pattern: str, names: list[str]) -> set[str]:
+    regex = re.compile(pattern)
+    return {n for n in names if regex.search(n)}
+
+
+def _native_expert_flag(target: Target, wanted: set[str], all_names: list[str], n_layers: int) -> list[str] | None:
+    """-cmoe / -ncmoe N when that flag, on this engine and tool, selects exactly `wanted`."""
+    layer_tmpl, all_re = ((_MAINLINE_LAYER_EXPS, _MAINLINE_ALL_EXPS) if target.dialect == "mainline"
+                          else (_IK_LAYER_EXPS, _IK_ALL_EXPS))
+    if not wanted:
+        return None
+    if _matches(all_re, all_names) == wanted and target.has("-cmoe"):
+        return ["-cmoe"]
+    # -ncmoe N is first-N in mainline (bench and server) and in ik's llama-bench; ik's server loader
+    # treats it as last-N (docs/ENGINE_FLAGS.md), so there we never use it
+    if not target.has("-ncmoe") or (target.dialect == "ik" and target.tool != "llama-bench"):
+        return None
+    for n in range(1, n_layers + 1):
+        selected = set().union(*(_matches(layer_tmpl.format(layer=i), all_names) for i in range(n)))
+        if selected == wanted:
+            return ["-ncmoe", str(n)]
+        if not selected <= wanted:
+            return None
+    return None
+
+
+def _join_overrides(target: Target, rules: list[str]) -> list[str]:
+    if not rules:
+        return []
+    if target.tool == "llama-bench":
+        return ["-ot", ";".join(rules)]  # llama-bench: ';' between patterns of one test, ',' between tests
+    return ["-ot", ",".join(rules)]
+
+
+def compile_flags(placement: Placement, model: ModelInfo, target: Target) -> CompiledFlags:
+    """The arguments (besides -m, prompt sizes and such) that realize `placement` on `target`."""
+    if target.tool not in TOOLS:
+        raise UserError(f"unknown tool {target.tool!r}; tools: {', '.join(TOOLS)}")
+    args: list[str] = []
+    for endpoint in target.rpc:
+        args += ["--rpc", endpoint]
+    if target.has("-dev"):
+        args += ["-dev", target.device]
+    if placement.deferred:
+        return CompiledFlags(args + _fit_flags(placement, target), native=["fit"])
+
+    args += ["-ngl", str(gpu_layers_flag(placement, model, target.dialect))]
+    names = [t.name for t in loaded_tensors(model)]
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for name in names:
+        device = placement.tensor_devices[name]
+        if device != runs_on(placement.layer_devices, placement.output_device, name):
+            wanted[device].add(name)
+
+    compiled = CompiledFlags(args)
+    rules: list[str] = []
+    cpu_wanted = wanted.pop(CPU, set())
+    native = None if wanted else _native_expert_flag(target, cpu_wanted, names, model.n_layers)
+    if native:
+        compiled.native = native
+        args += native
+    elif cpu_wanted:
+        rules.append(_checked_rule(sorted(cpu_wanted), names, "CPU"))
+    for device, tensors in sorted(wanted.items()):
+        if device != "accel0":
+            raise UserError(f"{placement.describe()}: only one accelerator is supported, not {device}")
+        rules.append(_checked_rule(sorted(tensors), names, target.buffer_type))
+    if rules and not target.has("-ot"):
+        raise UserError(f"this {target.dialect} {target.tool} has no -ot/--override-tensor to place tensors with")
+    for rule in rules:
+        compiled.patterns.setdefault(rule.rsplit("=", 1)[1], []).append(rule.rsplit("=", 1)[0])
+    args += _join_overrides(target, rules)
+    if target.dialect == "mainline" and target.tool == "llama-server" and target.has("--fit"):
+        args += ["--fit", "off"]  # mainline's server fits on its own by default and would move our tensors
+    return compiled
+
+
+def _checked_rule(tensors: list[str], all_names: list[str], buffer_type: str) -> str:
+    pattern = exact_pattern(tensors, all_names)
+    if _matches(pattern, all_names) != set(tensors):  # never emit a pattern that catches anything else
+        raise AssertionError(f"pattern {pattern!r} does not match exactly the intended tensors")
+    if "," in pattern or ";" in pattern:
+        raise AssertionError(f"pattern {pattern!r} contains a separator")
+    return f"{pattern}={buffer_type}"
+
+
+def _fit_flags(placement: Placement, target: Target) -> list[str]:
+    margin = str(placement.params.get("margin_mib", 1024))
+    if target.dialect == "mainline":
+        if target.tool == "llama-bench":
+            return ["-fitt", margin]
+        return ["--fit", "on", "--fit-target", margin]
+    if not target.has("--fit"):
+        raise UserError(f"this ik_llama.cpp {target.tool} has no --fit")
+    return ["--fit"]
