@@ -27,7 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from harness.errors import UserError
 
-TOOL_NAMES = ("llama-bench",)
 
 
 class _Strict(BaseModel):
@@ -65,6 +64,32 @@ class EngineSpec(_Strict):
     dialect: Literal["mainline", "ik"] | None = None
 
 
+class StrategySpec(_Strict):
+    """A strategy and its parameter grid: values, lists, or ranges such as "0..48 step 4"."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from strategies.registry import available_strategies
+
+        known = available_strategies()
+        if name not in known:
+            raise ValueError(_unknown("strategy", name, known))
+        return name
+
+    @field_validator("params")
+    @classmethod
+    def _ranges(cls, params: dict[str, Any]) -> dict[str, Any]:
+        from harness.plan.grid import expand_values
+
+        for key, value in params.items():
+            expand_values(value)  # raises ValueError on a bad range
+        return params
+
+
 class BenchSettings(_Strict):
     prompt_tokens: list[int] = Field(default_factory=lambda: [512])
     gen_tokens: list[int] = Field(default_factory=lambda: [128])
@@ -73,6 +98,9 @@ class BenchSettings(_Strict):
     batch: int | None = Field(None, ge=1)
     ubatch: int | None = Field(None, ge=1)
     flash_attn: bool | None = None
+    ctx: int = Field(4096, ge=16, description="context size for the KV cache prediction and llama-server")
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
 
     @field_validator("prompt_tokens", "gen_tokens")
     @classmethod
@@ -91,13 +119,16 @@ class BenchConfig(_Strict):
     output: Path = Path("results")
     models: list[ModelSpec]
     engines: list[EngineSpec]
-    tools: list[Literal["llama-bench"]] = Field(default_factory=lambda: ["llama-bench"])
+    tools: list[Literal["llama-bench", "llama-server"]] = Field(default_factory=lambda: ["llama-bench"])
+    strategies: list[StrategySpec] = Field(default_factory=list)
+    devices: list[str] = Field(default_factory=list, description="the accelerator as engines name it")
+    vram_budget_mib: float | None = Field(None, gt=0)
     bench: BenchSettings = Field(default_factory=BenchSettings)
     timeouts: Timeouts = Field(default_factory=Timeouts)
 
-    @field_validator("engines", mode="before")
+    @field_validator("engines", "strategies", mode="before")
     @classmethod
-    def _engine_shorthand(cls, value: Any) -> Any:
+    def _name_shorthand(cls, value: Any) -> Any:
         if isinstance(value, list):
             return [{"name": v} if isinstance(v, str) else v for v in value]
         return value

@@ -10,7 +10,7 @@ from harness.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.cli import engines_cmd, models_cmd, run_cmd
+    from harness.cli import engines_cmd, models_cmd, plan_cmd, run_cmd
 
     parser = argparse.ArgumentParser(
         prog="moebench",
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     engines_cmd.register(sub)
     models_cmd.register(sub)
+    plan_cmd.register(sub)
     run_cmd.register(sub)
     return parser
 
@@ -36,6 +37,3 @@ def main(argv: list[str] | None = None) -> int:
         print("moebench: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

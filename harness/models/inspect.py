@@ -39,12 +39,15 @@ _IK_TYPE_NAMES = {
 
 @dataclass(frozen=True)
 class TensorRecord:
-    """One tensor: name, ggml type name, shape (ggml order, row length first) and bytes."""
+    """One tensor: name, ggml type name, shape (ggml order, row length first) and bytes. `offset` is where its
+    data starts in the GGUF file (absolute byte offset; None for records made from a tensor plan): engines map
+    the span of the file that holds their CPU tensors, so predicting that span needs it."""
 
     name: str
     type_name: str
     shape: tuple[int, ...]
     n_bytes: int
+    offset: int | None = None
 
     @property
     def group(self) -> TensorGroup:
@@ -56,7 +59,7 @@ class TensorRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type_name, "shape": list(self.shape), "bytes": self.n_bytes,
-                "group": self.group.value, "layer": self.layer, "ffn_matrix": ffn_matrix(self.name)}
+                "offset": self.offset, "group": self.group.value, "layer": self.layer, "ffn_matrix": ffn_matrix(self.name)}
 
 
 @dataclass
@@ -104,6 +107,10 @@ class ModelInfo:
     tensors: list[TensorRecord] = field(repr=False)
     path: str | None = None
     file_size_bytes: int | None = None
+    n_head: int = 0                     # attention geometry, for the KV cache the planner predicts
+    n_head_kv: int = 0
+    head_dim_k: int = 0
+    head_dim_v: int = 0
 
     @property
     def embeddings_bytes(self) -> int:
@@ -186,6 +193,8 @@ def summarize(tensors: list[TensorRecord], metadata: dict[str, Any], path: str |
     if shared is None:
         shared = 1 if totals[TensorGroup.SHARED_EXPERTS.value] else 0
 
+    n_head = int(key("attention.head_count", 0) or 0)
+    n_head_kv = int(key("attention.head_count_kv", n_head) or n_head)
     routed_fraction = (n_experts_used / n_experts) if n_experts and n_experts_used else 1.0
     active = 0
     for layer in layers.values():
@@ -209,6 +218,9 @@ def summarize(tensors: list[TensorRecord], metadata: dict[str, Any], path: str |
         quant_bytes=dict(quant.most_common()), bytes_by_group=totals,
         layers=[layers[i] for i in sorted(layers)], tensor_bytes_total=sum(t.n_bytes for t in tensors),
         active_bytes_per_token=active, tensors=list(tensors), path=path, file_size_bytes=file_size_bytes,
+        n_head=n_head, n_head_kv=n_head_kv,
+        head_dim_k=int(key("attention.key_length", 0) or (n_embd // n_head if n_head else 0)),
+        head_dim_v=int(key("attention.value_length", 0) or (n_embd // n_head if n_head else 0)),
     )
 
 
@@ -284,7 +296,7 @@ def _records(path: Path, reader: _TensorTableReader, file_size: int) -> list[Ten
         if offset + n_bytes > file_size or n_bytes < 0:
             raise UserError(f"{path}: truncated GGUF: tensor {name} ends at byte {offset + n_bytes}, "
                             f"the file has {file_size} bytes")
-        records.append(TensorRecord(name, type_name, dims, n_bytes))
+        records.append(TensorRecord(name, type_name, dims, n_bytes, offset))
     return records
 
 
@@ -325,6 +337,8 @@ def plan_metadata(preset_name: str) -> dict[str, Any]:
         f"{a}.block_count": p.n_layers, f"{a}.expert_count": p.n_experts,
         f"{a}.expert_used_count": p.n_experts_used, f"{a}.embedding_length": p.n_embd,
         f"{a}.context_length": p.context_length, "tokenizer.ggml.tokens.count": p.vocab_size,
+        f"{a}.attention.head_count": p.n_head, f"{a}.attention.head_count_kv": p.n_head_kv,
+        f"{a}.attention.key_length": p.head_dim, f"{a}.attention.value_length": p.head_dim,
     }
     if a == "glm4moe":
         meta[f"{a}.leading_dense_block_count"] = p.n_leading_dense_layers

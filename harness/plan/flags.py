@@ -40,16 +40,12 @@ class Target:
     dialect: str                    # "mainline" or "ik"
     tool: str                       # llama-bench, llama-server, llama-sweep-bench
     help_text: str                  # the binary's --help, for what it supports
-    device: str                     # the accelerator as the engine names it: CUDA0, RPC0[127.0.0.1:50052]
+    device: str                     # the accelerator's device name, for -dev: CUDA0, RPC0
+    buffer_type: str                # its buffer type name, for -ot: CUDA0, RPC0[127.0.0.1:50052]
     rpc: tuple[str, ...] = ()       # RPC servers (host:port) to register
 
     def has(self, flag: str) -> bool:
         return re.search(rf"(^|[\s,]){re.escape(flag)}([\s,=]|$)", self.help_text, re.MULTILINE) is not None
-
-    @property
-    def buffer_type(self) -> str:
-        """The accelerator's buffer type name in -ot overrides."""
-        return self.device
 
 
 @dataclass
@@ -57,11 +53,6 @@ class CompiledFlags:
     args: list[str]
     native: list[str] = field(default_factory=list)      # which native shortcuts were used
     patterns: dict[str, list[str]] = field(default_factory=dict)  # buffer type -> -ot patterns
-
-
-def rpc_device(endpoint: str, index: int = 0) -> str:
-    """The name mainline gives the first device of an RPC server, as used in -dev and -ot."""
-    return f"RPC{index}[{endpoint}]"
 
 
 def gpu_layers_flag(placement: Placement, model: ModelInfo, dialect: str) -> int:

@@ -1,0 +1,99 @@
+"""`moebench plan [bench.yaml]` and `moebench flags MODEL STRATEGY [name=value ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.config import load_config
+from harness.plan.flags import TOOLS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    plan = sub.add_parser("plan", help="print the sweep's matrix: placements, exact command lines, memory, fits")
+    plan.add_argument("config", nargs="?", type=Path, default=Path("bench.yaml"))
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(func=cmd_plan)
+
+    flags = sub.add_parser("flags", help="the exact engine arguments for one placement, to paste elsewhere")
+    flags.add_argument("model", type=Path, help="a GGUF file")
+    flags.add_argument("strategy", help="a strategy name (see `moebench strategies`)")
+    flags.add_argument("params", nargs="*", metavar="name=value", help="strategy parameters, e.g. n=4")
+    flags.add_argument("--engine", default="mainline", help="mainline, ik, a cached engine id or a folder")
+    flags.add_argument("--tool", default="llama-server", choices=TOOLS)
+    flags.add_argument("--device", help="the accelerator as the engine names it: CUDA0, RPC0[127.0.0.1:50052]")
+    flags.add_argument("--ctx", type=int, default=4096, help="context size for the KV cache prediction")
+    flags.add_argument("--json", action="store_true", help="argument list and predicted bytes per device")
+    flags.set_defaults(func=cmd_flags)
+
+    strategies = sub.add_parser("strategies", help="list the registered strategies and their parameters")
+    strategies.set_defaults(func=cmd_strategies)
+
+
+def cmd_flags(args: argparse.Namespace) -> int:
+    from harness.engines.discover import find_engine
+    from harness.models import inspect_model
+    from harness.plan.flags import compile_flags
+    from harness.plan.grid import parse_assignments
+    from harness.plan.memory import MemorySettings, predict_memory
+    from harness.plan.targets import resolve_target
+    from strategies.registry import get_strategy
+
+    model = inspect_model(args.model)
+    placement = get_strategy(args.strategy).placement(model, parse_assignments(args.params))
+    engine = find_engine(args.engine)
+    target = resolve_target(engine, args.tool, args.device)
+    compiled = compile_flags(placement, model, target)
+    memory = predict_memory(placement, model, MemorySettings(n_ctx=args.ctx))
+    device_names = {"cpu": "CPU", "accel0": target.buffer_type}
+    if args.json:
+        json.dump({
+            "engine": engine.name, "dialect": engine.dialect, "tool": args.tool, "device": target.buffer_type,
+            "strategy": placement.describe(), "args": compiled.args,
+            "predicted_weights_bytes": {device_names.get(d, d): b for d, b in memory.weights_bytes.items()},
+            "predicted_kv_bytes": {device_names.get(d, d): b for d, b in memory.kv_bytes.items()},
+            "note": placement.note,
+        }, sys.stdout, indent=2)
+        print()
+    else:
+        print(shlex.join(compiled.args))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from harness.plan.matrix import plan_sweep
+
+    runs = plan_sweep(load_config(args.config))
+    if args.json:
+        json.dump([{
+            "model": r.model, "engine": r.engine.name, "tool": r.tool, "strategy": r.strategy, "params": r.params,
+            "status": r.status, "error": r.error, "args": r.flags.args if r.flags else None,
+            "memory": r.memory.to_dict() if r.memory else None} for r in runs], sys.stdout, indent=2)
+        print()
+        return 0
+    table = Table("model", "strategy", "engine", "tool", "VRAM MiB", "RAM MiB", "fits", "arguments")
+    for r in runs:
+        params = ", ".join(f"{k}={v}" for k, v in r.params.items())
+        fits = {True: "yes", False: "NO", None: "?"}[r.memory.fits] if r.memory else "-"
+        table.add_row(r.model, f"{r.strategy}({params})" if params else r.strategy, r.engine.name, r.tool,
+                      f"{r.memory.vram_bytes / 2**20:.0f}" if r.memory else "-",
+                      f"{r.memory.ram_bytes / 2**20:.0f}" if r.memory else "-", fits,
+                      shlex.join(r.flags.args) if r.flags else f"[red]{r.error}")
+    Console(width=220).print(table)
+    return 0
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from strategies.registry import available_strategies
+
+    for name, cls in available_strategies().items():
+        params = ", ".join(f"{k}" + (f"={f.default!r}" if not f.is_required() else "")
+                           for k, f in cls.Params.model_fields.items())
+        print(f"{name:20s} {cls.summary}" + (f"  [{params}]" if params else ""))
+    return 0

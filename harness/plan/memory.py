@@ -1,0 +1,118 @@
+"""Predict the memory a placement needs on each device: weights (exact, from the GGUF), the KV cache for the
+configured context and cache types, and an estimate of the compute buffers; and whether it fits a VRAM budget.
+
+The KV cache of layer i lives on the device layer i runs on (`Placement.layer_devices`), sized
+n_ctx x n_head_kv x (head_dim_k x size(type_k) + head_dim_v x size(type_v)). Models with multi-head latent
+attention (DeepSeek) cache less than this; their KV prediction is an upper bound.
+
+Compute buffers are an estimate (the engines size them by reserving a worst-case graph): the logits of one
+micro-batch where the output layer runs, the widest activations of a layer, and, without flash attention,
+the attention scores of one micro-batch against the whole context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.models.inspect import ModelInfo
+from harness.plan.placement import CPU, Placement, is_accelerator
+
+MIB = 1 << 20
+
+# bytes per element of the KV cache types the engines accept (-ctk / -ctv)
+CACHE_TYPE_BYTES = {
+    "f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32,
+    "q5_0": 22 / 32, "q5_1": 24 / 32, "iq4_nl": 18 / 32, "q6_0": 26 / 32,
+}
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    n_ctx: int = 4096
+    n_ubatch: int = 512
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
+    flash_attn: bool = True
+
+
+@dataclass
+class MemoryPrediction:
+    weights_bytes: dict[str, int]
+    kv_bytes: dict[str, int]
+    compute_bytes: dict[str, int]          # estimate
+    budget_bytes: int | None = None        # VRAM budget of the accelerator, None when unknown
+    notes: list[str] = field(default_factory=list)
+
+    def device_bytes(self, device: str) -> int:
+        return sum(part.get(device, 0) for part in (self.weights_bytes, self.kv_bytes, self.compute_bytes))
+
+    @property
+    def devices(self) -> list[str]:
+        return sorted(set(self.weights_bytes) | set(self.kv_bytes) | set(self.compute_bytes))
+
+    @property
+    def vram_bytes(self) -> int:
+        return sum(self.device_bytes(d) for d in self.devices if is_accelerator(d))
+
+    @property
+    def ram_bytes(self) -> int:
+        return self.device_bytes(CPU)
+
+    @property
+    def fits(self) -> bool | None:
+        """True/False against the budget; None when no budget is known."""
+        return None if self.budget_bytes is None else self.vram_bytes <= self.budget_bytes
+
+    def to_dict(self) -> dict:
+        return {
+            "weights_mib": {d: round(b / MIB, 2) for d, b in self.weights_bytes.items()},
+            "kv_mib": {d: round(b / MIB, 2) for d, b in self.kv_bytes.items()},
+            "compute_mib_estimate": {d: round(b / MIB, 2) for d, b in self.compute_bytes.items()},
+            "vram_mib": round(self.vram_bytes / MIB, 1), "ram_mib": round(self.ram_bytes / MIB, 1),
+            "budget_mib": None if self.budget_bytes is None else round(self.budget_bytes / MIB, 1),
+            "fits": self.fits, "notes": self.notes,
+        }
+
+
+def cache_type_bytes(name: str) -> float:
+    try:
+        return CACHE_TYPE_BYTES[name.lower()]
+    except KeyError:
+        from harness.errors import UserError
+
+        raise UserError(f"unknown KV cache type {name!r}; known: {', '.join(CACHE_TYPE_BYTES)}") from None
+
+
+def kv_bytes_per_layer(model: ModelInfo, settings: MemorySettings) -> int:
+    per_token = model.n_head_kv * (model.head_dim_k * cache_type_bytes(settings.cache_type_k)
+                                   + model.head_dim_v * cache_type_bytes(settings.cache_type_v))
+    return int(settings.n_ctx * per_token)
+
+
+def _compute_estimate(model: ModelInfo, settings: MemorySettings, output_here: bool) -> int:
+    f32 = 4
+    widest = max(model.n_embd * 4, model.n_experts_used * model.n_embd * 2, model.n_head * model.head_dim_k * 3)
+    total = settings.n_ubatch * widest * f32
+    if output_here:
+        total += settings.n_ubatch * model.vocab_size * f32
+    if not settings.flash_attn:
+        total += settings.n_ubatch * settings.n_ctx * model.n_head * f32
+    return int(total)
+
+
+def predict_memory(placement: Placement, model: ModelInfo, settings: MemorySettings = MemorySettings(),
+                   budget_bytes: int | None = None) -> MemoryPrediction:
+    weights = placement.weight_bytes_by_device(model)
+    kv: dict[str, int] = {}
+    per_layer = kv_bytes_per_layer(model, settings)
+    n_run = model.n_layers - model.nextn_predict_layers
+    for device in placement.layer_devices[:n_run]:
+        kv[device] = kv.get(device, 0) + per_layer
+    compute: dict[str, int] = {}
+    for device in set(placement.layer_devices[:n_run]) | {placement.output_device, CPU}:
+        compute[device] = _compute_estimate(model, settings, device == placement.output_device)
+    notes = []
+    if placement.deferred:
+        notes.append("the engine decides this placement at load time; figures are for everything on the "
+                     "accelerator and are replaced by the engine's own report after the run")
+    return MemoryPrediction(weights, kv, compute, budget_bytes, notes)
