@@ -43,6 +43,14 @@ def help_text(binary: Path) -> str:
     return cached_output(binary, ["--help"])
 
 
+def accepts(binary: Path, flag: str, value: str | None = None) -> bool:
+    """Whether the binary parses `flag` even though its --help may not list it (ik_llama.cpp's server help
+    omits -ot): `binary FLAG [VALUE] --version` prints the version only when FLAG is understood."""
+    args = [flag] + ([value] if value is not None else []) + ["--version"]
+    text = cached_output(binary, args)
+    return "version:" in text and "invalid argument" not in text and "error:" not in text
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     build_number: int | None

@@ -24,13 +24,11 @@ from harness.plan.placement import CPU, Placement, is_accelerator, loaded_tensor
 
 TOOLS = ("llama-bench", "llama-server", "llama-sweep-bench")
 
-# The override regex each engine's native MoE flags generate for layer N (mainline common/common.h
-# llm_ffn_exps_block_regex / LLM_FFN_EXPS_REGEX; ik common/common.cpp). Applied to the model's names to
-# decide whether a native flag equals a placement exactly.
+# The override regexes mainline's native MoE flags generate (common/common.h, LLM_FFN_EXPS_REGEX and
+# llm_ffn_exps_block_regex). Applied to the model's names to decide whether a native flag equals a
+# placement exactly.
 _MAINLINE_LAYER_EXPS = r"blk\.{layer}\.ffn_(up|down|gate|gate_up)_(ch|)exps"
 _MAINLINE_ALL_EXPS = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
-_IK_LAYER_EXPS = r"blk\.{layer}\.ffn_(up|down|gate)_exps"
-_IK_ALL_EXPS = r"\.ffn_(up|down|gate)_exps"
 
 
 @dataclass(frozen=True)
@@ -43,8 +41,11 @@ class Target:
     device: str                     # the accelerator's device name, for -dev: CUDA0, RPC0
     buffer_type: str                # its buffer type name, for -ot: CUDA0, RPC0[127.0.0.1:50052]
     rpc: tuple[str, ...] = ()       # RPC servers (host:port) to register
+    accepted: frozenset[str] = frozenset()  # flags the binary parses although its --help omits them
 
     def has(self, flag: str) -> bool:
+        if flag in self.accepted:
+            return True
         return re.search(rf"(^|[\s,]){re.escape(flag)}([\s,=]|$)", self.help_text, re.MULTILINE) is not None
 
 
@@ -123,15 +124,15 @@ def _matches(pattern: str, names: list[str]) -> set[str]:
 
 def _native_expert_flag(target: Target, wanted: set[str], all_names: list[str], n_layers: int) -> list[str] | None:
     """-cmoe / -ncmoe N when that flag, on this engine and tool, selects exactly `wanted`."""
-    layer_tmpl, all_re = ((_MAINLINE_LAYER_EXPS, _MAINLINE_ALL_EXPS) if target.dialect == "mainline"
-                          else (_IK_LAYER_EXPS, _IK_ALL_EXPS))
-    if not wanted:
+    if not wanted or target.dialect != "mainline":
+        # ik's loader turns -cmoe/-ncmoe into its own layer counting (last-N in the server); its -ot is
+        # always exact, so ik gets -ot patterns
         return None
+    layer_tmpl, all_re = _MAINLINE_LAYER_EXPS, _MAINLINE_ALL_EXPS
     if _matches(all_re, all_names) == wanted and target.has("-cmoe"):
         return ["-cmoe"]
-    # -ncmoe N is first-N in mainline (bench and server) and in ik's llama-bench; ik's server loader
-    # treats it as last-N (docs/ENGINE_FLAGS.md), so there we never use it
-    if not target.has("-ncmoe") or (target.dialect == "ik" and target.tool != "llama-bench"):
+    # -ncmoe N is first-N in mainline, bench and server alike
+    if not target.has("-ncmoe"):
         return None
     for n in range(1, n_layers + 1):
         selected = set().union(*(_matches(layer_tmpl.format(layer=i), all_names) for i in range(n)))

@@ -36,4 +36,7 @@ def resolve_target(engine: Engine, tool: str, device: str | None = None, rpc: li
     # -dev takes the device name (RPC0), -ot the buffer type name (RPC0[host:port])
     m = _RPC_NAME.match(device)
     device_name = f"RPC{m.group(1)}" if m else device
-    return Target(engine.dialect, tool, probe.help_text(binary), device_name, device, tuple(endpoints))
+    help_text = probe.help_text(binary)
+    accepted = frozenset(flag for flag, value in (("-ot", "moebench-probe=CPU"),)
+                         if flag not in help_text and tool == "llama-server" and probe.accepts(binary, flag, value))
+    return Target(engine.dialect, tool, help_text, device_name, device, tuple(endpoints), accepted)
