@@ -90,14 +90,14 @@ def kv_bytes_per_layer(model: ModelInfo, settings: MemorySettings) -> int:
 
 
 def _compute_estimate(model: ModelInfo, settings: MemorySettings, output_here: bool) -> int:
-    f32 = 4
-    widest = max(model.n_embd * 4, model.n_experts_used * model.n_embd * 2, model.n_head * model.head_dim_k * 3)
-    total = settings.n_ubatch * widest * f32
+    """f32 activations of one micro-batch: a handful of n_embd-wide tensors, the logits where the output layer
+    runs and, without flash attention, the attention scores against the whole context."""
+    per_token = 6 * model.n_embd
     if output_here:
-        total += settings.n_ubatch * model.vocab_size * f32
+        per_token += model.vocab_size
     if not settings.flash_attn:
-        total += settings.n_ubatch * settings.n_ctx * model.n_head * f32
-    return int(total)
+        per_token += model.n_head * settings.n_ctx
+    return int(settings.n_ubatch * per_token * 4)
 
 
 def predict_memory(placement: Placement, model: ModelInfo, settings: MemorySettings = MemorySettings(),
