@@ -34,6 +34,8 @@ def test_flags_json_and_plain(tiny_model, mainline_engine):
     assert out["args"] == ["--rpc", "127.0.0.1:50052", "-dev", "RPC0", "-ngl", "9", "-ncmoe", "3", "--fit", "off"]
     weights = out["predicted_weights_bytes"]
     assert set(weights) == {"CPU", RPC} and sum(weights.values()) == 16307200  # every byte of the tiny model
+    buffers = out["predicted_model_buffer_bytes"]
+    assert buffers[RPC] == weights[RPC] and buffers["CPU"] >= weights["CPU"]  # a mapped CPU buffer is a span
     plain = run_cli("flags", tiny_model, "cpu-moe", "--tool", "llama-bench", "--device", RPC)
     assert plain.stdout.strip() == "--rpc 127.0.0.1:50052 -dev RPC0 -ngl 9 -ncmoe 8"
 

@@ -131,8 +131,9 @@ def simulate_engine(args: list[str], names: list[str], dialect: str, n_layers: i
 
 @pytest.fixture(scope="module")
 def targets(mainline_engine, ik_engine):
-    """Both engines' real binaries as targets, with a (never contacted) RPC device as the accelerator."""
-    return [resolve_target(engine, tool, "RPC0[127.0.0.1:50052]")
+    """Both engines' real binaries as targets, the accelerator named (never contacted): an RPC device for
+    mainline, a CUDA device for ik (whose -ngl cannot place weights on RPC devices)."""
+    return [resolve_target(engine, tool, "RPC0[127.0.0.1:50052]" if engine.dialect == "mainline" else "CUDA0")
             for engine in (mainline_engine, ik_engine) for tool in ("llama-bench", "llama-server")]
 
 

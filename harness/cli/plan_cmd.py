@@ -43,6 +43,7 @@ def cmd_flags(args: argparse.Namespace) -> int:
     from harness.plan.grid import parse_assignments
     from harness.plan.memory import MemorySettings, predict_memory
     from harness.plan.targets import resolve_target
+    from harness.plan.verify import predicted_model_buffers
     from strategies.registry import get_strategy
 
     model = inspect_model(args.model)
@@ -57,6 +58,7 @@ def cmd_flags(args: argparse.Namespace) -> int:
             "engine": engine.name, "dialect": engine.dialect, "tool": args.tool, "device": target.buffer_type,
             "strategy": placement.describe(), "args": compiled.args,
             "predicted_weights_bytes": {device_names.get(d, d): b for d, b in memory.weights_bytes.items()},
+            "predicted_model_buffer_bytes": predicted_model_buffers(placement, model, target, compiled),
             "predicted_kv_bytes": {device_names.get(d, d): b for d, b in memory.kv_bytes.items()},
             "note": placement.note,
         }, sys.stdout, indent=2)

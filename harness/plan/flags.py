@@ -146,9 +146,16 @@ def _native_expert_flag(target: Target, wanted: set[str], all_names: list[str], 
 def _join_overrides(target: Target, rules: list[str]) -> list[str]:
     if not rules:
         return []
-    if target.tool == "llama-bench":
-        return ["-ot", ";".join(rules)]  # llama-bench: ';' between patterns of one test, ',' between tests
-    return ["-ot", ",".join(rules)]
+    if target.dialect == "mainline" and target.tool == "llama-bench":
+        return ["-ot", ";".join(rules)]  # mainline llama-bench: ';' within one test, ',' between tests
+    return ["-ot", ",".join(rules)]      # servers and ik's llama-bench: ',' (ik rejects ';')
+
+
+def _ngl_places_weights(target: Target) -> bool:
+    """ik on an RPC device (a build without a GPU) assigns layers to the RPC device but allocates their weights
+    on the CPU (it mixes a device position with a device index; docs/ENGINE_FLAGS.md section 1): there only
+    -ot moves weights, so every accelerator tensor gets an explicit override."""
+    return not (target.dialect == "ik" and target.buffer_type.startswith("RPC"))
 
 
 def compile_flags(placement: Placement, model: ModelInfo, target: Target) -> CompiledFlags:
@@ -163,12 +170,20 @@ def compile_flags(placement: Placement, model: ModelInfo, target: Target) -> Com
     if placement.deferred:
         return CompiledFlags(args + _fit_flags(placement, target), native=["fit"])
 
-    args += ["-ngl", str(gpu_layers_flag(placement, model, target.dialect))]
     names = [t.name for t in loaded_tensors(model)]
+    if _ngl_places_weights(target):
+        args += ["-ngl", str(gpu_layers_flag(placement, model, target.dialect))]
+        layer_devices, output_device = placement.layer_devices, placement.output_device
+    else:
+        if target.tool == "llama-bench":
+            raise UserError("ik_llama.cpp's llama-bench cannot place weights on an RPC device "
+                            "(only CPU buffer types are accepted in its -ot); use llama-server")
+        args += ["-ngl", "999"]  # without it ik's server crashes when -ot names an RPC buffer
+        layer_devices, output_device = (CPU,) * len(placement.layer_devices), CPU
     wanted: dict[str, set[str]] = defaultdict(set)
     for name in names:
         device = placement.tensor_devices[name]
-        if device != runs_on(placement.layer_devices, placement.output_device, name):
+        if device != runs_on(layer_devices, output_device, name):
             wanted[device].add(name)
 
     compiled = CompiledFlags(args)

@@ -39,6 +39,8 @@ _IK_DEFAULT_DEVICE = re.compile(r"Setting default device in layer\s+(\d+) to (\d
 _KV_LAYER = re.compile(r"llama_kv_cache: layer\s+(\d+): dev = (\S+)")                  # mainline, debug level
 _OVERRIDE = re.compile(r"^[Tt]ensor (\S+) \(.*\) buffer type overr?idd?en to (\S+)")   # mainline "overridden", ik "overriden"
 _LOAD_MODE = re.compile(r"load_mode = ([\w+]+)")
+_USING_DEVICE = re.compile(r"(?:llama_prepare_model_devices: using device (\S+) \(|^\S+: using device (\S+) - )")
+_IK_REPACKED = re.compile(r"Repacked (\d+) tensors")
 _FIT = re.compile(
     r"^(common_params_fit_impl|common_fit_params|common_memory_breakdown_print|common_init_: fitting"
     r"|llama_params_fit|Memory required for model|Memory available on all devices|Adding experts CPU overrides"
@@ -99,6 +101,8 @@ class EngineReport:
     overrides: dict[str, str] = field(default_factory=dict)       # tensor -> buffer type it was overridden to
     fit_lines: list[str] = field(default_factory=list)            # what automatic fitting said, verbatim
     load_mode: str | None = None                                  # mainline: "mmap", "none", ...
+    devices: list[str] = field(default_factory=list)              # "using device ..." (ik also lists "CPU")
+    repacked_tensors: int | None = None                           # ik -rtr: "Repacked N tensors"
 
     @property
     def complete(self) -> bool:
@@ -150,17 +154,19 @@ def _mib(text: str) -> int:
 
 def parse_load_log(text: str) -> list[EngineReport]:
     """Every model load in an engine log, in order (llama-bench reloads the model whenever a test's model
-    parameters differ from the previous test's; llama-server loads it once). Fit messages printed before a load
-    (mainline fits before loading) belong to the load that follows them."""
+    parameters differ from the previous test's; llama-server loads it once). Fit messages and device lines
+    printed before a load (mainline fits before loading; ik names its devices first) belong to the load that
+    follows them."""
     loads: list[EngineReport] = []
     pending_fit: list[str] = []
+    pending_devices: list[str] = []  # ik names its devices before the loader starts
     current: EngineReport | None = None
     ctx: ContextReport | None = None
     for raw in text.splitlines():
         line = _SERVER_PREFIX.sub("", raw.rstrip())
         if _LOAD_START.search(line):
-            current, ctx = EngineReport(fit_lines=pending_fit), None
-            pending_fit = []
+            current, ctx = EngineReport(fit_lines=pending_fit, devices=pending_devices), None
+            pending_fit, pending_devices = [], []
             loads.append(current)
             continue
         if _FIT.match(line):
@@ -168,6 +174,12 @@ def parse_load_log(text: str) -> list[EngineReport]:
                 current.fit_lines.append(line)
             else:
                 pending_fit.append(line)
+            continue
+        if m := _USING_DEVICE.search(line):
+            if current is not None and not current.model_buffers:
+                current.devices.append(m[1] or m[2])
+            else:
+                pending_devices.append(m[1] or m[2])
             continue
         if current is None:
             continue
@@ -197,6 +209,8 @@ def parse_load_log(text: str) -> list[EngineReport]:
             ctx.kv_layer_devices[int(m[1])] = m[2]
         elif m := _OVERRIDE.match(line):
             current.overrides[m[1]] = m[2]
+        elif m := _IK_REPACKED.search(line):
+            current.repacked_tensors = int(m[1])
         elif current.load_mode is None and (m := _LOAD_MODE.search(line)) and "load_tensors" in line:
             current.load_mode = m[1]
     if pending_fit and loads:
@@ -212,9 +226,19 @@ def _context(report: EngineReport, ctx: ContextReport | None) -> ContextReport:
 
 
 def parse_report(text: str) -> EngineReport | None:
-    """The last complete model load in the log (one that printed non-zero model buffers), or None."""
-    complete = [r for r in parse_load_log(text) if r.complete]
-    return complete[-1] if complete else None
+    """The last complete model load in the log (one that printed non-zero model buffers), or None. Mainline's
+    fit measures with no-alloc dry-run loads (logged at `-v`, all buffers 0.00 MiB); their fit lines are
+    gathered into the report of the real load that follows them."""
+    loads = parse_load_log(text)
+    chosen = max((i for i, r in enumerate(loads) if r.complete), default=None)
+    if chosen is None:
+        return None
+    first = chosen
+    while first > 0 and not loads[first - 1].complete:
+        first -= 1
+    report = loads[chosen]
+    report.fit_lines = [line for r in loads[first:chosen + 1] for line in r.fit_lines]
+    return report
 
 
 def agrees(predicted_mib: float, actual_mib: float, *, rel: float = 0.02, abs_mib: float = 1.0) -> bool:

@@ -5,9 +5,9 @@ real device that is, `CUDA0` or `RPC0[127.0.0.1:50052]`, is decided when flags a
 
 A placement also says where each repeating layer *runs* (`layer_devices`) and where the output layer runs
 (`output_device`): that decides where the layer's KV cache and compute live, which tensor overrides cannot
-change. Both engines keep the input embeddings (`token_embd`) on the CPU whatever the flags say (mainline
-`llama_model::load_tensors`: "there is very little benefit to offloading the input layer, so always keep it
-on the CPU"), so every placement has `token_embd` on `cpu`.
+change. Both engines assign the input layer (`token_embd`) to the CPU (mainline `load_tensors`: "there is
+very little benefit to offloading the input layer, so always keep it on the CPU"); only an explicit `-ot`
+moves it, and no built-in strategy does, so their placements have `token_embd` on `cpu`.
 """
 
 from __future__ import annotations

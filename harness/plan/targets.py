@@ -33,9 +33,10 @@ def resolve_target(engine: Engine, tool: str, device: str | None = None, rpc: li
                             "with --device RPC0[host:port] or use a GPU build")
         first = accelerators[0]
         device = f"{first.name}[{first.description}]" if first.name.startswith("RPC") else first.name
-    # -dev takes the device name (RPC0), -ot the buffer type name (RPC0[host:port])
+    # mainline's -dev takes the device name (RPC0), its -ot the buffer type (RPC0[host:port]); ik names
+    # devices like buffers in both
     m = _RPC_NAME.match(device)
-    device_name = f"RPC{m.group(1)}" if m else device
+    device_name = f"RPC{m.group(1)}" if m and engine.dialect == "mainline" else device
     help_text = probe.help_text(binary)
     accepted = frozenset(flag for flag, value in (("-ot", "moebench-probe=CPU"),)
                          if flag not in help_text and tool == "llama-server" and probe.accepts(binary, flag, value))

@@ -1,0 +1,55 @@
+"""Checked against reality: the model buffers a placement should make the engine report on a target, and
+the comparison with what it did report (`harness/plan/load_report.py`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.models.inspect import ModelInfo
+from harness.plan.flags import CompiledFlags, Target
+from harness.plan.load_report import (
+    CPU_ALIGNMENT, CUDA_ALIGNMENT, CUDA_ROW_PADDING, MIB, EngineReport, agrees, engine_maps_weights,
+    expected_model_buffer_bytes, mainline_repacked,
+)
+from harness.plan.placement import CPU, Placement, loaded_tensors
+
+
+@dataclass(frozen=True)
+class DeviceCheck:
+    device: str                 # as the engine reports it: CPU, CUDA0, RPC0[127.0.0.1:50052]
+    predicted_bytes: int
+    actual_bytes: int | None    # None: the engine reported no model buffer there
+
+    @property
+    def ok(self) -> bool:
+        actual = self.actual_bytes or 0
+        return agrees(self.predicted_bytes / MIB, actual / MIB)
+
+
+def engine_device_names(target: Target) -> dict[str, str]:
+    return {CPU: "CPU", "accel0": target.buffer_type}
+
+
+def predicted_model_buffers(placement: Placement, model: ModelInfo, target: Target, compiled: CompiledFlags,
+                            *, mmap: bool = True, repack: bool = True) -> dict[str, int]:
+    """Model buffer bytes per device as the engine will report them: a mapped CPU buffer is the span of the file
+    holding the CPU tensors, allocations are padded per tensor (docs/ENGINE_FLAGS.md, "Model buffer sizes")."""
+    names = engine_device_names(target)
+    device_of = {t.name: names.get(placement.tensor_devices[t.name], placement.tensor_devices[t.name])
+                 for t in loaded_tensors(model)}
+    cpu_names = [n for n, d in device_of.items() if d == "CPU"]
+    overridden_to_cpu = "CPU" in compiled.patterns or bool(compiled.native)
+    maps = engine_maps_weights(target.dialect, mmap=mmap, tensors_overridden_to_cpu=overridden_to_cpu)
+    repacked = mainline_repacked(model.tensors, cpu_names, repack=repack) if target.dialect == "mainline" else ()
+    cuda = target.buffer_type.startswith("CUDA")
+    accel = target.buffer_type
+    return expected_model_buffer_bytes(
+        model.tensors, device_of, mmap=maps, cpu_device="CPU",
+        alignment={accel: CUDA_ALIGNMENT if cuda else CPU_ALIGNMENT, "CPU": CPU_ALIGNMENT},
+        row_padding={accel: CUDA_ROW_PADDING} if cuda else None, repacked=repacked)
+
+
+def check_against_report(predicted: dict[str, int], report: EngineReport) -> list[DeviceCheck]:
+    actual = report.model_bytes_by_device
+    return [DeviceCheck(device, predicted.get(device, 0), actual.get(device))
+            for device in sorted(set(predicted) | set(actual))]

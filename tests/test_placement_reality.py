@@ -1,0 +1,71 @@
+"""Checked against reality, on the RPC rig (each engine's own RPC server on loopback as the accelerator):
+every built-in strategy on both engines and two model families; the model bytes per device that moebench
+predicts agree with what the engine itself reports, within 2% or 1 MiB."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import procs
+from harness.engines.rpc import RpcServer
+from harness.models import inspect_model, synthetic_model
+from harness.plan.flags import compile_flags
+from harness.plan.load_report import parse_report
+from harness.plan.targets import resolve_target
+from harness.plan.verify import check_against_report, predicted_model_buffers
+from harness.runner.llama_server import LlamaServer
+from strategies import available_strategies, get_strategy
+
+PARAMS = {
+    "first-n-experts": {"n": 2}, "last-n-experts": {"n": 3}, "head-tail-experts": {"head": 1, "tail": 2},
+    "gpu-layers": {"k": 3}, "last-n-layers-cpu": {"n": 2}, "partial-experts": {"n": 3, "parts": "gate,up"},
+    "custom": {"overrides": r"blk\.2\.ffn_down=CPU;^output\.weight=CPU"}, "engine-fit": {"margin_mib": 512},
+}
+PRESETS = ("tiny", "tiny-glm")
+
+
+@pytest.fixture(scope="module", params=["mainline", "ik"])
+def rig(request, tmp_path_factory):
+    """An engine and its own RPC server on loopback."""
+    engine = request.getfixturevalue(f"{request.param}_engine")
+    logs = tmp_path_factory.mktemp(f"rig-{request.param}")
+    with RpcServer(engine, threads=1, log_path=logs / "rpc.log") as rpc:
+        yield engine, rpc, logs
+
+
+def _load_log(engine, tool, model_path, args, log_path) -> str:
+    if tool == "llama-bench":  # mainline: -v prints the load report
+        argv = [str(engine.tool(tool)), "-m", str(model_path), "-p", "16", "-n", "4", "-r", "1", "-t", "2",
+                "-v", *args]
+        result = procs.run(argv, timeout_s=180, log_path=log_path, stdout_path=log_path.with_suffix(".out"))
+        assert result.ok, result.output_tail
+    else:  # llama-server: ik always prints it
+        with LlamaServer(engine.tool(tool), model_path, [*args, "-c", "256", "-t", "2"], log_path=log_path):
+            pass
+    return log_path.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_strategy_places_what_it_predicts(rig, preset):
+    engine, rpc, logs = rig
+    tool = "llama-bench" if engine.dialect == "mainline" else "llama-server"  # ik's bench cannot use RPC
+    model_path = synthetic_model(preset)
+    model = inspect_model(model_path)
+    target = resolve_target(engine, tool, f"RPC0[{rpc.endpoint}]")
+    failures, checked = [], 0
+    for name in available_strategies():
+        placement = get_strategy(name).placement(model, PARAMS.get(name, {}))
+        compiled = compile_flags(placement, model, target)
+        text = _load_log(engine, tool, model_path, compiled.args, logs / f"{preset}-{name}.log")
+        report = parse_report(text)
+        assert report is not None, f"{name}: no load report in {logs}"
+        if placement.deferred:  # engine-fit: the engine decided; what it placed is read back
+            assert sum(report.model_bytes_by_device.values()) >= model.tensor_bytes_total * 0.99
+            continue
+        predicted = predicted_model_buffers(placement, model, target, compiled)
+        for check in check_against_report(predicted, report):
+            checked += 1
+            if not check.ok:
+                failures.append(f"{name} {compiled.args}: {check}")
+    assert not failures, "\n".join(failures)
+    assert checked >= 2 * (len(available_strategies()) - 1) - 1
