@@ -18,14 +18,13 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.errors import UserError
+from harness.errors import UserError, unknown_name
 
 
 
@@ -147,9 +146,7 @@ class BenchConfig(_Strict):
 
 
 def _unknown(what: str, value: str, known) -> str:
-    close = difflib.get_close_matches(value, list(known), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown {what} {value!r}{hint}; allowed: {', '.join(sorted(known))}"
+    return str(unknown_name(what, value, known, "allowed"))
 
 
 def _line_index(node: yaml.Node, path: tuple = (), index: dict | None = None) -> dict[tuple, int]:

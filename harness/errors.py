@@ -13,3 +13,17 @@ class BuildError(UserError):
     """An engine build failed; the message names the step and the log file."""
 
     exit_code = 1
+
+
+def did_you_mean(value: str, known) -> str:
+    """` (did you mean 'x'?)` for the closest known name, or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(value, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_name(what: str, value: str, known, known_label: str | None = None) -> UserError:
+    """The one-line error for an unknown name: what it is, a suggestion, and every known name."""
+    names = ", ".join(sorted(known)) or "none"
+    return UserError(f"unknown {what} {value!r}{did_you_mean(value, known)}; {known_label or 'known'}: {names}")

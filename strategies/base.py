@@ -12,13 +12,12 @@ Helpers for building placements live in `harness.plan.placement` (`build_placeme
 
 from __future__ import annotations
 
-import difflib
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from harness.errors import UserError
+from harness.errors import UserError, did_you_mean
 from harness.models.inspect import ModelInfo
 from harness.plan.placement import Placement
 
@@ -45,9 +44,8 @@ class Strategy(ABC):
             for err in exc.errors():
                 key = ".".join(str(p) for p in err["loc"]) or "(parameters)"
                 if err["type"] == "extra_forbidden":
-                    close = difflib.get_close_matches(key, allowed, n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    messages.append(f"unknown parameter {key!r}{hint}; allowed: {', '.join(allowed) or 'none'}")
+                    messages.append(f"unknown parameter {key!r}{did_you_mean(key, allowed)}; "
+                                    f"allowed: {', '.join(allowed) or 'none'}")
                 elif err["type"] == "missing":
                     messages.append(f"missing parameter {key!r}")
                 else:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from functools import lru_cache
 from importlib.metadata import entry_points
 
-from harness.errors import UserError
+from harness.errors import UserError, unknown_name
 from strategies.base import Strategy
 
 ENTRY_POINT_GROUP = "moebench.strategies"
@@ -33,6 +32,4 @@ def get_strategy(name: str) -> Strategy:
     known = available_strategies()
     if name in known:
         return known[name]()
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise UserError(f"unknown strategy {name!r}{hint}; known strategies: {', '.join(known)}")
+    raise unknown_name("strategy", name, known, "known strategies")

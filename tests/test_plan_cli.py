@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -12,9 +13,11 @@ RPC = "RPC0[127.0.0.1:50052]"  # named, never contacted: flags and plan only com
 
 
 def test_example_plugin_installs_and_runs(tmp_path, tiny_model, mainline_engine):
+    source = tmp_path / "plugin"  # a copy: setuptools writes build/ into the project it installs
+    shutil.copytree(REPO / "examples" / "plugin", source)
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(site), str(REPO / "examples" / "plugin")], check=True, timeout=300)
+                    "--target", str(site), str(source)], check=True, timeout=300)
     env = {"PYTHONPATH": str(site)}
     listed = run_cli("strategies", env=env)
     assert listed.returncode == 0, listed.stderr

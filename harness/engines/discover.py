@@ -17,7 +17,7 @@ from pathlib import Path
 from harness.engines import probe
 from harness.engines.build import ENGINE_JSON
 from harness.engines.sources import SOURCES
-from harness.errors import UserError
+from harness.errors import UserError, unknown_name
 from harness.paths import cache_dir
 
 TOOLS = ("llama-bench", "llama-server", "llama-sweep-bench")
@@ -151,9 +151,4 @@ def find_engine(name: str, configured: dict[str, Path] | None = None) -> Engine:
         return cached[name]
     if os.sep in name or name.startswith("."):
         return engine_from_folder(Path(name), origin="config")
-    import difflib
-
-    known = sorted(set(configured) | set(cached) | set(SOURCES))
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise UserError(f"unknown engine {name!r}{hint}; known engines: {', '.join(known) or 'none'}")
+    raise unknown_name("engine", name, set(configured) | set(cached) | set(SOURCES), "known engines")

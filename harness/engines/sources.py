@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import procs
-from harness.errors import BuildError, UserError
+from harness.errors import BuildError, unknown_name
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,7 @@ def get_source(engine: str) -> EngineSource:
     try:
         return SOURCES[engine]
     except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(engine, SOURCES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UserError(f"unknown engine {engine!r}{hint}; buildable engines: {', '.join(SOURCES)}") from None
+        raise unknown_name("engine", engine, SOURCES, "buildable engines") from None
 
 
 def download(source: EngineSource, downloads: Path, log_path: Path) -> Path:

@@ -3,10 +3,9 @@ ones with the real shapes of popular MoE models (random weights, realistic quant
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
-from harness.errors import UserError
+from harness.errors import unknown_name
 
 
 @dataclass(frozen=True)
@@ -94,6 +93,4 @@ def get_preset(name: str) -> MoePreset:
     try:
         return PRESETS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, PRESETS, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise UserError(f"unknown preset '{name}'{hint}; known presets: {', '.join(PRESETS)}") from None
+        raise unknown_name("preset", name, PRESETS, "known presets") from None
