@@ -134,7 +134,7 @@ def targets(mainline_engine, ik_engine):
     """Both engines' real binaries as targets, the accelerator named (never contacted): an RPC device for
     mainline, a CUDA device for ik (whose -ngl cannot place weights on RPC devices)."""
     return [resolve_target(engine, tool, "RPC0[127.0.0.1:50052]" if engine.dialect == "mainline" else "CUDA0")
-            for engine in (mainline_engine, ik_engine) for tool in ("llama-bench", "llama-server")]
+            for engine in (mainline_engine, ik_engine) for tool in engine.tools]
 
 
 def test_random_shapes_place_and_compile_exactly(targets):
@@ -159,7 +159,7 @@ def test_random_shapes_place_and_compile_exactly(targets):
                 simulated = simulate_engine(args, names, target.dialect, model.n_layers, placement.layer_devices)
                 assert simulated == cpu, (name, params, target.dialect, target.tool, args)
                 checked += 1
-    assert checked > 1500
+    assert checked > 1800
 
 
 def test_native_flags_used_only_where_exact(targets):

@@ -39,5 +39,5 @@ def resolve_target(engine: Engine, tool: str, device: str | None = None, rpc: li
     device_name = f"RPC{m.group(1)}" if m and engine.dialect == "mainline" else device
     help_text = probe.help_text(binary)
     accepted = frozenset(flag for flag, value in (("-ot", "moebench-probe=CPU"),)
-                         if flag not in help_text and tool == "llama-server" and probe.accepts(binary, flag, value))
+                         if flag not in help_text and tool != "llama-bench" and probe.accepts(binary, flag, value))
     return Target(engine.dialect, tool, help_text, device_name, device, tuple(endpoints), accepted)
