@@ -121,6 +121,7 @@ class BenchConfig(_Strict):
     tools: list[Literal["llama-bench", "llama-server"]] = Field(default_factory=lambda: ["llama-bench"])
     strategies: list[StrategySpec] = Field(default_factory=list)
     devices: list[str] = Field(default_factory=list, description="the accelerator as engines name it")
+    rpc_rig: bool = Field(False, description="start each engine's own RPC server on loopback as the accelerator")
     vram_budget_mib: float | None = Field(None, gt=0)
     bench: BenchSettings = Field(default_factory=BenchSettings)
     timeouts: Timeouts = Field(default_factory=Timeouts)

@@ -17,10 +17,12 @@ SCHEMA_VERSION = 1
 
 COLUMNS = (
     "schema_version", "run_id", "sweep", "status", "reason", "started_at", "finished_at", "duration_s",
-    "tool", "test", "n_prompt", "n_gen", "n_depth", "repetitions",
+    "tool", "strategy", "strategy_params", "placement", "device", "test", "n_prompt", "n_gen", "n_depth",
+    "repetitions",
     "tps_mean", "tps_stddev", "tps_samples",
     "engine", "engine_dialect", "engine_version", "engine_build", "engine_commit",
     "model", "model_file", "model_arch", "model_size_bytes", "model_n_params",
+    "predicted_vram_bytes", "predicted_ram_bytes", "predicted_model_buffers", "actual_model_buffers",
     "threads", "command", "log_file",
     "host_name", "host_cpu", "host_cpu_cores", "host_cpu_threads", "host_ram_gib", "host_os",
     "gpu_name", "gpu_vram_total_mib", "gpu_driver",

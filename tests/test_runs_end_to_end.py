@@ -39,21 +39,56 @@ def test_llama_server_completion_timings(engine, tiny_model, tmp_path):
 
 
 def test_demo_sweep_writes_real_results(mainline_engine, tmp_path):
-    """What `make demo` runs: the repository's bench.yaml through the harness."""
+    """What `make demo` runs: the repository's bench.yaml (every built-in strategy, both tools, RPC rig)."""
+    from harness.plan.load_report import agrees
+    from strategies import available_strategies
+
     result = run_cli("run", REPO / "bench.yaml", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     csv_path = tmp_path / "default" / "runs.csv"
     assert result.stdout.strip() == f"results: {csv_path}"
     rows = list(csv.DictReader(csv_path.open()))
-    assert {r["test"] for r in rows} == {"pp64", "tg16"}
+    assert {r["strategy"] for r in rows} == set(available_strategies())
+    assert {(r["tool"], r["test"]) for r in rows} == {(t, n) for t in ("llama-bench", "llama-server")
+                                                     for n in ("pp64", "tg16")}
     for row in rows:
-        assert row["status"] == "ok" and row["schema_version"] == "1"
+        assert row["status"] == "ok", row["reason"]
+        assert row["schema_version"] == "1" and row["device"].startswith("RPC0[127.0.0.1:")
         assert float(row["tps_mean"]) > 0 and len(json.loads(row["tps_samples"])) == 3
         assert row["engine_dialect"] == "mainline" and row["model_arch"] == "qwen3moe"
-        assert json.loads(row["command"])[0].endswith("llama-bench")
         assert (tmp_path / "default" / row["log_file"]).exists()
+        if row["tool"] == "llama-bench" and row["strategy"] != "engine-fit":
+            predicted, actual = json.loads(row["predicted_model_buffers"]), json.loads(row["actual_model_buffers"])
+            assert set(predicted) == set(actual)
+            assert all(agrees(predicted[d] / 2**20, actual[d] / 2**20) for d in predicted), row["placement"]
     meta = json.loads((tmp_path / "default" / "meta.json").read_text())
     assert meta["config"]["name"] == "default" and meta["host"]["host_cpu"]
+
+
+def test_predicted_oom_and_unplaceable_become_rows(mainline_engine, ik_engine, tmp_path):
+    config = tmp_path / "bench.yaml"
+    config.write_text("""
+models: [{synth: tiny}]
+engines: [mainline, ik]
+tools: [llama-bench]
+rpc_rig: true
+vram_budget_mib: 20
+bench: {prompt_tokens: [16], gen_tokens: [4], repetitions: 1, threads: 2, ctx: 256}
+strategies:
+  - all-gpu
+  - name: first-n-experts
+    params: {n: 6}
+""")
+    result = run_cli("run", config, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open()))
+    by = {(r["engine"].split("-")[0], r["strategy"]): r for r in rows}
+    assert by["mainline", "all-gpu"]["status"] == "skipped: predicted-oom"
+    assert "budget 20 MiB" in by["mainline", "all-gpu"]["reason"]
+    assert by["mainline", "first-n-experts"]["status"] == "ok"
+    # ik's llama-bench cannot place weights on an RPC device: said in the row, not hidden
+    assert by["ik", "first-n-experts"]["status"] == "failed"
+    assert "cannot place" in by["ik", "first-n-experts"]["reason"]
 
 
 def _unloadable_gguf(path):

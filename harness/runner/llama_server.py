@@ -90,7 +90,9 @@ class LlamaServer:
                 time.sleep(0.1)
         raise ServerError(f"llama-server not healthy after {self.ready_timeout_s:.0f} s")
 
-    def complete(self, prompt: str, n_predict: int, *, seed: int = 42, timeout_s: float = 300.0) -> CompletionTimings:
+    def complete(self, prompt: str | list[int], n_predict: int, *, seed: int = 42,
+                 timeout_s: float = 300.0) -> CompletionTimings:
+        """One completion; a list of token ids as `prompt` gives exactly that many prompt tokens."""
         body = {"prompt": prompt, "n_predict": n_predict, "cache_prompt": False, "ignore_eos": True,
                 "seed": seed, "temperature": 0.0}
         try:
@@ -104,3 +106,13 @@ class LlamaServer:
             prompt_tokens=int(timings.get("prompt_n", 0)), prompt_tps=float(timings.get("prompt_per_second", 0.0)),
             gen_tokens=int(timings.get("predicted_n", 0)), gen_tps=float(timings.get("predicted_per_second", 0.0)),
             raw=timings)
+
+
+def prompt_tokens(n: int, vocab_size: int, seed: int = 0) -> list[int]:
+    """`n` token ids drawn from the ordinary part of the vocabulary (past the first 300: control and byte
+    tokens), fixed for a seed, so that a prompt has exactly n tokens on every engine."""
+    import random
+
+    rng = random.Random(seed)
+    low = min(300, max(vocab_size - 1, 1))
+    return [rng.randrange(low, vocab_size) for _ in range(n)]

@@ -1,49 +1,32 @@
-"""Run a bench.yaml: every model x engine x tool, one supervised engine process per configuration, one row
-per measured test appended to the results store. A failed configuration becomes a failed row with the reason
-and the tail of its log; the sweep goes on."""
+"""Run a bench.yaml: every configuration (model x strategy point x engine x tool) in one fresh, supervised
+engine process, one row per measured test appended to the results store. A configuration predicted not to fit
+becomes a `skipped: predicted-oom` row, one that cannot be compiled or whose engine fails becomes a `failed`
+row with the reason and the tail of its log; the sweep goes on."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from harness import __version__, procs
-from harness.config import BenchConfig, ModelSpec
+from harness.config import BenchConfig
 from harness.engines.discover import Engine, find_engine
+from harness.engines.rpc import RpcServer
 from harness.hostinfo import host_fingerprint
-from harness.runner.llama_bench import BenchOutputError, bench_argv, parse_bench_json
+from harness.plan.load_report import parse_report
+from harness.runner.configurations import Configuration, configurations, resolve_model
+from harness.runner.llama_bench import BenchOutputError, BenchTest, bench_argv, parse_bench_json
+from harness.runner.llama_server import LlamaServer, ServerError, prompt_tokens
 from harness.store import ResultsStore
 
 
-@dataclass
-class ResolvedModel:
-    label: str
-    path: Path
-    identity: str          # what makes two runs' models the same model
-    arch: str | None
-    size_bytes: int
-    n_params: int | None
-
-
-def resolve_model(spec: ModelSpec, config: BenchConfig) -> ResolvedModel:
-    from harness.models import inspect_model, synthetic_model
-
-    if spec.synth:
-        path = synthetic_model(spec.synth, seed=spec.seed)
-        identity = f"synth:{spec.synth}:seed{spec.seed}"
-    else:
-        path = config.resolve(spec.path).resolve()
-        with open(path, "rb") as fh:
-            head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:16]
-        identity = f"file:{path.name}:{path.stat().st_size}:{head}"
-    info = inspect_model(path)
-    return ResolvedModel(spec.label, path, identity, info.architecture, path.stat().st_size,
-                         getattr(info, "n_params", None))
+class RunFailed(Exception):
+    """A configuration's engine failed; the message is the row's reason."""
 
 
 def run_id(*parts: object) -> str:
@@ -54,63 +37,146 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def _engine_columns(engine: Engine) -> dict:
-    return {"engine": engine.name, "engine_dialect": engine.dialect, "engine_version": engine.version,
-            "engine_build": engine.build_number, "engine_commit": engine.commit}
-
-
 def run_sweep(config: BenchConfig, out_dir: Path, report: Callable[[str], None] = print) -> Path:
     """Run every configuration of `config`; return the sweep's results folder."""
     folder = out_dir / config.name
     store = ResultsStore(folder)
     engines = [find_engine(e.name, config.engine_paths()) for e in config.engines]
     models = [resolve_model(m, config) for m in config.models]
-    store.write_meta({
-        "moebench_version": __version__, "config": config.model_dump(mode="json"),
-        "config_file": str(config.source_path), "host": host_fingerprint(), "python": platform.python_version(),
-        "engines": [e.describe() for e in engines], "started_at": _now(),
-    })
-    for model in models:
+    with contextlib.ExitStack() as stack:
+        devices = {}
         for engine in engines:
-            for tool in config.tools:
-                _run_llama_bench(config, store, engine, model, report)
+            if config.rpc_rig:
+                rpc = stack.enter_context(RpcServer(engine, threads=1, log_path=store.logs / f"rpc-{engine.name}.log"))
+                devices[engine.name] = f"RPC0[{rpc.endpoint}]"
+            elif config.devices:
+                devices[engine.name] = config.devices[0]
+        confs = configurations(config, models, engines, devices)
+        store.write_meta({
+            "moebench_version": __version__, "config": config.model_dump(mode="json"),
+            "config_file": str(config.source_path), "host": host_fingerprint(),
+            "python": platform.python_version(), "engines": [e.describe() for e in engines],
+            "devices": devices, "configurations": len(confs), "started_at": _now(),
+        })
+        for conf in confs:
+            _run_configuration(config, store, conf, report)
     return folder
 
 
-def _run_llama_bench(config: BenchConfig, store: ResultsStore, engine: Engine, model: ResolvedModel,
-                     report: Callable[[str], None]) -> None:
-    settings = config.bench
-    argv = bench_argv(engine.tool("llama-bench"), model.path, settings, engine.dialect)
-    rid = run_id(model.identity, engine.name, engine.version, "llama-bench", argv[3:])
-    log_path = store.logs / f"{rid}.log"
-    stdout_path = store.logs / f"{rid}.json"
-    report(f"llama-bench  {engine.name}  {model.label}")
-    started = _now()
-    result = procs.run(argv, timeout_s=config.timeouts.run_s, log_path=log_path, stdout_path=stdout_path,
-                       cwd=store.logs)
-    base = {
-        "sweep": config.name, "started_at": started, "finished_at": _now(),
-        "duration_s": round(result.duration_s, 3), "tool": "llama-bench", "repetitions": settings.repetitions,
-        **_engine_columns(engine), "model": model.label, "model_file": str(model.path), "model_arch": model.arch,
-        "model_size_bytes": model.size_bytes, "model_n_params": model.n_params, "threads": settings.threads,
-        "command": argv, "log_file": str(log_path.relative_to(store.folder)), **host_fingerprint(),
+def _base_row(config: BenchConfig, conf: Configuration) -> dict:
+    engine: Engine = conf.engine
+    memory = conf.memory
+    return {
+        "sweep": config.name, "tool": conf.tool, "strategy": conf.strategy or "",
+        "strategy_params": conf.params or "", "placement": conf.placement.describe() if conf.placement else "",
+        "device": conf.target.buffer_type if conf.target else "", "repetitions": config.bench.repetitions,
+        "engine": engine.name, "engine_dialect": engine.dialect, "engine_version": engine.version,
+        "engine_build": engine.build_number, "engine_commit": engine.commit,
+        "model": conf.model.label, "model_file": str(conf.model.path), "model_arch": conf.model.info.architecture,
+        "model_size_bytes": conf.model.path.stat().st_size, "threads": config.bench.threads,
+        "predicted_vram_bytes": memory.vram_bytes if memory else None,
+        "predicted_ram_bytes": memory.ram_bytes if memory else None,
+        "predicted_model_buffers": conf.predicted_buffers, **host_fingerprint(),
     }
-    tests = []
-    reason = None if result.ok else result.describe_failure()
-    if reason is None:
-        try:
-            tests = parse_bench_json(stdout_path.read_text(errors="replace"))
-        except BenchOutputError as exc:
-            reason = str(exc)
-    if reason is not None:
-        tail = " | ".join(line for line in result.output_tail.strip().splitlines()[-5:])
-        store.append({**base, "run_id": rid, "status": "failed", "reason": f"{reason}: {tail}"[:2000]})
-        report(f"  failed: {reason}")
+
+
+def _run_configuration(config: BenchConfig, store: ResultsStore, conf: Configuration,
+                       report: Callable[[str], None]) -> None:
+    rid = run_id(conf.model.identity, conf.engine.name, conf.engine.version, conf.tool, conf.strategy,
+                 conf.params, conf.extra_args, config.bench.model_dump())
+    row = {**_base_row(config, conf), "run_id": rid, "log_file": f"logs/{rid}.log"}
+    report(conf.label)
+    if conf.error:
+        store.append({**row, "status": "failed", "reason": f"cannot place: {conf.error}"})
+        report(f"  failed: {conf.error}")
         return
+    if conf.memory is not None and conf.memory.fits is False:
+        store.append({**row, "status": "skipped: predicted-oom",
+                      "reason": f"predicted {conf.memory.vram_bytes / 2**20:.0f} MiB on the accelerator, "
+                                f"budget {conf.memory.budget_bytes / 2**20:.0f} MiB"})
+        report("  skipped: predicted-oom")
+        return
+    log_path = store.logs / f"{rid}.log"
+    started = time.monotonic()
+    row["started_at"] = _now()
+    try:
+        if conf.tool == "llama-bench":
+            argv, tests = _measure_llama_bench(config, conf, log_path, store.logs)
+        else:
+            argv, tests = _measure_llama_server(config, conf, log_path)
+    except RunFailed as exc:
+        store.append({**row, "finished_at": _now(), "duration_s": round(time.monotonic() - started, 3),
+                      "status": "failed", "reason": str(exc)[:2000]})
+        report(f"  failed: {str(exc).splitlines()[0][:200]}")
+        return
+    loaded = parse_report(log_path.read_text(errors="replace"))
+    row.update(finished_at=_now(), duration_s=round(time.monotonic() - started, 3), command=argv,
+               actual_model_buffers=loaded.model_bytes_by_device if loaded else None)
     for test in tests:
-        store.append({**base, "run_id": run_id(rid, test.name), "status": "ok", "reason": "", "test": test.name,
+        store.append({**row, "run_id": run_id(rid, test.name), "status": "ok", "reason": "", "test": test.name,
                       "n_prompt": test.n_prompt, "n_gen": test.n_gen, "n_depth": test.n_depth,
                       "tps_mean": round(test.tps_mean, 3), "tps_stddev": round(test.tps_stddev, 3),
                       "tps_samples": [round(s, 3) for s in test.tps_samples],
-                      "model_n_params": test.raw.get("model_n_params", model.n_params)})
+                      "model_n_params": test.raw.get("model_n_params")})
         report(f"  {test.name}: {test.tps_mean:.1f} ± {test.tps_stddev:.1f} tokens/s")
+
+
+def _failure(reason: str, output_tail: str) -> RunFailed:
+    tail = " | ".join(line.strip() for line in output_tail.strip().splitlines()[-5:])
+    return RunFailed(f"{reason}: {tail}" if tail else reason)
+
+
+def _measure_llama_bench(config: BenchConfig, conf: Configuration, log_path: Path, cwd: Path):
+    # -v: the engine's load report (what it placed where) goes to the log
+    argv = bench_argv(conf.engine.tool("llama-bench"), conf.model.path, config.bench, conf.engine.dialect,
+                      [*conf.extra_args, "-v"])
+    stdout_path = log_path.with_suffix(".json")
+    result = procs.run(argv, timeout_s=config.timeouts.run_s, log_path=log_path, stdout_path=stdout_path, cwd=cwd)
+    if not result.ok:
+        raise _failure(result.describe_failure(), result.output_tail)
+    try:
+        return argv, parse_bench_json(stdout_path.read_text(errors="replace"))
+    except BenchOutputError as exc:
+        raise _failure(str(exc), result.output_tail) from None
+
+
+def _measure_llama_server(config: BenchConfig, conf: Configuration, log_path: Path):
+    bench = config.bench
+    args = [*conf.extra_args, "-c", str(bench.ctx)]
+    if bench.threads:
+        args += ["-t", str(bench.threads)]
+    vocab = conf.model.info.vocab_size
+    deadline = time.monotonic() + config.timeouts.run_s
+    try:
+        with LlamaServer(conf.engine.tool(conf.tool), conf.model.path, args, log_path=log_path,
+                         ready_timeout_s=config.timeouts.run_s) as server:
+            server.complete(prompt_tokens(16, vocab), 4)  # warm-up
+            # prompt sizes measured with the first generation size, generation sizes with the first prompt size
+            pairs = [(p, bench.gen_tokens[0]) for p in bench.prompt_tokens]
+            pairs += [(bench.prompt_tokens[0], g) for g in bench.gen_tokens if (bench.prompt_tokens[0], g) not in pairs]
+            timings = {}
+            for n_prompt, n_gen in pairs:
+                timings[n_prompt, n_gen] = []
+                for rep in range(bench.repetitions):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise ServerError(f"timed out after {config.timeouts.run_s:.0f} s")
+                    timings[n_prompt, n_gen].append(
+                        server.complete(prompt_tokens(max(n_prompt, 1), vocab, seed=rep), max(n_gen, 1),
+                                        timeout_s=left))
+            tests = [_test(p, 0, [t.prompt_tps for t in timings[p, bench.gen_tokens[0]]])
+                     for p in bench.prompt_tokens if p]
+            tests += [_test(0, g, [t.gen_tps for t in timings[bench.prompt_tokens[0], g]])
+                      for g in bench.gen_tokens if g]
+            return server.argv, tests
+    except ServerError as exc:
+        tail = log_path.read_text(errors="replace") if log_path.exists() else ""
+        raise _failure(str(exc), tail[-4000:]) from None
+
+
+def _test(n_prompt: int, n_gen: int, samples: list[float]) -> BenchTest:
+    import statistics
+
+    mean = statistics.fmean(samples)
+    std = statistics.stdev(samples) if len(samples) > 1 else 0.0
+    return BenchTest(n_prompt, n_gen, 0, mean, std, samples, {})
