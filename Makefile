@@ -18,7 +18,7 @@ engines: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/moebench engines build mainline
-	$(BIN)/moebench run bench.yaml
+	$(BIN)/moebench run bench.yaml --resume
 
 test: engines
 	$(BIN)/python -m pytest -q

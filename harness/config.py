@@ -92,6 +92,7 @@ class StrategySpec(_Strict):
 class BenchSettings(_Strict):
     prompt_tokens: list[int] = Field(default_factory=lambda: [512])
     gen_tokens: list[int] = Field(default_factory=lambda: [128])
+    depth: list[int] = Field(default_factory=lambda: [0], description="context already filled (llama-bench -d)")
     repetitions: int = Field(3, ge=1, le=100)
     threads: int | None = Field(None, ge=1)
     batch: int | None = Field(None, ge=1)
@@ -101,12 +102,28 @@ class BenchSettings(_Strict):
     cache_type_k: str = "f16"
     cache_type_v: str = "f16"
 
-    @field_validator("prompt_tokens", "gen_tokens")
+    @field_validator("cache_type_k", "cache_type_v")
+    @classmethod
+    def _cache_type(cls, value: str) -> str:
+        from harness.plan.memory import CACHE_TYPE_BYTES
+
+        if value.lower() not in CACHE_TYPE_BYTES:
+            raise ValueError(_unknown("cache type", value, CACHE_TYPE_BYTES))
+        return value.lower()
+
+    @field_validator("prompt_tokens", "gen_tokens", "depth")
     @classmethod
     def _non_negative(cls, values: list[int]) -> list[int]:
         if not values or any(v < 0 for v in values):
             raise ValueError("give a list of token counts >= 0")
         return values
+
+
+class RunOrder(_Strict):
+    """Configurations run in a random order by default (drift and heat then do not favour one strategy)."""
+
+    random: bool = True
+    seed: int = 0
 
 
 class Timeouts(_Strict):
@@ -125,6 +142,9 @@ class BenchConfig(_Strict):
     vram_budget_mib: float | None = Field(None, gt=0)
     bench: BenchSettings = Field(default_factory=BenchSettings)
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    order: RunOrder = Field(default_factory=RunOrder)
+    engine_args: dict[str, list[str]] = Field(default_factory=dict,
+                                              description="extra arguments per engine name, e.g. {ik: [-fmoe, 1]}")
 
     @field_validator("engines", "strategies", mode="before")
     @classmethod
@@ -135,6 +155,14 @@ class BenchConfig(_Strict):
 
     # set by load_config: where the file lives, for resolving relative paths
     source_path: Path | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _engine_args_name_engines(self) -> "BenchConfig":
+        names = [e.name for e in self.engines]
+        for name in self.engine_args:
+            if name not in names:
+                raise ValueError(_unknown("engine in engine_args", name, names))
+        return self
 
     def resolve(self, path: Path) -> Path:
         path = Path(path).expanduser()

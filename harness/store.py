@@ -16,7 +16,7 @@ from pathlib import Path
 SCHEMA_VERSION = 1
 
 COLUMNS = (
-    "schema_version", "run_id", "sweep", "status", "reason", "started_at", "finished_at", "duration_s",
+    "schema_version", "run_id", "config_id", "sweep", "status", "reason", "started_at", "finished_at", "duration_s",
     "tool", "strategy", "strategy_params", "placement", "device", "test", "n_prompt", "n_gen", "n_depth",
     "repetitions",
     "tps_mean", "tps_stddev", "tps_samples",
@@ -64,6 +64,13 @@ class ResultsStore:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+    def config_ids(self) -> set[str]:
+        """The configurations that already have rows (any status): what `--resume` skips."""
+        if not self.csv_path.exists():
+            return set()
+        with open(self.csv_path, newline="") as fh:
+            return {row["config_id"] for row in csv.DictReader(fh) if row.get("config_id")}
 
     def write_meta(self, meta: dict) -> None:
         tmp = self.folder / "meta.json.tmp"

@@ -5,6 +5,7 @@ its own default placement."""
 from __future__ import annotations
 
 import hashlib
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,10 +44,11 @@ class Configuration:
     memory: MemoryPrediction | None = None
     predicted_buffers: dict[str, int] | None = None
     error: str | None = None
+    engine_args: list[str] = field(default_factory=list)   # bench.yaml engine_args for this engine
 
     @property
     def extra_args(self) -> list[str]:
-        return list(self.flags.args) if self.flags else []
+        return (list(self.flags.args) if self.flags else []) + self.engine_args
 
     @property
     def label(self) -> str:
@@ -72,7 +74,19 @@ def resolve_model(spec: ModelSpec, config: BenchConfig) -> ResolvedModel:
 
 def configurations(config: BenchConfig, models: list[ResolvedModel], engines: list[Engine],
                    devices: dict[str, str]) -> list[Configuration]:
-    """Every configuration, in a stable order; `devices` gives each engine's accelerator by engine name."""
+    """Every configuration, in the configured order (random with a seed by default); `devices` gives each
+    engine's accelerator by engine name."""
+    out = _all_configurations(config, models, engines, devices)
+    extra = {engine.name: config.engine_args.get(spec.name, []) for spec, engine in zip(config.engines, engines)}
+    for conf in out:
+        conf.engine_args = list(extra.get(conf.engine.name, []))
+    if config.order.random:
+        random.Random(config.order.seed).shuffle(out)
+    return out
+
+
+def _all_configurations(config: BenchConfig, models: list[ResolvedModel], engines: list[Engine],
+                        devices: dict[str, str]) -> list[Configuration]:
     out: list[Configuration] = []
     settings, budget = memory_settings(config), vram_budget_bytes(config)
     for model in models:

@@ -37,6 +37,9 @@ def bench_argv(binary: Path, model: Path, settings: BenchSettings, dialect: str,
                extra: list[str] | None = None) -> list[str]:
     argv = [str(binary), "-m", str(model), "-o", "json", "-r", str(settings.repetitions),
             "-p", ",".join(map(str, settings.prompt_tokens)), "-n", ",".join(map(str, settings.gen_tokens))]
+    if settings.depth != [0]:
+        argv += ["-d", ",".join(map(str, settings.depth))]
+    argv += ["-ctk", settings.cache_type_k, "-ctv", settings.cache_type_v]
     if settings.threads:
         argv += ["-t", str(settings.threads)]
     if settings.batch:

@@ -17,6 +17,7 @@ from harness import __version__, procs
 from harness.config import BenchConfig
 from harness.engines.discover import Engine, find_engine
 from harness.engines.rpc import RpcServer
+from harness.errors import UserError
 from harness.hostinfo import host_fingerprint
 from harness.plan.load_report import parse_report
 from harness.runner.configurations import Configuration, configurations, resolve_model
@@ -37,10 +38,16 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def run_sweep(config: BenchConfig, out_dir: Path, report: Callable[[str], None] = print) -> Path:
-    """Run every configuration of `config`; return the sweep's results folder."""
+def run_sweep(config: BenchConfig, out_dir: Path, report: Callable[[str], None] = print, *,
+              resume: bool = False) -> Path:
+    """Run every configuration of `config`; return the sweep's results folder. With `resume`, configurations
+    that already have rows are skipped; without it, a folder that has rows is refused (nothing is overwritten)."""
     folder = out_dir / config.name
     store = ResultsStore(folder)
+    done = store.config_ids()
+    if done and not resume:
+        raise UserError(f"{store.csv_path} already has results; continue it with --resume, or choose another "
+                        "`name:` or --out")
     engines = [find_engine(e.name, config.engine_paths()) for e in config.engines]
     models = [resolve_model(m, config) for m in config.models]
     with contextlib.ExitStack() as stack:
@@ -59,6 +66,8 @@ def run_sweep(config: BenchConfig, out_dir: Path, report: Callable[[str], None] 
             "devices": devices, "configurations": len(confs), "started_at": _now(),
         })
         for conf in confs:
+            if config_id(config, conf) in done:
+                continue
             _run_configuration(config, store, conf, report)
     return folder
 
@@ -80,11 +89,17 @@ def _base_row(config: BenchConfig, conf: Configuration) -> dict:
     }
 
 
+def config_id(config: BenchConfig, conf: Configuration) -> str:
+    """What makes a configuration the same one: model identity, engine build, tool, placement, bench settings.
+    Device names are left out: the RPC rig's port changes from run to run."""
+    return run_id(conf.model.identity, conf.engine.name, conf.engine.version, conf.tool, conf.strategy,
+                  conf.params, conf.engine_args, config.bench.model_dump())
+
+
 def _run_configuration(config: BenchConfig, store: ResultsStore, conf: Configuration,
                        report: Callable[[str], None]) -> None:
-    rid = run_id(conf.model.identity, conf.engine.name, conf.engine.version, conf.tool, conf.strategy,
-                 conf.params, conf.extra_args, config.bench.model_dump())
-    row = {**_base_row(config, conf), "run_id": rid, "log_file": f"logs/{rid}.log"}
+    rid = config_id(config, conf)
+    row = {**_base_row(config, conf), "run_id": rid, "config_id": rid, "log_file": f"logs/{rid}.log"}
     report(conf.label)
     if conf.error:
         store.append({**row, "status": "failed", "reason": f"cannot place: {conf.error}"})
@@ -142,9 +157,15 @@ def _measure_llama_bench(config: BenchConfig, conf: Configuration, log_path: Pat
 
 def _measure_llama_server(config: BenchConfig, conf: Configuration, log_path: Path):
     bench = config.bench
-    args = [*conf.extra_args, "-c", str(bench.ctx)]
+    args = [*conf.extra_args, "-c", str(bench.ctx), "-ctk", bench.cache_type_k, "-ctv", bench.cache_type_v]
     if bench.threads:
         args += ["-t", str(bench.threads)]
+    if bench.batch:
+        args += ["-b", str(bench.batch)]
+    if bench.ubatch:
+        args += ["-ub", str(bench.ubatch)]
+    if bench.flash_attn is not None:
+        args += ["-fa", "on" if bench.flash_attn else "off"]  # both engines' servers take on|off
     vocab = conf.model.info.vocab_size
     deadline = time.monotonic() + config.timeouts.run_s
     try:
