@@ -145,3 +145,20 @@ def test_engines_write_nothing_into_the_current_folder(ik_engine, tiny_model, tm
                      log_path=logs / "server.log") as server:
         server.complete("hello", n_predict=2)
     assert list(cwd.iterdir()) == []
+
+
+def test_run_prints_a_summary_with_the_best_strategies(mainline_engine, tmp_path):
+    config = tmp_path / "bench.yaml"
+    config.write_text("""
+models: [{synth: tiny}]
+engines: [mainline]
+rpc_rig: true
+bench: {prompt_tokens: [32], gen_tokens: [8], repetitions: 1, threads: 2, ctx: 256}
+strategies: [all-gpu, cpu-moe]
+""")
+    result = run_cli("run", config, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "summary" in result.stderr and "all-gpu" in result.stderr and "cpu-moe" in result.stderr
+    assert "best for prompt processing:" in result.stderr and "best for generation:" in result.stderr
+    again = run_cli("run", config, "--out", tmp_path / "out", "--resume")
+    assert again.returncode == 0 and "2 of 2 configurations already done" in again.stderr

@@ -11,7 +11,7 @@ import json
 import platform
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 from harness import __version__, procs
 from harness.config import BenchConfig
@@ -26,6 +26,29 @@ from harness.runner.llama_server import LlamaServer, ServerError, prompt_tokens
 from harness.store import ResultsStore
 
 
+class SweepProgress(Protocol):
+    """What the sweep tells whoever shows it: how many configurations, each one as it starts, each result."""
+
+    def begin(self, total: int, already_done: int) -> None: ...
+    def start(self, label: str) -> None: ...
+    def result(self, text: str) -> None: ...
+
+
+class PrintProgress:
+    def __init__(self, report: Callable[[str], None] = print):
+        self.report = report
+
+    def begin(self, total: int, already_done: int) -> None:
+        if already_done:
+            self.report(f"{already_done} of {total} configurations already done")
+
+    def start(self, label: str) -> None:
+        self.report(label)
+
+    def result(self, text: str) -> None:
+        self.report(f"  {text}")
+
+
 class RunFailed(Exception):
     """A configuration's engine failed; the message is the row's reason."""
 
@@ -38,7 +61,7 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def run_sweep(config: BenchConfig, out_dir: Path, report: Callable[[str], None] = print, *,
+def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None = None, *,
               resume: bool = False) -> Path:
     """Run every configuration of `config`; return the sweep's results folder. With `resume`, configurations
     that already have rows are skipped; without it, a folder that has rows is refused (nothing is overwritten)."""
@@ -65,10 +88,11 @@ def run_sweep(config: BenchConfig, out_dir: Path, report: Callable[[str], None] 
             "python": platform.python_version(), "engines": [e.describe() for e in engines],
             "devices": devices, "configurations": len(confs), "started_at": _now(),
         })
-        for conf in confs:
-            if config_id(config, conf) in done:
-                continue
-            _run_configuration(config, store, conf, report)
+        progress = progress or PrintProgress()
+        todo = [conf for conf in confs if config_id(config, conf) not in done]
+        progress.begin(len(confs), len(confs) - len(todo))
+        for conf in todo:
+            _run_configuration(config, store, conf, progress)
     return folder
 
 
@@ -97,19 +121,19 @@ def config_id(config: BenchConfig, conf: Configuration) -> str:
 
 
 def _run_configuration(config: BenchConfig, store: ResultsStore, conf: Configuration,
-                       report: Callable[[str], None]) -> None:
+                       progress: SweepProgress) -> None:
     rid = config_id(config, conf)
     row = {**_base_row(config, conf), "run_id": rid, "config_id": rid, "log_file": f"logs/{rid}.log"}
-    report(conf.label)
+    progress.start(conf.label)
     if conf.error:
         store.append({**row, "status": "failed", "reason": f"cannot place: {conf.error}"})
-        report(f"  failed: {conf.error}")
+        progress.result(f"failed: {conf.error}")
         return
     if conf.memory is not None and conf.memory.fits is False:
         store.append({**row, "status": "skipped: predicted-oom",
                       "reason": f"predicted {conf.memory.vram_bytes / 2**20:.0f} MiB on the accelerator, "
                                 f"budget {conf.memory.budget_bytes / 2**20:.0f} MiB"})
-        report("  skipped: predicted-oom")
+        progress.result("skipped: predicted-oom")
         return
     log_path = store.logs / f"{rid}.log"
     started = time.monotonic()
@@ -122,7 +146,7 @@ def _run_configuration(config: BenchConfig, store: ResultsStore, conf: Configura
     except RunFailed as exc:
         store.append({**row, "finished_at": _now(), "duration_s": round(time.monotonic() - started, 3),
                       "status": "failed", "reason": str(exc)[:2000]})
-        report(f"  failed: {str(exc).splitlines()[0][:200]}")
+        progress.result(f"failed: {str(exc).splitlines()[0][:200]}")
         return
     loaded = parse_report(log_path.read_text(errors="replace"))
     row.update(finished_at=_now(), duration_s=round(time.monotonic() - started, 3), command=argv,
@@ -133,7 +157,7 @@ def _run_configuration(config: BenchConfig, store: ResultsStore, conf: Configura
                       "tps_mean": round(test.tps_mean, 3), "tps_stddev": round(test.tps_stddev, 3),
                       "tps_samples": [round(s, 3) for s in test.tps_samples],
                       "model_n_params": test.raw.get("model_n_params")})
-        report(f"  {test.name}: {test.tps_mean:.1f} ± {test.tps_stddev:.1f} tokens/s")
+        progress.result(f"{test.name}: {test.tps_mean:.1f} ± {test.tps_stddev:.1f} tokens/s")
 
 
 def _failure(reason: str, output_tail: str) -> RunFailed:
