@@ -70,3 +70,14 @@ def test_validate_cli_one_line_no_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "did you mean 'threads'" in result.stderr
     assert run_cli("validate", REPO / "bench.yaml").returncode == 0
+
+
+def test_examples_are_valid():
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        config = load_config(path)
+        assert config.strategies, path
+
+
+def test_engine_args_must_name_a_configured_engine(tmp_path):
+    msg = error_of(write(tmp_path, "models: [{synth: tiny}]\nengines: [mainline]\nengine_args:\n  mainlin: [-x]\n"))
+    assert "did you mean 'mainline'" in msg
