@@ -1,0 +1,73 @@
+"""Fault injection with the real engines: an engine SIGKILLed mid-run, a server that never gets healthy.
+Each becomes a failed row with the reason, and the sweep goes on."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+from conftest import REPO, run_cli
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_engine_killed_mid_run_is_a_failed_row_and_the_sweep_goes_on(mainline_engine, tmp_path):
+    config = tmp_path / "bench.yaml"
+    config.write_text("""
+name: killed
+models: [{synth: tiny}]
+engines: [mainline]
+tools: [llama-bench]
+rpc_rig: true
+bench: {prompt_tokens: [512], gen_tokens: [64], repetitions: 30, threads: 2}
+strategies: [all-gpu]
+""")
+    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(config), "--out", str(tmp_path)],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    bench = None
+    while bench is None:
+        assert time.monotonic() < deadline and harness.poll() is None
+        bench = next((p for p in psutil.Process(harness.pid).children(recursive=True)
+                      if p.name() == "llama-bench"), None)
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.kill(bench.pid, signal.SIGKILL)
+    out, err = harness.communicate(timeout=120)
+    assert harness.returncode == 0, err
+    rows = _rows(tmp_path / "killed" / "runs.csv")
+    assert len(rows) == 1 and rows[0]["status"] == "failed"
+    assert rows[0]["reason"].startswith("killed by signal SIGKILL")
+
+
+def test_server_never_healthy_is_a_failed_row(mainline_engine, tmp_path):
+    config = tmp_path / "bench.yaml"
+    config.write_text("""
+models: [{synth: tiny}]
+engines: [mainline]
+tools: [llama-server]
+bench: {prompt_tokens: [16], gen_tokens: [4], repetitions: 1, threads: 2}
+timeouts: {run_s: 0.05}
+""")
+    result = run_cli("run", config, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    rows = _rows(tmp_path / "out" / "default" / "runs.csv")
+    assert len(rows) == 1 and rows[0]["status"] == "failed"
+    assert "not healthy after" in rows[0]["reason"]
+    leftovers = []
+    for proc in psutil.process_iter(["name"]):
+        try:
+            if proc.info["name"] == "llama-server" and proc.cwd().startswith(str(tmp_path)):
+                leftovers.append(proc.pid)  # the server runs in the sweep's log folder
+        except psutil.Error:
+            continue
+    assert not leftovers
