@@ -135,7 +135,8 @@ class BenchConfig(_Strict):
     output: Path = Path("results")
     models: list[ModelSpec]
     engines: list[EngineSpec]
-    tools: list[Literal["llama-bench", "llama-server"]] = Field(default_factory=lambda: ["llama-bench"])
+    tools: list[Literal["llama-bench", "llama-server", "llama-sweep-bench"]] = Field(
+        default_factory=lambda: ["llama-bench"])
     strategies: list[StrategySpec] = Field(default_factory=list)
     devices: list[str] = Field(default_factory=list, description="the accelerator as engines name it")
     rpc_rig: bool = Field(False, description="start each engine's own RPC server on loopback as the accelerator")

@@ -162,3 +162,23 @@ strategies: [all-gpu, cpu-moe]
     assert "best for prompt processing:" in result.stderr and "best for generation:" in result.stderr
     again = run_cli("run", config, "--out", tmp_path / "out", "--resume")
     assert again.returncode == 0 and "2 of 2 configurations already done" in again.stderr
+
+
+def test_ik_sweep_bench_measures_speed_over_depth(ik_engine, mainline_engine, tmp_path):
+    config = tmp_path / "bench.yaml"
+    config.write_text("""
+models: [{synth: tiny-glm}]
+engines: [ik, mainline]
+tools: [llama-sweep-bench]
+bench: {ctx: 256, ubatch: 64, threads: 2}
+""")
+    result = run_cli("run", config, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open()))
+    ik = [r for r in rows if r["engine_dialect"] == "ik"]
+    assert {r["test"] for r in ik} == {f"{kind}@d{d}" if d else kind for kind in ("pp64", "tg16")
+                                       for d in (0, 64, 128, 192)}
+    assert all(r["status"] == "ok" and float(r["tps_mean"]) > 0 for r in ik)
+    mainline = [r for r in rows if r["engine_dialect"] == "mainline"]
+    assert len(mainline) == 1 and mainline[0]["status"] == "failed"
+    assert "has no llama-sweep-bench" in mainline[0]["reason"]

@@ -23,6 +23,7 @@ from harness.plan.load_report import parse_report
 from harness.runner.configurations import Configuration, configurations, resolve_model
 from harness.runner.llama_bench import BenchOutputError, BenchTest, bench_argv, parse_bench_json
 from harness.runner.llama_server import LlamaServer, ServerError, prompt_tokens
+from harness.runner.sweep_bench import parse_sweep_table, sweep_bench_argv
 from harness.store import ResultsStore
 
 
@@ -139,8 +140,12 @@ def _run_configuration(config: BenchConfig, store: ResultsStore, conf: Configura
     started = time.monotonic()
     row["started_at"] = _now()
     try:
+        if not conf.engine.has(conf.tool):
+            raise RunFailed(f"engine {conf.engine.name} has no {conf.tool}")
         if conf.tool == "llama-bench":
             argv, tests = _measure_llama_bench(config, conf, log_path, store.logs)
+        elif conf.tool == "llama-sweep-bench":
+            argv, tests = _measure_sweep_bench(config, conf, log_path, store.logs)
         else:
             argv, tests = _measure_llama_server(config, conf, log_path)
     except RunFailed as exc:
@@ -175,6 +180,20 @@ def _measure_llama_bench(config: BenchConfig, conf: Configuration, log_path: Pat
         raise _failure(result.describe_failure(), result.output_tail)
     try:
         return argv, parse_bench_json(stdout_path.read_text(errors="replace"))
+    except BenchOutputError as exc:
+        raise _failure(str(exc), result.output_tail) from None
+
+
+def _measure_sweep_bench(config: BenchConfig, conf: Configuration, log_path: Path, cwd: Path):
+    argv = sweep_bench_argv(conf.engine.tool(conf.tool), conf.model.path, config.bench, conf.extra_args)
+    stdout_path = log_path.with_suffix(".out")
+    result = procs.run(argv, timeout_s=config.timeouts.run_s, log_path=log_path, stdout_path=stdout_path, cwd=cwd)
+    if not result.ok:
+        raise _failure(result.describe_failure(), result.output_tail)
+    try:
+        # the table goes to stdout or, through ik's logger, to stderr: read both
+        text = stdout_path.read_text(errors="replace") + log_path.read_text(errors="replace")
+        return argv, parse_sweep_table(text)
     except BenchOutputError as exc:
         raise _failure(str(exc), result.output_tail) from None
 
