@@ -19,7 +19,7 @@ COLUMNS = (
     "schema_version", "run_id", "config_id", "sweep", "status", "reason", "started_at", "finished_at", "duration_s",
     "tool", "strategy", "strategy_params", "placement", "device", "test", "n_prompt", "n_gen", "n_depth",
     "repetitions",
-    "tps_mean", "tps_stddev", "tps_samples",
+    "tps_mean", "tps_stddev", "tps_samples", "ttft_ms_mean", "ttft_ms_samples",
     "engine", "engine_dialect", "engine_version", "engine_build", "engine_commit",
     "model", "model_file", "model_arch", "model_size_bytes", "model_n_params",
     "predicted_vram_bytes", "predicted_ram_bytes", "predicted_model_buffers", "actual_model_buffers",

@@ -34,6 +34,7 @@ def test_llama_server_completion_timings(engine, tiny_model, tmp_path):
     assert timings.gen_tokens == 12          # ignore_eos: exactly the tokens asked for
     assert timings.prompt_tokens > 10
     assert timings.prompt_tps > 1.0 and timings.gen_tps > 1.0
+    assert 0 < timings.ttft_ms < 10_000  # streamed: time to the first token as a client sees it
     assert not procs.live_groups()           # stopped: nothing left running
     assert f"{pid_port}" in " ".join(server.argv)
 
@@ -57,6 +58,8 @@ def test_demo_sweep_writes_real_results(mainline_engine, tmp_path):
         assert float(row["tps_mean"]) > 0 and len(json.loads(row["tps_samples"])) == 3
         assert row["engine_dialect"] == "mainline" and row["model_arch"] == "qwen3moe"
         assert (tmp_path / "default" / row["log_file"]).exists()
+        if row["tool"] == "llama-server" and row["test"] == "pp64":
+            assert float(row["ttft_ms_mean"]) > 0 and len(json.loads(row["ttft_ms_samples"])) == 3
         if row["tool"] == "llama-bench" and row["strategy"] != "engine-fit":
             predicted, actual = json.loads(row["predicted_model_buffers"]), json.loads(row["actual_model_buffers"])
             assert set(predicted) == set(actual)

@@ -3,6 +3,7 @@ completions with controlled lengths and read the engine's own `timings`, stop it
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ class CompletionTimings:
     prompt_tps: float
     gen_tokens: int
     gen_tps: float
+    ttft_ms: float | None
     raw: dict
 
 
@@ -92,20 +94,32 @@ class LlamaServer:
 
     def complete(self, prompt: str | list[int], n_predict: int, *, seed: int = 42,
                  timeout_s: float = 300.0) -> CompletionTimings:
-        """One completion; a list of token ids as `prompt` gives exactly that many prompt tokens."""
+        """One streamed completion: the engine's own `timings` from its last chunk, and the time to the first
+        token as the client sees it. A list of token ids as `prompt` gives exactly that many prompt tokens."""
         body = {"prompt": prompt, "n_predict": n_predict, "cache_prompt": False, "ignore_eos": True,
-                "seed": seed, "temperature": 0.0}
+                "seed": seed, "temperature": 0.0, "stream": True}
+        timings: dict = {}
+        ttft_ms = None
+        started = time.monotonic()
         try:
-            response = httpx.post(f"{self.url}/completion", json=body, timeout=timeout_s)
-        except httpx.HTTPError as exc:
+            with httpx.stream("POST", f"{self.url}/completion", json=body, timeout=timeout_s) as response:
+                if response.status_code != 200:
+                    raise ServerError(f"/completion answered {response.status_code}: {response.read()[:200]!r}")
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    chunk = json.loads(line[5:])
+                    if ttft_ms is None and chunk.get("content") is not None and not chunk.get("stop"):
+                        ttft_ms = (time.monotonic() - started) * 1000
+                    timings = chunk.get("timings") or timings
+        except (httpx.HTTPError, ValueError) as exc:
             raise ServerError(f"/completion failed: {exc}") from None
-        if response.status_code != 200:
-            raise ServerError(f"/completion answered {response.status_code}: {response.text[:200]}")
-        timings = response.json().get("timings") or {}
+        if not timings:
+            raise ServerError("/completion sent no timings")
         return CompletionTimings(
             prompt_tokens=int(timings.get("prompt_n", 0)), prompt_tps=float(timings.get("prompt_per_second", 0.0)),
             gen_tokens=int(timings.get("predicted_n", 0)), gen_tps=float(timings.get("predicted_per_second", 0.0)),
-            raw=timings)
+            ttft_ms=ttft_ms, raw=timings)
 
 
 def prompt_tokens(n: int, vocab_size: int, seed: int = 0) -> list[int]:

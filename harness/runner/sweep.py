@@ -161,8 +161,15 @@ def _run_configuration(config: BenchConfig, store: ResultsStore, conf: Configura
                       "n_prompt": test.n_prompt, "n_gen": test.n_gen, "n_depth": test.n_depth,
                       "tps_mean": round(test.tps_mean, 3), "tps_stddev": round(test.tps_stddev, 3),
                       "tps_samples": [round(s, 3) for s in test.tps_samples],
-                      "model_n_params": test.raw.get("model_n_params")})
+                      "model_n_params": test.raw.get("model_n_params"), **_ttft_columns(test)})
         progress.result(f"{test.name}: {test.tps_mean:.1f} ± {test.tps_stddev:.1f} tokens/s")
+
+
+def _ttft_columns(test: BenchTest) -> dict:
+    samples = test.raw.get("ttft_ms")
+    if not samples:
+        return {}
+    return {"ttft_ms_mean": round(sum(samples) / len(samples), 3), "ttft_ms_samples": [round(s, 3) for s in samples]}
 
 
 def _failure(reason: str, output_tail: str) -> RunFailed:
@@ -228,8 +235,11 @@ def _measure_llama_server(config: BenchConfig, conf: Configuration, log_path: Pa
                     timings[n_prompt, n_gen].append(
                         server.complete(prompt_tokens(max(n_prompt, 1), vocab, seed=rep), max(n_gen, 1),
                                         timeout_s=left))
-            tests = [_test(p, 0, [t.prompt_tps for t in timings[p, bench.gen_tokens[0]]])
-                     for p in bench.prompt_tokens if p]
+            tests = []
+            for p in (p for p in bench.prompt_tokens if p):
+                test = _test(p, 0, [t.prompt_tps for t in timings[p, bench.gen_tokens[0]]])
+                test.raw["ttft_ms"] = [t.ttft_ms for t in timings[p, bench.gen_tokens[0]] if t.ttft_ms is not None]
+                tests.append(test)
             tests += [_test(0, g, [t.gen_tps for t in timings[bench.prompt_tokens[0], g]])
                       for g in bench.gen_tokens if g]
             return server.argv, tests
