@@ -93,6 +93,7 @@ class BenchSettings(_Strict):
     prompt_tokens: list[int] = Field(default_factory=lambda: [512])
     gen_tokens: list[int] = Field(default_factory=lambda: [128])
     depth: list[int] = Field(default_factory=lambda: [0], description="context already filled (llama-bench -d)")
+    concurrency: list[int] = Field(default_factory=lambda: [1], description="llama-server: requests at once")
     repetitions: int = Field(3, ge=1, le=100)
     threads: int | None = Field(None, ge=1)
     batch: int | None = Field(None, ge=1)
@@ -110,6 +111,13 @@ class BenchSettings(_Strict):
         if value.lower() not in CACHE_TYPE_BYTES:
             raise ValueError(_unknown("cache type", value, CACHE_TYPE_BYTES))
         return value.lower()
+
+    @field_validator("concurrency")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if not values or any(v < 1 for v in values):
+            raise ValueError("give a list of request counts >= 1")
+        return values
 
     @field_validator("prompt_tokens", "gen_tokens", "depth")
     @classmethod

@@ -71,3 +71,24 @@ timeouts: {run_s: 0.05}
         except psutil.Error:
             continue
     assert not leftovers
+
+
+def test_segfaulting_engine_is_a_failed_row(ik_engine, tmp_path):
+    """ik's server segfaults when -ot sends weights to an RPC device while -ngl is 0 (docs/ENGINE_FLAGS.md):
+    a real crash, forced here through engine_args."""
+    config = tmp_path / "bench.yaml"
+    config.write_text("""
+models: [{synth: tiny}]
+engines: [ik]
+tools: [llama-server]
+rpc_rig: true
+engine_args: {ik: ["-ngl", "0"]}
+bench: {prompt_tokens: [16], gen_tokens: [4], repetitions: 1, threads: 2, ctx: 256}
+strategies: [all-gpu, cpu-moe]
+timeouts: {run_s: 60}
+""")
+    result = run_cli("run", config, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    rows = _rows(tmp_path / "out" / "default" / "runs.csv")
+    crashed = [r for r in rows if r["status"] == "failed"]
+    assert crashed and all("SIGSEGV" in r["reason"] for r in crashed), [r["reason"][:200] for r in rows]

@@ -185,3 +185,20 @@ bench: {ctx: 256, ubatch: 64, threads: 2}
     mainline = [r for r in rows if r["engine_dialect"] == "mainline"]
     assert len(mainline) == 1 and mainline[0]["status"] == "failed"
     assert "has no llama-sweep-bench" in mainline[0]["reason"]
+
+
+def test_server_concurrency_gives_aggregate_generation_speed(mainline_engine, tmp_path):
+    config = tmp_path / "bench.yaml"
+    config.write_text("""
+models: [{synth: tiny}]
+engines: [mainline]
+tools: [llama-server]
+bench: {prompt_tokens: [32], gen_tokens: [16], repetitions: 2, threads: 2, ctx: 256, concurrency: [1, 3]}
+""")
+    result = run_cli("run", config, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    rows = {r["test"]: r for r in csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open())}
+    assert set(rows) == {"pp32", "tg16", "tg16x3"}
+    assert all(r["status"] == "ok" for r in rows.values())
+    assert "-np" in json.loads(rows["tg16x3"]["command"])
+    assert float(rows["tg16x3"]["tps_mean"]) > 0 and len(json.loads(rows["tg16x3"]["tps_samples"])) == 2

@@ -30,6 +30,8 @@ class BenchTest:
         kind = f"pp{self.n_prompt}" if self.n_gen == 0 else f"tg{self.n_gen}"
         if self.n_prompt and self.n_gen:
             kind = f"pp{self.n_prompt}+tg{self.n_gen}"
+        if self.raw.get("concurrency", 1) > 1:
+            kind += f"x{self.raw['concurrency']}"  # aggregate over that many concurrent requests
         return f"{kind}@d{self.n_depth}" if self.n_depth else kind
 
 

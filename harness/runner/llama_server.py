@@ -4,6 +4,7 @@ completions with controlled lengths and read the engine's own `timings`, stop it
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import time
 from dataclasses import dataclass
@@ -83,7 +84,9 @@ class LlamaServer:
         with httpx.Client(timeout=5.0) as client:
             while time.monotonic() < deadline:
                 if self._proc.poll() is not None:
-                    raise ServerError(f"llama-server exited with code {self._proc.returncode} while loading")
+                    code = self._proc.returncode
+                    how = f"was killed by signal {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+                    raise ServerError(f"llama-server {how} while loading")
                 try:
                     if client.get(f"{self.url}/health").status_code == 200:
                         return

@@ -22,7 +22,8 @@ from harness.hostinfo import host_fingerprint
 from harness.plan.load_report import parse_report
 from harness.runner.configurations import Configuration, configurations, resolve_model
 from harness.runner.llama_bench import BenchOutputError, BenchTest, bench_argv, parse_bench_json
-from harness.runner.llama_server import LlamaServer, ServerError, prompt_tokens
+from harness.runner.llama_server import ServerError
+from harness.runner.server_bench import measure_server
 from harness.runner.sweep_bench import parse_sweep_table, sweep_bench_argv
 from harness.store import ResultsStore
 
@@ -206,51 +207,11 @@ def _measure_sweep_bench(config: BenchConfig, conf: Configuration, log_path: Pat
 
 
 def _measure_llama_server(config: BenchConfig, conf: Configuration, log_path: Path):
-    bench = config.bench
-    args = [*conf.extra_args, "-c", str(bench.ctx), "-ctk", bench.cache_type_k, "-ctv", bench.cache_type_v]
-    if bench.threads:
-        args += ["-t", str(bench.threads)]
-    if bench.batch:
-        args += ["-b", str(bench.batch)]
-    if bench.ubatch:
-        args += ["-ub", str(bench.ubatch)]
-    if bench.flash_attn is not None:
-        args += ["-fa", "on" if bench.flash_attn else "off"]  # both engines' servers take on|off
-    vocab = conf.model.info.vocab_size
-    deadline = time.monotonic() + config.timeouts.run_s
     try:
-        with LlamaServer(conf.engine.tool(conf.tool), conf.model.path, args, log_path=log_path,
-                         ready_timeout_s=config.timeouts.run_s) as server:
-            server.complete(prompt_tokens(16, vocab), 4)  # warm-up
-            # prompt sizes measured with the first generation size, generation sizes with the first prompt size
-            pairs = [(p, bench.gen_tokens[0]) for p in bench.prompt_tokens]
-            pairs += [(bench.prompt_tokens[0], g) for g in bench.gen_tokens if (bench.prompt_tokens[0], g) not in pairs]
-            timings = {}
-            for n_prompt, n_gen in pairs:
-                timings[n_prompt, n_gen] = []
-                for rep in range(bench.repetitions):
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise ServerError(f"timed out after {config.timeouts.run_s:.0f} s")
-                    timings[n_prompt, n_gen].append(
-                        server.complete(prompt_tokens(max(n_prompt, 1), vocab, seed=rep), max(n_gen, 1),
-                                        timeout_s=left))
-            tests = []
-            for p in (p for p in bench.prompt_tokens if p):
-                test = _test(p, 0, [t.prompt_tps for t in timings[p, bench.gen_tokens[0]]])
-                test.raw["ttft_ms"] = [t.ttft_ms for t in timings[p, bench.gen_tokens[0]] if t.ttft_ms is not None]
-                tests.append(test)
-            tests += [_test(0, g, [t.gen_tps for t in timings[bench.prompt_tokens[0], g]])
-                      for g in bench.gen_tokens if g]
-            return server.argv, tests
+        return measure_server(conf.engine.tool(conf.tool), conf.model.path, conf.model.info.vocab_size,
+                              config.bench, conf.extra_args, log_path, config.timeouts.run_s)
     except ServerError as exc:
         tail = log_path.read_text(errors="replace") if log_path.exists() else ""
         raise _failure(str(exc), tail[-4000:]) from None
 
 
-def _test(n_prompt: int, n_gen: int, samples: list[float]) -> BenchTest:
-    import statistics
-
-    mean = statistics.fmean(samples)
-    std = statistics.stdev(samples) if len(samples) > 1 else 0.0
-    return BenchTest(n_prompt, n_gen, 0, mean, std, samples, {})

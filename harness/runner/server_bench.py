@@ -1,0 +1,80 @@
+"""Measuring through llama-server: controlled prompt and generation lengths (token ids, `cache_prompt: false`,
+`ignore_eos`, fixed seeds), the engine's own timings, time to first token, and optionally several requests at
+once (`bench.concurrency`), the way a server is really used."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from harness.config import BenchSettings
+from harness.runner.llama_bench import BenchTest
+from harness.runner.llama_server import CompletionTimings, LlamaServer, ServerError, prompt_tokens
+
+
+def server_args(bench: BenchSettings, extra: list[str]) -> list[str]:
+    slots = max(bench.concurrency)
+    args = [*extra, "-c", str(bench.ctx * slots), "-np", str(slots), "-ctk", bench.cache_type_k,
+            "-ctv", bench.cache_type_v]
+    if bench.threads:
+        args += ["-t", str(bench.threads)]
+    if bench.batch:
+        args += ["-b", str(bench.batch)]
+    if bench.ubatch:
+        args += ["-ub", str(bench.ubatch)]
+    if bench.flash_attn is not None:
+        args += ["-fa", "on" if bench.flash_attn else "off"]  # both engines' servers take on|off
+    return args
+
+
+def measure_server(binary: Path, model: Path, vocab_size: int, bench: BenchSettings, extra: list[str],
+                   log_path: Path, timeout_s: float) -> tuple[list[str], list[BenchTest]]:
+    """Start the server, warm it up, measure; prompt sizes with the first generation size, generation sizes
+    with the first prompt size; concurrency levels above 1 give aggregate generation speed (`tg16x4`)."""
+    deadline = time.monotonic() + timeout_s
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ServerError(f"timed out after {timeout_s:.0f} s")
+        return remaining
+
+    with LlamaServer(binary, model, server_args(bench, extra), log_path=log_path,
+                     ready_timeout_s=timeout_s) as server:
+        server.complete(prompt_tokens(16, vocab_size), 4, timeout_s=left())  # warm-up
+        first_pp, first_tg = bench.prompt_tokens[0], bench.gen_tokens[0]
+        pairs = [(p, first_tg) for p in bench.prompt_tokens]
+        pairs += [(first_pp, g) for g in bench.gen_tokens if (first_pp, g) not in pairs]
+        timings: dict[tuple[int, int], list[CompletionTimings]] = {}
+        for n_prompt, n_gen in pairs:
+            timings[n_prompt, n_gen] = [
+                server.complete(prompt_tokens(max(n_prompt, 1), vocab_size, seed=rep), max(n_gen, 1),
+                                timeout_s=left())
+                for rep in range(bench.repetitions)]
+        tests = []
+        for p in (p for p in bench.prompt_tokens if p):
+            runs = timings[p, first_tg]
+            test = _test(p, 0, [t.prompt_tps for t in runs])
+            test.raw["ttft_ms"] = [t.ttft_ms for t in runs if t.ttft_ms is not None]
+            tests.append(test)
+        tests += [_test(0, g, [t.gen_tps for t in timings[first_pp, g]]) for g in bench.gen_tokens if g]
+        for level in (c for c in bench.concurrency if c > 1):
+            samples = []
+            for rep in range(bench.repetitions):
+                with ThreadPoolExecutor(level) as pool:
+                    futures = [pool.submit(server.complete, prompt_tokens(max(first_pp, 1), vocab_size,
+                                                                          seed=rep * 1000 + i),
+                                           max(first_tg, 1), seed=i, timeout_s=left()) for i in range(level)]
+                    samples.append(sum(f.result().gen_tps for f in futures))  # aggregate tokens/s
+            test = _test(0, first_tg, samples)
+            test.raw["concurrency"] = level
+            tests.append(test)
+        return server.argv, tests
+
+
+def _test(n_prompt: int, n_gen: int, samples: list[float]) -> BenchTest:
+    mean = statistics.fmean(samples)
+    std = statistics.stdev(samples) if len(samples) > 1 else 0.0
+    return BenchTest(n_prompt, n_gen, 0, mean, std, samples, {})
