@@ -37,6 +37,7 @@ def _gpus() -> list[dict]:
                 "name": name.decode() if isinstance(name, bytes) else name,
                 "vram_total_mib": pynvml.nvmlDeviceGetMemoryInfo(handle).total // (1 << 20),
                 "driver": driver.decode() if isinstance(driver, bytes) else driver,
+                **_pcie(pynvml, handle),
             })
         return gpus
     except Exception:
@@ -46,6 +47,20 @@ def _gpus() -> list[dict]:
             pynvml.nvmlShutdown()
         except Exception:
             pass
+
+
+def _pcie(pynvml, handle) -> dict:
+    """PCIe link generation and width, current and max; a value the GPU does not report stays None."""
+    out = {}
+    for key, fn in (("pcie_gen_current", "nvmlDeviceGetCurrPcieLinkGeneration"),
+                    ("pcie_gen_max", "nvmlDeviceGetMaxPcieLinkGeneration"),
+                    ("pcie_width_current", "nvmlDeviceGetCurrPcieLinkWidth"),
+                    ("pcie_width_max", "nvmlDeviceGetMaxPcieLinkWidth")):
+        try:
+            out[key] = int(getattr(pynvml, fn)(handle))
+        except Exception:  # NotSupported on this GPU (or vGPU): leave it empty
+            out[key] = None
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -61,4 +76,6 @@ def host_fingerprint() -> dict:
         "gpu_name": "; ".join(g["name"] for g in gpus),
         "gpu_vram_total_mib": sum(g["vram_total_mib"] for g in gpus) if gpus else None,
         "gpu_driver": gpus[0]["driver"] if gpus else "",
+        "gpu_pcie": "; ".join(f"gen{g['pcie_gen_current']}/{g['pcie_gen_max']} x{g['pcie_width_current']}/"
+                              f"{g['pcie_width_max']}" for g in gpus),
     }

@@ -25,7 +25,7 @@ COLUMNS = (
     "predicted_vram_bytes", "predicted_ram_bytes", "predicted_model_buffers", "actual_model_buffers",
     "threads", "command", "log_file",
     "host_name", "host_cpu", "host_cpu_cores", "host_cpu_threads", "host_ram_gib", "host_os",
-    "gpu_name", "gpu_vram_total_mib", "gpu_driver",
+    "gpu_name", "gpu_vram_total_mib", "gpu_driver", "gpu_pcie",
 )
 
 
