@@ -21,7 +21,7 @@ COLUMNS = (
     "repetitions",
     "tps_mean", "tps_stddev", "tps_samples", "ttft_ms_mean", "ttft_ms_samples",
     "engine", "engine_dialect", "engine_version", "engine_build", "engine_commit",
-    "model", "model_file", "model_arch", "model_size_bytes", "model_n_params",
+    "model", "model_file", "model_arch", "model_quant", "model_size_bytes", "model_n_params",
     "predicted_vram_bytes", "predicted_ram_bytes", "predicted_model_buffers", "actual_model_buffers",
     "threads", "command", "log_file",
     "host_name", "host_cpu", "host_cpu_cores", "host_cpu_threads", "host_ram_gib", "host_os",

@@ -57,6 +57,7 @@ def test_demo_sweep_writes_real_results(mainline_engine, tmp_path):
         assert row["schema_version"] == "1" and row["device"].startswith("RPC0[127.0.0.1:")
         assert float(row["tps_mean"]) > 0 and len(json.loads(row["tps_samples"])) == 3
         assert row["engine_dialect"] == "mainline" and row["model_arch"] == "qwen3moe"
+        assert row["model_quant"] == "Q8_0"
         assert (tmp_path / "default" / row["log_file"]).exists()
         if row["tool"] == "llama-server" and row["test"] == "pp64":
             assert float(row["ttft_ms_mean"]) > 0 and len(json.loads(row["ttft_ms_samples"])) == 3

@@ -108,6 +108,7 @@ def _base_row(config: BenchConfig, conf: Configuration) -> dict:
         "engine": engine.name, "engine_dialect": engine.dialect, "engine_version": engine.version,
         "engine_build": engine.build_number, "engine_commit": engine.commit,
         "model": conf.model.label, "model_file": str(conf.model.path), "model_arch": conf.model.info.architecture,
+        "model_quant": next(iter(conf.model.info.quant_bytes), ""),  # the type holding the most bytes
         "model_size_bytes": conf.model.path.stat().st_size, "threads": config.bench.threads,
         "predicted_vram_bytes": memory.vram_bytes if memory else None,
         "predicted_ram_bytes": memory.ram_bytes if memory else None,
