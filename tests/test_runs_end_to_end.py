@@ -203,3 +203,14 @@ bench: {prompt_tokens: [32], gen_tokens: [16], repetitions: 2, threads: 2, ctx: 
     assert all(r["status"] == "ok" for r in rows.values())
     assert "-np" in json.loads(rows["tg16x3"]["command"])
     assert float(rows["tg16x3"]["tps_mean"]) > 0 and len(json.loads(rows["tg16x3"]["tps_samples"])) == 2
+
+
+def test_missing_model_and_engine_are_one_line_errors(mainline_engine, tmp_path):
+    config = tmp_path / "bench.yaml"
+    config.write_text(f"models: [{{path: {tmp_path}/nope.gguf}}]\nengines: [mainline]\n")
+    result = run_cli("run", config, "--out", tmp_path / "out")
+    assert result.returncode == 2 and "nope.gguf does not exist" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    config.write_text(f"models: [{{synth: tiny}}]\nengines: [{{name: mine, path: {tmp_path}/no-build/bin}}]\n")
+    result = run_cli("run", config, "--out", tmp_path / "out")
+    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
