@@ -71,3 +71,23 @@ def test_killed_sweep_resumes_to_the_same_rows(mainline_engine, tmp_path):
     rows = _rows(csv_path)
     assert _keys(rows) == _keys(expected)
     assert len({(r["config_id"], r["test"]) for r in rows}) == len(rows)  # no duplicates
+
+
+def test_sigterm_of_a_running_sweep_leaves_nothing_running(mainline_engine, tmp_path):
+    config = tmp_path / "bench.yaml"
+    config.write_text(CONFIG.replace("repetitions: 2", "repetitions: 50"))
+    harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(config), "--out", str(tmp_path)],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    children = []
+    while not any(p.name() == "llama-bench" for p in children):
+        assert harness.poll() is None and time.monotonic() < deadline
+        children = psutil.Process(harness.pid).children(recursive=True)
+        time.sleep(0.05)
+    assert any(p.name() == "ggml-rpc-server" for p in children)
+    harness.send_signal(signal.SIGTERM)
+    assert harness.wait(timeout=30) != 0
+    deadline = time.monotonic() + 10
+    while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in children):
+        assert time.monotonic() < deadline, "an engine or rpc-server outlived the harness"
+        time.sleep(0.05)
