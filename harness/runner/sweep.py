@@ -145,21 +145,22 @@ def _run_configuration(config: BenchConfig, store: ResultsStore, conf: Configura
         if not conf.engine.has(conf.tool):
             raise RunFailed(f"engine {conf.engine.name} has no {conf.tool}")
         if conf.tool == "llama-bench":
-            argv, tests = _measure_llama_bench(config, conf, log_path, store.logs)
+            measured = _measure_llama_bench(config, conf, log_path, store.logs)
         elif conf.tool == "llama-sweep-bench":
-            argv, tests = _measure_sweep_bench(config, conf, log_path, store.logs)
+            measured = _measure_sweep_bench(config, conf, log_path, store.logs)
         else:
-            argv, tests = _measure_llama_server(config, conf, log_path)
+            measured = _measure_llama_server(config, conf, log_path)
     except RunFailed as exc:
         store.append({**row, "finished_at": _now(), "duration_s": round(time.monotonic() - started, 3),
                       "status": "failed", "reason": str(exc)[:2000]})
         progress.result(f"failed: {str(exc).splitlines()[0][:200]}")
         return
     loaded = parse_report(log_path.read_text(errors="replace"))
-    row.update(finished_at=_now(), duration_s=round(time.monotonic() - started, 3), command=argv,
+    row.update(finished_at=_now(), duration_s=round(time.monotonic() - started, 3),
                actual_model_buffers=loaded.model_bytes_by_device if loaded else None)
-    for test in tests:
+    for test, argv in measured:
         store.append({**row, "run_id": run_id(rid, test.name), "status": "ok", "reason": "", "test": test.name,
+                      "command": argv,
                       "n_prompt": test.n_prompt, "n_gen": test.n_gen, "n_depth": test.n_depth,
                       "tps_mean": round(test.tps_mean, 3), "tps_stddev": round(test.tps_stddev, 3),
                       "tps_samples": [round(s, 3) for s in test.tps_samples],
@@ -180,17 +181,29 @@ def _failure(reason: str, output_tail: str) -> RunFailed:
 
 
 def _measure_llama_bench(config: BenchConfig, conf: Configuration, log_path: Path, cwd: Path):
-    # -v: the engine's load report (what it placed where) goes to the log
-    argv = bench_argv(conf.engine.tool("llama-bench"), conf.model.path, config.bench, conf.engine.dialect,
-                      [*conf.extra_args, "-v"])
-    stdout_path = log_path.with_suffix(".json")
-    result = procs.run(argv, timeout_s=config.timeouts.run_s, log_path=log_path, stdout_path=stdout_path, cwd=cwd)
-    if not result.ok:
-        raise _failure(result.describe_failure(), result.output_tail)
-    try:
-        return argv, parse_bench_json(stdout_path.read_text(errors="replace"))
-    except BenchOutputError as exc:
-        raise _failure(str(exc), result.output_tail) from None
+    """One llama-bench process per test (a prompt size or a generation size, at each depth): the process's
+    lifetime is then that phase's window, for telemetry, and no test depends on what ran before it."""
+    bench = config.bench
+    phases = [(p, 0, d) for p in bench.prompt_tokens if p for d in bench.depth]
+    phases += [(0, g, d) for g in bench.gen_tokens if g for d in bench.depth]
+    commands, tests = [], []
+    for n_prompt, n_gen, depth in phases:
+        settings = bench.model_copy(update={"prompt_tokens": [n_prompt], "gen_tokens": [n_gen], "depth": [depth]})
+        # -v: the engine's load report (what it placed where) goes to the log
+        argv = bench_argv(conf.engine.tool("llama-bench"), conf.model.path, settings, conf.engine.dialect,
+                          [*conf.extra_args, "-v"])
+        stdout_path = log_path.with_suffix(f".{len(commands)}.json")
+        result = procs.run(argv, timeout_s=config.timeouts.run_s, log_path=log_path, stdout_path=stdout_path,
+                           cwd=cwd)
+        if not result.ok:
+            raise _failure(result.describe_failure(), result.output_tail)
+        try:
+            found = parse_bench_json(stdout_path.read_text(errors="replace"))
+        except BenchOutputError as exc:
+            raise _failure(str(exc), result.output_tail) from None
+        commands.append(argv)
+        tests += [(test, argv) for test in found]
+    return tests
 
 
 def _measure_sweep_bench(config: BenchConfig, conf: Configuration, log_path: Path, cwd: Path):
@@ -202,15 +215,16 @@ def _measure_sweep_bench(config: BenchConfig, conf: Configuration, log_path: Pat
     try:
         # the table goes to stdout or, through ik's logger, to stderr: read both
         text = stdout_path.read_text(errors="replace") + log_path.read_text(errors="replace")
-        return argv, parse_sweep_table(text)
+        return [(test, argv) for test in parse_sweep_table(text)]
     except BenchOutputError as exc:
         raise _failure(str(exc), result.output_tail) from None
 
 
 def _measure_llama_server(config: BenchConfig, conf: Configuration, log_path: Path):
     try:
-        return measure_server(conf.engine.tool(conf.tool), conf.model.path, conf.model.info.vocab_size,
-                              config.bench, conf.extra_args, log_path, config.timeouts.run_s)
+        argv, tests = measure_server(conf.engine.tool(conf.tool), conf.model.path, conf.model.info.vocab_size,
+                                     config.bench, conf.extra_args, log_path, config.timeouts.run_s)
+        return [(test, argv) for test in tests]
     except ServerError as exc:
         tail = log_path.read_text(errors="replace") if log_path.exists() else ""
         raise _failure(str(exc), tail[-4000:]) from None
