@@ -134,6 +134,11 @@ class RunOrder(_Strict):
     seed: int = 0
 
 
+class TelemetrySettings(_Strict):
+    enabled: bool = True
+    hz: float = Field(10.0, gt=0, le=100, description="samples per second")
+
+
 class Timeouts(_Strict):
     run_s: float = Field(600, gt=0)
 
@@ -152,6 +157,7 @@ class BenchConfig(_Strict):
     bench: BenchSettings = Field(default_factory=BenchSettings)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     order: RunOrder = Field(default_factory=RunOrder)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     engine_args: dict[str, list[str]] = Field(default_factory=dict,
                                               description="extra arguments per engine name, e.g. {ik: [-fmoe, 1]}")
 

@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from harness.telemetry.attribution import TELEMETRY_COLUMNS
+
 SCHEMA_VERSION = 1
 
 COLUMNS = (
@@ -23,6 +25,7 @@ COLUMNS = (
     "engine", "engine_dialect", "engine_version", "engine_build", "engine_commit",
     "model", "model_file", "model_arch", "model_quant", "model_size_bytes", "model_n_params",
     "predicted_vram_bytes", "predicted_ram_bytes", "predicted_model_buffers", "actual_model_buffers",
+    *TELEMETRY_COLUMNS, "telemetry_file", "telemetry_warnings",
     "threads", "command", "log_file",
     "host_name", "host_cpu", "host_cpu_cores", "host_cpu_threads", "host_ram_gib", "host_os",
     "gpu_name", "gpu_vram_total_mib", "gpu_driver", "gpu_pcie",

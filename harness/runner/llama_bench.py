@@ -26,6 +26,20 @@ class BenchTest:
     raw: dict
 
     @property
+    def tokens(self) -> int:
+        """Tokens processed over all measured repetitions (pp: prompt tokens, tg: generated tokens; concurrent
+        requests count each request's tokens)."""
+        if "tokens" in self.raw:
+            return int(self.raw["tokens"])
+        return (self.n_prompt + self.n_gen) * max(len(self.tps_samples), 1)
+
+    @property
+    def measured_s(self) -> float | None:
+        """The engine's own measured time over all repetitions (llama-bench's samples_ns), if it said."""
+        ns = self.raw.get("samples_ns")
+        return sum(ns) / 1e9 if ns else None
+
+    @property
     def name(self) -> str:
         kind = f"pp{self.n_prompt}" if self.n_gen == 0 else f"tg{self.n_gen}"
         if self.n_prompt and self.n_gen:

@@ -33,6 +33,9 @@ class CompletionTimings:
     gen_tps: float
     ttft_ms: float | None
     raw: dict
+    started_s: float = 0.0          # time.monotonic() when the request was sent
+    first_token_s: float = 0.0      # ... when the first token arrived: prompt processing ends here
+    finished_s: float = 0.0         # ... when the last chunk arrived: generation ends here
 
 
 class LlamaServer:
@@ -122,7 +125,8 @@ class LlamaServer:
         return CompletionTimings(
             prompt_tokens=int(timings.get("prompt_n", 0)), prompt_tps=float(timings.get("prompt_per_second", 0.0)),
             gen_tokens=int(timings.get("predicted_n", 0)), gen_tps=float(timings.get("predicted_per_second", 0.0)),
-            ttft_ms=ttft_ms, raw=timings)
+            ttft_ms=ttft_ms, raw=timings, started_s=started,
+            first_token_s=started + (ttft_ms or 0.0) / 1000, finished_s=time.monotonic())
 
 
 def prompt_tokens(n: int, vocab_size: int, seed: int = 0) -> list[int]:

@@ -58,18 +58,26 @@ def measure_server(binary: Path, model: Path, vocab_size: int, bench: BenchSetti
             runs = timings[p, first_tg]
             test = _test(p, 0, [t.prompt_tps for t in runs])
             test.raw["ttft_ms"] = [t.ttft_ms for t in runs if t.ttft_ms is not None]
+            test.raw["windows_mono"] = [(t.started_s, t.first_token_s) for t in runs]  # request to first token
             tests.append(test)
-        tests += [_test(0, g, [t.gen_tps for t in timings[first_pp, g]]) for g in bench.gen_tokens if g]
+        for g in (g for g in bench.gen_tokens if g):
+            runs = timings[first_pp, g]
+            test = _test(0, g, [t.gen_tps for t in runs])
+            test.raw["windows_mono"] = [(t.first_token_s, t.finished_s) for t in runs]  # first to last token
+            tests.append(test)
         for level in (c for c in bench.concurrency if c > 1):
-            samples = []
+            samples, windows = [], []
             for rep in range(bench.repetitions):
                 with ThreadPoolExecutor(level) as pool:
                     futures = [pool.submit(server.complete, prompt_tokens(max(first_pp, 1), vocab_size,
                                                                           seed=rep * 1000 + i),
                                            max(first_tg, 1), seed=i, timeout_s=left()) for i in range(level)]
-                    samples.append(sum(f.result().gen_tps for f in futures))  # aggregate tokens/s
+                    done = [f.result() for f in futures]
+                samples.append(sum(t.gen_tps for t in done))  # aggregate tokens/s
+                windows.append((min(t.first_token_s for t in done), max(t.finished_s for t in done)))
             test = _test(0, first_tg, samples)
-            test.raw["concurrency"] = level
+            test.raw.update(concurrency=level, windows_mono=windows,
+                            tokens=max(first_tg, 1) * level * bench.repetitions)
             tests.append(test)
         return server.argv, tests
 

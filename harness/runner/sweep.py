@@ -26,6 +26,7 @@ from harness.runner.llama_server import ServerError
 from harness.runner.server_bench import measure_server
 from harness.runner.sweep_bench import parse_sweep_table, sweep_bench_argv
 from harness.store import ResultsStore
+from harness.telemetry import Sampler, open_nvml
 
 
 class SweepProgress(Protocol):
@@ -76,13 +77,17 @@ def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None
     engines = [find_engine(e.name, config.engine_paths()) for e in config.engines]
     models = [resolve_model(m, config) for m in config.models]
     with contextlib.ExitStack() as stack:
-        devices = {}
+        devices, rig_pids = {}, {}
         for engine in engines:
             if config.rpc_rig:
                 rpc = stack.enter_context(RpcServer(engine, threads=1, log_path=store.logs / f"rpc-{engine.name}.log"))
                 devices[engine.name] = f"RPC0[{rpc.endpoint}]"
+                rig_pids[engine.name] = rpc.pid
             elif config.devices:
                 devices[engine.name] = config.devices[0]
+        nvml = open_nvml() if config.telemetry.enabled else None  # once: nvmlInit can take seconds
+        if nvml is not None:
+            stack.callback(nvml.close)
         confs = configurations(config, models, engines, devices)
         store.write_meta({
             "moebench_version": __version__, "config": config.model_dump(mode="json"),
@@ -94,7 +99,8 @@ def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None
         todo = [conf for conf in confs if config_id(config, conf) not in done]
         progress.begin(len(confs), len(confs) - len(todo))
         for conf in todo:
-            _run_configuration(config, store, conf, progress)
+            others = {pid for name, pid in rig_pids.items() if name != conf.engine.name}
+            _run_configuration(config, store, conf, progress, _sampler(config, others, nvml))
     return folder
 
 
@@ -123,8 +129,17 @@ def config_id(config: BenchConfig, conf: Configuration) -> str:
                   conf.params, conf.engine_args, config.bench.model_dump())
 
 
+def _sampler(config: BenchConfig, other_rig_pids: set[int], nvml) -> Sampler | None:
+    """A sampler of whatever this harness is running now (the engine, and its RPC server on the rig), not the
+    other engines' RPC servers."""
+    if not config.telemetry.enabled:
+        return None
+    return Sampler(lambda: [pg for pg in procs.live_groups() if pg not in other_rig_pids], config.telemetry.hz,
+                   loopback=config.rpc_rig, nvml=nvml if nvml is not None else False)
+
+
 def _run_configuration(config: BenchConfig, store: ResultsStore, conf: Configuration,
-                       progress: SweepProgress) -> None:
+                       progress: SweepProgress, sampler: Sampler | None = None) -> None:
     rid = config_id(config, conf)
     row = {**_base_row(config, conf), "run_id": rid, "config_id": rid, "log_file": f"logs/{rid}.log"}
     progress.start(conf.label)
@@ -142,30 +157,56 @@ def _run_configuration(config: BenchConfig, store: ResultsStore, conf: Configura
     started = time.monotonic()
     row["started_at"] = _now()
     try:
-        if not conf.engine.has(conf.tool):
-            raise RunFailed(f"engine {conf.engine.name} has no {conf.tool}")
-        if conf.tool == "llama-bench":
-            measured = _measure_llama_bench(config, conf, log_path, store.logs)
-        elif conf.tool == "llama-sweep-bench":
-            measured = _measure_sweep_bench(config, conf, log_path, store.logs)
-        else:
-            measured = _measure_llama_server(config, conf, log_path)
+        with sampler or contextlib.nullcontext():
+            measured = _measure(config, conf, log_path, store)
     except RunFailed as exc:
         store.append({**row, "finished_at": _now(), "duration_s": round(time.monotonic() - started, 3),
-                      "status": "failed", "reason": str(exc)[:2000]})
+                      "status": "failed", "reason": str(exc)[:2000], **_telemetry_file(store, rid, sampler)})
         progress.result(f"failed: {str(exc).splitlines()[0][:200]}")
         return
     loaded = parse_report(log_path.read_text(errors="replace"))
     row.update(finished_at=_now(), duration_s=round(time.monotonic() - started, 3),
-               actual_model_buffers=loaded.model_bytes_by_device if loaded else None)
+               actual_model_buffers=loaded.model_bytes_by_device if loaded else None,
+               **_telemetry_file(store, rid, sampler))
     for test, argv in measured:
         store.append({**row, "run_id": run_id(rid, test.name), "status": "ok", "reason": "", "test": test.name,
                       "command": argv,
                       "n_prompt": test.n_prompt, "n_gen": test.n_gen, "n_depth": test.n_depth,
                       "tps_mean": round(test.tps_mean, 3), "tps_stddev": round(test.tps_stddev, 3),
                       "tps_samples": [round(s, 3) for s in test.tps_samples],
-                      "model_n_params": test.raw.get("model_n_params"), **_ttft_columns(test)})
+                      "model_n_params": test.raw.get("model_n_params"), **_ttft_columns(test),
+                      **_phase_telemetry(sampler, test)})
         progress.result(f"{test.name}: {test.tps_mean:.1f} ± {test.tps_stddev:.1f} tokens/s")
+
+
+def _measure(config: BenchConfig, conf: Configuration, log_path: Path, store: ResultsStore):
+    if not conf.engine.has(conf.tool):
+        raise RunFailed(f"engine {conf.engine.name} has no {conf.tool}")
+    if conf.tool == "llama-bench":
+        return _measure_llama_bench(config, conf, log_path, store.logs)
+    if conf.tool == "llama-sweep-bench":
+        return _measure_sweep_bench(config, conf, log_path, store.logs)
+    return _measure_llama_server(config, conf, log_path)
+
+
+def _telemetry_file(store: ResultsStore, rid: str, sampler: Sampler | None) -> dict:
+    if sampler is None:
+        return {}
+    path = store.folder / "telemetry" / f"{rid}.csv.gz"
+    path.parent.mkdir(exist_ok=True)
+    sampler.write_csv_gz(path)
+    return {"telemetry_file": str(path.relative_to(store.folder)), "telemetry_warnings": sampler.warnings or ""}
+
+
+def _phase_telemetry(sampler: Sampler | None, test: BenchTest) -> dict:
+    """The test's own phase windows (process lifetime, or request timestamps) summarized from the samples."""
+    windows = test.raw.get("windows_mono")
+    if sampler is None or not windows:
+        return {}
+    offset = time.monotonic() - sampler.now()  # monotonic -> sampler time
+    for start, end in windows:
+        sampler.mark_phase(test.name, start - offset, end - offset, test.tokens / len(windows))
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in sampler.summarize(test.name).items()}
 
 
 def _ttft_columns(test: BenchTest) -> dict:
@@ -195,12 +236,16 @@ def _measure_llama_bench(config: BenchConfig, conf: Configuration, log_path: Pat
         stdout_path = log_path.with_suffix(f".{len(commands)}.json")
         result = procs.run(argv, timeout_s=config.timeouts.run_s, log_path=log_path, stdout_path=stdout_path,
                            cwd=cwd)
+        exited = time.monotonic()
         if not result.ok:
             raise _failure(result.describe_failure(), result.output_tail)
         try:
             found = parse_bench_json(stdout_path.read_text(errors="replace"))
         except BenchOutputError as exc:
             raise _failure(str(exc), result.output_tail) from None
+        for test in found:  # the measured repetitions end the process: [exit - engine's measured time, exit]
+            measured = test.measured_s or result.duration_s
+            test.raw["windows_mono"] = [(exited - measured, exited)]
         commands.append(argv)
         tests += [(test, argv) for test in found]
     return tests
@@ -209,13 +254,17 @@ def _measure_llama_bench(config: BenchConfig, conf: Configuration, log_path: Pat
 def _measure_sweep_bench(config: BenchConfig, conf: Configuration, log_path: Path, cwd: Path):
     argv = sweep_bench_argv(conf.engine.tool(conf.tool), conf.model.path, config.bench, conf.extra_args)
     stdout_path = log_path.with_suffix(".out")
+    started = time.monotonic()
     result = procs.run(argv, timeout_s=config.timeouts.run_s, log_path=log_path, stdout_path=stdout_path, cwd=cwd)
     if not result.ok:
         raise _failure(result.describe_failure(), result.output_tail)
     try:
         # the table goes to stdout or, through ik's logger, to stderr: read both
         text = stdout_path.read_text(errors="replace") + log_path.read_text(errors="replace")
-        return [(test, argv) for test in parse_sweep_table(text)]
+        tests = parse_sweep_table(text)
+        for test in tests:  # one process for all depths: telemetry covers the whole sweep
+            test.raw["windows_mono"] = [(started, started + result.duration_s)]
+        return [(test, argv) for test in tests]
     except BenchOutputError as exc:
         raise _failure(str(exc), result.output_tail) from None
 

@@ -1,0 +1,16 @@
+"""Telemetry during a run: GPU (NVML), PCIe, the engine's process tree, host RAM and CPU, sampled in a
+background thread and attributed to the phases (prompt processing, generation, ...) the runner marks.
+
+- `Sampler(root_pid, hz=10.0, *, loopback=False, nvml=None)`: the sampling thread; `mark_phase`,
+  `summarize`, `write_csv_gz`, `warnings`, `cpu_seconds`.
+- `summarize_phase(samples, windows, tokens)` and `TELEMETRY_COLUMNS`: one results row's figures for a phase.
+- `open_nvml()` -> `NvmlSource | None`: NVML opened once, to share across samplers.
+- `ProcessTreeSource`: the psutil side on its own.
+"""
+
+from harness.telemetry.attribution import TELEMETRY_COLUMNS, summarize_phase
+from harness.telemetry.nvml import NvmlSource, open_nvml
+from harness.telemetry.process import ProcessTreeSource
+from harness.telemetry.sampler import Sampler
+
+__all__ = ["NvmlSource", "ProcessTreeSource", "Sampler", "TELEMETRY_COLUMNS", "open_nvml", "summarize_phase"]

@@ -1,0 +1,188 @@
+"""Per-phase figures from a telemetry time series: the samples inside a phase's windows, reduced to the
+TELEMETRY_COLUMNS of one results row.
+
+`windows` are (start_s, end_s) pairs in the sampler's time (`t_s`); a phase may have several (one per
+repetition) and its `tokens` are the total over all of them. Every figure is computed per metric from the
+samples that have that metric and lie inside a window (start <= t_s <= end). A window with no such sample
+(shorter than the sampling period, or a metric sampled sparsely like `uss_mib`) contributes the nearest sample
+before it and the nearest after it instead (whichever exist): the best estimate there is, a little diluted by
+what ran just before and after. `telemetry_samples` counts only samples inside the windows, so 0 says that
+every figure came from neighbouring samples. A metric with no data at all is None, never 0.
+
+Multi-GPU: `vram_*` is the fullest GPU of each sample (what decides whether a placement fits); PCIe and power
+are summed over GPUs; utilization is averaged over GPUs.
+
+Energy: with a total-energy counter on every GPU that reports power, joules are the counter's increase over
+each window, the counter linearly interpolated at the window's edges (when a window reaches past the first or
+last sample, the counter's rate over the covered part times the window's length). Otherwise mean power times
+the windows' total duration. PCIe and loopback MiB per token: mean MiB/s times the windows' total duration,
+over tokens (the PCIe rates are 20 ms spot measurements, see `harness.telemetry.nvml`, so this is an estimate).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import statistics
+from typing import Callable, Iterable, Sequence
+
+Window = tuple[float, float]
+Sample = dict[str, float]
+Points = list[tuple[float, float]]
+
+TELEMETRY_COLUMNS: list[str] = [
+    "vram_peak_mib", "vram_used_mean_mib",
+    "pcie_rx_mib_s_mean", "pcie_rx_mib_s_peak", "pcie_tx_mib_s_mean", "pcie_tx_mib_s_peak", "pcie_mib_per_token",
+    "gpu_util_pct_mean", "power_w_mean", "joules_per_token",
+    "rss_peak_mib", "uss_peak_mib", "cpu_pct_mean", "ram_available_min_mib", "swap_used_peak_mib",
+    "loopback_mib_s_mean", "loopback_mib_per_token",
+    "telemetry_samples",
+]
+
+_GPU_KEY = re.compile(r"^gpu(\d+)_(.+)$")
+
+
+def summarize_phase(samples: Sequence[Sample], windows: Iterable[Window], tokens: float | None
+                    ) -> dict[str, float | int | None]:
+    """The TELEMETRY_COLUMNS for the samples inside `windows` (see the module's docstring for the rules)."""
+    windows = sorted((min(a, b), max(a, b)) for a, b in windows)
+    out: dict[str, float | int | None] = dict.fromkeys(TELEMETRY_COLUMNS)
+    if not windows:
+        return out
+    rows = sorted((s for s in samples if "t_s" in s), key=lambda s: s["t_s"])
+    duration_s = sum(b - a for a, b in windows)
+    per_token = tokens if tokens else None
+    gpus = _gpu_metrics(rows)
+
+    def pick(value: Callable[[Sample], float | None]) -> list[float]:
+        return _select(_points(rows, value), windows)
+
+    vram = pick(lambda s: _reduce(s, gpus.get("vram_used_mib"), max))
+    out["vram_peak_mib"] = _max(vram)
+    out["vram_used_mean_mib"] = _mean(vram)
+    for way in ("rx", "tx"):
+        rate = pick(lambda s, w=way: _reduce(s, gpus.get(f"pcie_{w}_mib_s"), sum))
+        out[f"pcie_{way}_mib_s_mean"] = _mean(rate)
+        out[f"pcie_{way}_mib_s_peak"] = _max(rate)
+    rx, tx = out["pcie_rx_mib_s_mean"], out["pcie_tx_mib_s_mean"]
+    if rx is not None and tx is not None and per_token:
+        out["pcie_mib_per_token"] = (rx + tx) * duration_s / per_token
+    out["gpu_util_pct_mean"] = _mean(pick(lambda s: _reduce(s, gpus.get("gpu_util_pct"), statistics.fmean)))
+    out["power_w_mean"] = _mean(pick(lambda s: _reduce(s, gpus.get("power_w"), sum)))
+    joules = _energy_j(rows, windows, gpus)
+    if joules is None and out["power_w_mean"] is not None:
+        joules = out["power_w_mean"] * duration_s
+    if joules is not None and per_token:
+        out["joules_per_token"] = joules / per_token
+
+    out["rss_peak_mib"] = _max(pick(lambda s: s.get("rss_mib")))
+    out["uss_peak_mib"] = _max(pick(lambda s: s.get("uss_mib")))
+    out["cpu_pct_mean"] = _mean(pick(lambda s: s.get("cpu_pct")))
+    ram = pick(lambda s: s.get("ram_available_mib"))
+    out["ram_available_min_mib"] = min(ram) if ram else None
+    out["swap_used_peak_mib"] = _max(pick(lambda s: s.get("swap_used_mib")))
+    out["loopback_mib_s_mean"] = _mean(pick(lambda s: s.get("loopback_mib_s")))
+    if out["loopback_mib_s_mean"] is not None and per_token:
+        out["loopback_mib_per_token"] = out["loopback_mib_s_mean"] * duration_s / per_token
+    out["telemetry_samples"] = sum(1 for s in rows if any(a <= s["t_s"] <= b for a, b in windows))
+    return out
+
+
+def _gpu_metrics(rows: Sequence[Sample]) -> dict[str, list[str]]:
+    """metric -> its per-GPU keys (`vram_used_mib` -> [`gpu0_vram_used_mib`, `gpu1_vram_used_mib`])."""
+    found: dict[str, set[str]] = {}
+    for row in rows:
+        for key in row:
+            match = _GPU_KEY.match(key)
+            if match:
+                found.setdefault(match.group(2), set()).add(key)
+    return {metric: sorted(keys, key=lambda k: int(_GPU_KEY.match(k).group(1))) for metric, keys in found.items()}
+
+
+def _reduce(sample: Sample, keys: list[str] | None, how: Callable[[list[float]], float]) -> float | None:
+    values = [sample[k] for k in keys or () if sample.get(k) is not None]
+    return how(values) if values else None
+
+
+def _points(rows: Sequence[Sample], value: Callable[[Sample], float | None]) -> Points:
+    points = []
+    for row in rows:
+        v = value(row)
+        if v is not None:
+            points.append((row["t_s"], float(v)))
+    return points
+
+
+def _select(points: Points, windows: Sequence[Window]) -> list[float]:
+    """Values of the points inside any window; for a window with none inside, its nearest neighbours."""
+    times = [t for t, _ in points]
+    chosen: set[int] = set()
+    for start, end in windows:
+        lo, hi = bisect.bisect_left(times, start), bisect.bisect_right(times, end)
+        if hi > lo:
+            chosen.update(range(lo, hi))
+            continue
+        if lo > 0:
+            chosen.add(lo - 1)  # the last sample before the window
+        if hi < len(points):
+            chosen.add(hi)  # the first after it
+    return [points[i][1] for i in sorted(chosen)]
+
+
+def _energy_j(rows: Sequence[Sample], windows: Sequence[Window], gpus: dict[str, list[str]]) -> float | None:
+    """Joules from the energy counters, or None when some GPU with power data has no usable counter."""
+    energy_keys = gpus.get("energy_j", [])
+    if not energy_keys:
+        return None
+    with_energy = {k.split("_", 1)[0] for k in energy_keys}
+    with_power = {k.split("_", 1)[0] for k in gpus.get("power_w", [])}
+    if not with_power <= with_energy:
+        return None
+    total = 0.0
+    for key in energy_keys:
+        points = _points(rows, lambda s, k=key: s.get(k))
+        for start, end in windows:
+            delta = _counter_delta(points, start, end)
+            if delta is None:
+                return None
+            total += delta
+    return total
+
+
+def _counter_delta(points: Points, start: float, end: float) -> float | None:
+    """A monotonic counter's increase from `start` to `end`; None with fewer than two points or on a reset."""
+    if len(points) < 2:
+        return None
+    if end <= start:
+        return 0.0
+    first_t, last_t = points[0][0], points[-1][0]
+    a, b = max(start, first_t), min(end, last_t)
+    if b > a:
+        delta = _interp(points, b) - _interp(points, a)
+        if (a, b) != (start, end):
+            delta = delta / (b - a) * (end - start)  # the rate over the covered part, for the whole window
+    else:  # the window lies wholly before the first or after the last point
+        (t1, e1), (t2, e2) = (points[0], points[1]) if end <= first_t else (points[-2], points[-1])
+        if t2 <= t1:
+            return None
+        delta = (e2 - e1) / (t2 - t1) * (end - start)
+    return delta if delta >= 0 else None
+
+
+def _interp(points: Points, t: float) -> float:
+    times = [p[0] for p in points]
+    i = bisect.bisect_left(times, t)
+    if i < len(points) and points[i][0] == t:
+        return points[i][1]
+    (t1, e1), (t2, e2) = points[max(i - 1, 0)], points[min(i, len(points) - 1)]
+    if t2 == t1:
+        return e1
+    return e1 + (e2 - e1) * (t - t1) / (t2 - t1)
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def _max(values: list[float]) -> float | None:
+    return max(values) if values else None
