@@ -154,6 +154,8 @@ class BenchConfig(_Strict):
     devices: list[str] = Field(default_factory=list, description="the accelerator as engines name it")
     rpc_rig: bool = Field(False, description="start each engine's own RPC server on loopback as the accelerator")
     vram_budget_mib: float | None = Field(None, gt=0)
+    vram_limit_gib: float | None = Field(None, gt=0, description="emulate a card this size: reserve the rest")
+    vram_limit_device: int = Field(0, ge=0, description="the CUDA device index vram_limit_gib applies to")
     bench: BenchSettings = Field(default_factory=BenchSettings)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     order: RunOrder = Field(default_factory=RunOrder)

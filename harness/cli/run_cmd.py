@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("config", nargs="?", type=Path, default=Path("bench.yaml"), help="default: ./bench.yaml")
     run.add_argument("--out", type=Path, help="results folder (overrides `output:` in bench.yaml)")
     run.add_argument("--resume", action="store_true", help="continue a sweep: skip configurations with rows")
+    run.add_argument("--vram-limit-gib", type=float, help="emulate a smaller card (overrides vram_limit_gib)")
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check bench.yaml without running anything")
@@ -61,6 +62,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.runner.sweep import run_sweep
 
     config = load_config(args.config)
+    if args.vram_limit_gib is not None:
+        config.vram_limit_gib = args.vram_limit_gib
     out = args.out if args.out is not None else config.resolve(config.output)
     console = Console(stderr=True, highlight=False)
     progress = RichProgress(console)

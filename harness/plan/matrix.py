@@ -46,6 +46,8 @@ def vram_budget_bytes(config: BenchConfig) -> int | None:
     """The budget from bench.yaml, else the free memory NVML reports for the first GPU, else unknown."""
     if config.vram_budget_mib is not None:
         return int(config.vram_budget_mib * MIB)
+    if config.vram_limit_gib is not None:  # an emulated card: its size is the budget
+        return int(config.vram_limit_gib * 1024 * MIB)
     try:
         import pynvml
 

@@ -18,6 +18,7 @@ from harness.config import BenchConfig
 from harness.engines.discover import Engine, find_engine
 from harness.engines.rpc import RpcServer
 from harness.errors import UserError
+from harness.gpu.vram_limit import VramReservation
 from harness.hostinfo import host_fingerprint
 from harness.plan.load_report import parse_report
 from harness.runner.configurations import Configuration, configurations, resolve_model
@@ -157,7 +158,11 @@ def _run_configuration(config: BenchConfig, store: ResultsStore, conf: Configura
     started = time.monotonic()
     row["started_at"] = _now()
     try:
-        with sampler or contextlib.nullcontext():
+        with contextlib.ExitStack() as held:
+            if config.vram_limit_gib:  # reserved for this run only, released on every exit path
+                held.enter_context(VramReservation(config.vram_limit_device, config.vram_limit_gib))
+            if sampler is not None:
+                held.enter_context(sampler)
             measured = _measure(config, conf, log_path, store)
     except RunFailed as exc:
         store.append({**row, "finished_at": _now(), "duration_s": round(time.monotonic() - started, 3),
