@@ -32,6 +32,7 @@ class FakeGpu:
         "idle": dict(used_mib=500, util=0, rx_kb_s=0, tx_kb_s=0, power_mw=60_000, energy_w=50.0),
         "pp": dict(used_mib=6000, util=90, rx_kb_s=512_000, tx_kb_s=10_240, power_mw=250_000, energy_w=200.0),
         "tg": dict(used_mib=6100, util=40, rx_kb_s=102_400, tx_kb_s=5_120, power_mw=150_000, energy_w=120.0),
+        "still": dict(used_mib=6000, util=90, rx_kb_s=512_000, tx_kb_s=10_240, power_mw=250_000, energy_w=0.0),
     }
 
     def __init__(self, fail: dict[str, BaseException] | None = None):
@@ -115,14 +116,15 @@ def no_process():
 def test_nvml_units_are_converted(install_fake):
     gpu = FakeGpu()
     install_fake(gpu)
-    gpu.set("pp")
+    gpu.set("still")
+    gpu._energy_j = 123456.789  # and it stays there
     source = open_nvml()
     row = source.sample()
     source.close()
     assert row["gpu0_vram_used_mib"] == 6000 and row["gpu0_vram_total_mib"] == 24576
     assert row["gpu0_pcie_rx_mib_s"] == 500.0 and row["gpu0_pcie_tx_mib_s"] == 10.0  # KB/s / 1024
     assert row["gpu0_power_w"] == 250.0  # mW / 1000
-    assert row["gpu0_energy_j"] == pytest.approx(1000.0, abs=1.0)  # mJ / 1000
+    assert row["gpu0_energy_j"] == pytest.approx(123456.789, abs=0.002)  # mJ / 1000
     assert (row["gpu0_pcie_gen"], row["gpu0_pcie_width"], row["gpu0_pcie_gen_max"], row["gpu0_pcie_width_max"]) \
         == (4, 16, 5, 16)
     assert (row["gpu0_sm_clock_mhz"], row["gpu0_mem_clock_mhz"], row["gpu0_temp_c"]) == (1980, 2619, 61)
@@ -261,6 +263,12 @@ def test_attribution_rules_on_a_hand_made_series():
     assert past_end["joules_per_token"] == pytest.approx(200.0)
     assert summarize_phase(rows, [], 10) == dict.fromkeys(TELEMETRY_COLUMNS)
     assert summarize_phase(rows, [(0, 10)], tokens=0)["joules_per_token"] is None
+    uneven = [{"t_s": 0.0}, {"t_s": 1.0, "loopback_mib_s": 10.0, "cpu_pct": 200.0},
+              {"t_s": 3.0, "loopback_mib_s": 1.0, "cpu_pct": 50.0}]
+    lo = summarize_phase(uneven, [(0.0, 3.0)], tokens=6)  # each rate weighted by the interval it covers
+    assert lo["loopback_mib_s_mean"] == pytest.approx(4.0) and lo["loopback_mib_per_token"] == pytest.approx(2.0)
+    assert lo["cpu_pct_mean"] == pytest.approx(100.0)
+    assert summarize_phase(uneven, [(2.0, 3.0)], 1)["cpu_pct_mean"] == pytest.approx(50.0)
     reset = [dict(r, gpu0_energy_j=10.0 if r["t_s"] > 5 else r["gpu0_energy_j"]) for r in rows]
     assert summarize_phase(reset, [(4.0, 7.0)], 3)["joules_per_token"] == pytest.approx(999.0)  # power path
 
@@ -423,5 +431,5 @@ def test_rpc_rig_loopback_traffic_carries_the_weights(mainline_engine, tiny_mode
     assert moved_mib >= 0.8 * model_mib  # every weight but the token embeddings went to the RPC server
     assert _peak(s, "proc_count") == 2  # llama-bench and the RPC server, two roots
     summary = summarize_phase(s.samples, [(0.0, s.samples[-1]["t_s"])], tokens=2 * (64 + 16))
-    assert summary["loopback_mib_per_token"] == pytest.approx(moved_mib / 160, rel=0.2)
+    assert summary["loopback_mib_per_token"] == pytest.approx(moved_mib / 160, rel=0.02)
     assert summary["rss_peak_mib"] >= bench_peak_mib + rpc_rss_before  # both roots' trees are summed

@@ -11,6 +11,7 @@ from harness.errors import UserError
 
 def build_parser() -> argparse.ArgumentParser:
     from harness.cli import engines_cmd, models_cmd, plan_cmd, run_cmd
+    from harness.cli import analysis_cmd
 
     parser = argparse.ArgumentParser(
         prog="moebench",
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_cmd.register(sub)
     plan_cmd.register(sub)
     run_cmd.register(sub)
+    analysis_cmd.register(sub)
     return parser
 
 

@@ -17,6 +17,9 @@ each window, the counter linearly interpolated at the window's edges (when a win
 last sample, the counter's rate over the covered part times the window's length). Otherwise mean power times
 the windows' total duration. PCIe and loopback MiB per token: mean MiB/s times the windows' total duration,
 over tokens (the PCIe rates are 20 ms spot measurements, see `harness.telemetry.nvml`, so this is an estimate).
+`loopback_mib_s` and `cpu_pct` cover the whole interval since the previous sample, so their means are weighted
+by the part of each interval inside the windows (exact even when a busy machine spaces the samples unevenly);
+only when no interval overlaps a window do they fall back to the nearest-sample rule.
 """
 
 from __future__ import annotations
@@ -77,11 +80,15 @@ def summarize_phase(samples: Sequence[Sample], windows: Iterable[Window], tokens
 
     out["rss_peak_mib"] = _max(pick(lambda s: s.get("rss_mib")))
     out["uss_peak_mib"] = _max(pick(lambda s: s.get("uss_mib")))
-    out["cpu_pct_mean"] = _mean(pick(lambda s: s.get("cpu_pct")))
+    out["cpu_pct_mean"] = _interval_mean(rows, "cpu_pct", windows)
+    if out["cpu_pct_mean"] is None:
+        out["cpu_pct_mean"] = _mean(pick(lambda s: s.get("cpu_pct")))
     ram = pick(lambda s: s.get("ram_available_mib"))
     out["ram_available_min_mib"] = min(ram) if ram else None
     out["swap_used_peak_mib"] = _max(pick(lambda s: s.get("swap_used_mib")))
-    out["loopback_mib_s_mean"] = _mean(pick(lambda s: s.get("loopback_mib_s")))
+    out["loopback_mib_s_mean"] = _interval_mean(rows, "loopback_mib_s", windows)
+    if out["loopback_mib_s_mean"] is None:
+        out["loopback_mib_s_mean"] = _mean(pick(lambda s: s.get("loopback_mib_s")))
     if out["loopback_mib_s_mean"] is not None and per_token:
         out["loopback_mib_per_token"] = out["loopback_mib_s_mean"] * duration_s / per_token
     out["telemetry_samples"] = sum(1 for s in rows if any(a <= s["t_s"] <= b for a, b in windows))
@@ -127,6 +134,24 @@ def _select(points: Points, windows: Sequence[Window]) -> list[float]:
         if hi < len(points):
             chosen.add(hi)  # the first after it
     return [points[i][1] for i in sorted(chosen)]
+
+
+def _interval_mean(rows: Sequence[Sample], key: str, windows: Sequence[Window]) -> float | None:
+    """Time-weighted mean of a rate measured over the interval since the previous sample (`loopback_mib_s`,
+    `cpu_pct`):
+    each sample's rate counts for the part of its interval inside the windows. None when no interval with that
+    rate overlaps a window."""
+    total = covered = 0.0
+    for prev, row in zip(rows, rows[1:]):
+        rate = row.get(key)
+        if rate is None:
+            continue
+        for start, end in windows:
+            overlap = min(end, row["t_s"]) - max(start, prev["t_s"])
+            if overlap > 0:
+                total += rate * overlap
+                covered += overlap
+    return total / covered if covered > 0 else None
 
 
 def _energy_j(rows: Sequence[Sample], windows: Sequence[Window], gpus: dict[str, list[str]]) -> float | None:

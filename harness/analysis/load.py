@@ -1,0 +1,164 @@
+"""Load one or many results folders (`runs.csv`, written by `harness.store`) into one tidy pandas frame.
+
+One row per measured test, as in runs.csv, plus:
+
+- `sweep_dir`: the folder the row came from (its name is `sweep_label`, unique across the folders loaded);
+- `samples`: `tps_samples` parsed into a list of floats (empty when there are none);
+- `n_samples`: how many;
+- `kind` ("pp", "tg", "pp+tg"), `size` (prompt or generated tokens), `depth` (context already filled, 0 when
+  none) and `concurrency` (concurrent requests, 1 when none), all parsed from `test` (`pp64`, `tg16x3`,
+  `pp64@d128`, `pp64+tg16`);
+- `ok`: status == "ok"; `skipped`: status starts with "skipped".
+
+A folder without runs.csv, or a row with a schema version this code does not know, is a `UserError`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from harness.errors import UserError
+from harness.store import SCHEMA_VERSION
+
+SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
+
+_TEST = re.compile(r"^(?P<kind>pp|tg|pp(?P<p>\d+)\+tg)(?P<size>\d+)(?:x(?P<conc>\d+))?(?:@d(?P<depth>\d+))?$")
+
+
+def parse_test(test: str) -> dict:
+    """`pp64` -> kind pp, size 64; `tg16x3@d128` -> kind tg, size 16, concurrency 3, depth 128.
+    An unrecognised name gives kind None (the row is kept, just not classified)."""
+    match = _TEST.match(str(test).strip())
+    if not match:
+        return {"kind": None, "size": None, "depth": 0, "concurrency": 1}
+    kind = match["kind"]
+    if match["p"]:
+        kind = "pp+tg"
+    return {"kind": kind, "size": int(match["size"]), "depth": int(match["depth"] or 0),
+            "concurrency": int(match["conc"] or 1)}
+
+
+def _samples(cell) -> list[float]:
+    if cell is None or (isinstance(cell, float) and pd.isna(cell)) or str(cell).strip() == "":
+        return []
+    try:
+        values = json.loads(cell)
+    except (TypeError, ValueError):
+        return []
+    if not isinstance(values, list):
+        values = [values]
+    return [float(v) for v in values if v is not None]
+
+
+def _json_dict(cell) -> dict:
+    try:
+        value = json.loads(cell)
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def load_folder(folder: str | Path) -> pd.DataFrame:
+    """One results folder (the one holding runs.csv, or its parent holding exactly one sweep)."""
+    folder = Path(folder)
+    csv_path = folder / "runs.csv"
+    if not csv_path.exists():
+        subs = sorted(p.parent for p in folder.glob("*/runs.csv")) if folder.is_dir() else []
+        if len(subs) == 1:
+            folder, csv_path = subs[0], subs[0] / "runs.csv"
+        else:
+            hint = f"; it holds {len(subs)} sweeps, name one" if subs else ""
+            raise UserError(f"no runs.csv in {folder} (not a results folder){hint}")
+    try:
+        df = pd.read_csv(csv_path, dtype={"reason": "string", "strategy_params": "string", "engine_commit": "string"},
+                         keep_default_na=True)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{csv_path} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UserError(f"{csv_path} is not a readable runs.csv: {str(exc).splitlines()[0]}") from None
+    if "schema_version" not in df.columns:
+        raise UserError(f"{csv_path} has no schema_version column (not a moebench runs.csv)")
+    versions = set(pd.to_numeric(df["schema_version"], errors="coerce").dropna().astype(int))
+    unknown = versions - SUPPORTED_SCHEMA_VERSIONS
+    bad = df["schema_version"].isna() | pd.to_numeric(df["schema_version"], errors="coerce").isna()
+    if unknown or bad.any():
+        what = sorted(unknown) or sorted(set(df.loc[bad, "schema_version"].astype(str)))
+        raise UserError(f"{csv_path}: unknown schema version {', '.join(map(str, what))}; this moebench reads "
+                        f"{', '.join(map(str, sorted(SUPPORTED_SCHEMA_VERSIONS)))} (upgrade moebench)")
+    df["sweep_dir"] = str(folder.resolve())
+    return df
+
+
+def load_results(folders: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """Load one or many results folders into one tidy frame (see the module docstring)."""
+    if isinstance(folders, (str, Path)):
+        folders = [folders]
+    frames = [load_folder(f) for f in folders]
+    if not frames:
+        raise UserError("no results folders given")
+    labels = _labels([Path(f["sweep_dir"].iat[0]) if len(f) else Path(".") for f in frames])
+    for frame, label in zip(frames, labels):
+        frame["sweep_label"] = label
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    df["status"] = df["status"].fillna("").astype(str)
+    df["ok"] = df["status"] == "ok"
+    df["skipped"] = df["status"].str.startswith("skipped")
+    df["samples"] = df["tps_samples"].map(_samples) if "tps_samples" in df else [[] for _ in range(len(df))]
+    df["n_samples"] = df["samples"].map(len)
+    parsed = pd.DataFrame([parse_test(t) for t in df["test"].fillna("")], index=df.index)
+    for col in parsed.columns:
+        df[col] = parsed[col]
+    df["param_value"] = [_param_value(p) for p in df.get("strategy_params", pd.Series([None] * len(df)))]
+    for col in ("placement", "strategy", "engine", "tool"):
+        df[col] = df[col].fillna("").astype(str)
+    return df
+
+
+def _param_value(cell) -> float | None:
+    """The single numeric parameter of a parametric strategy (n=2 -> 2.0), None when there is not exactly one."""
+    numbers = [v for v in _json_dict(cell).values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return float(numbers[0]) if len(numbers) == 1 else None
+
+
+def param_name(cell) -> str | None:
+    """The name of that single numeric parameter (`n`, `k`), or None."""
+    names = [k for k, v in _json_dict(cell).items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return names[0] if len(names) == 1 else None
+
+
+def _labels(paths: list[Path]) -> list[str]:
+    """Short unique names for the folders: their own names, then with parents as needed."""
+    depth = 1
+    while True:
+        labels = ["/".join(p.parts[-depth:]) for p in paths]
+        if len(set(labels)) == len(labels) or depth > max(len(p.parts) for p in paths):
+            return labels if len(set(labels)) == len(labels) else [f"{lab}#{i}" for i, lab in enumerate(labels)]
+        depth += 1
+
+
+def load_meta(folder: str | Path) -> dict:
+    """meta.json of a results folder ({} when absent or unreadable)."""
+    path = Path(folder) / "meta.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def load_telemetry(folder: str | Path, config_id_or_file: str) -> pd.DataFrame | None:
+    """The telemetry time series of one configuration (`telemetry/<config_id>.csv.gz`, or the relative path in
+    the `telemetry_file` column); None when the file is absent."""
+    folder = Path(folder)
+    name = str(config_id_or_file)
+    path = folder / name if "/" in name or name.endswith(".gz") else folder / "telemetry" / f"{name}.csv.gz"
+    if not path.exists():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError, EOFError):
+        return None
