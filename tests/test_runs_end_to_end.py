@@ -63,6 +63,9 @@ def test_demo_sweep_writes_real_results(mainline_engine, tmp_path):
         assert float(row["rss_peak_mib"]) > 5 and float(row["cpu_pct_mean"]) >= 0
         assert float(row["loopback_mib_per_token"]) > 0  # the RPC rig's bus carried this phase's traffic
         assert (tmp_path / "default" / row["telemetry_file"]).stat().st_size > 0
+        phases = json.loads((tmp_path / "default" / row["telemetry_file"].replace(".csv.gz", ".phases.json"))
+                            .read_text())
+        assert phases[row["test"]] and all(0 <= a <= b for a, b in phases[row["test"]])
         if row["tool"] == "llama-server" and row["test"] == "pp64":
             assert float(row["ttft_ms_mean"]) > 0 and len(json.loads(row["ttft_ms_samples"])) == 3
         if row["tool"] == "llama-bench" and row["strategy"] != "engine-fit":

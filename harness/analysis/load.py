@@ -150,6 +150,15 @@ def load_meta(folder: str | Path) -> dict:
         return {}
 
 
+def load_phase_windows(folder: str | Path, telemetry_file: str) -> dict | None:
+    """The phase windows saved beside a telemetry file (`<id>.phases.json`: test name -> [[start_s, end_s]])."""
+    path = Path(folder) / str(telemetry_file).replace(".csv.gz", ".phases.json")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def load_telemetry(folder: str | Path, config_id_or_file: str) -> pd.DataFrame | None:
     """The telemetry time series of one configuration (`telemetry/<config_id>.csv.gz`, or the relative path in
     the `telemetry_file` column); None when the file is absent."""

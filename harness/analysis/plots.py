@@ -6,7 +6,7 @@ nothing to draw); `save_all` writes every plot as PNG and SVG into a folder and 
 - `plot_vram_pareto`: predicted VRAM (and measured peak when present) against tg tokens/s, Pareto frontier.
 - `plot_traffic`: PCIe MiB per token (loopback MiB per token without a GPU) against tokens/s.
 - `plot_placement_map`: per placement, layers x tensor groups coloured by device (rebuilt from the strategy).
-- `plot_telemetry`: one configuration's telemetry time series (the phase windows are not stored, so the
+- `plot_telemetry`: one configuration's telemetry time series, phases shaded from `<id>.phases.json` (the
   series are shown unshaded).
 """
 
@@ -267,7 +267,7 @@ def pick_telemetry_row(df: pd.DataFrame) -> pd.Series | None:
 
 def save_all(df: pd.DataFrame, table: pd.DataFrame, folder: str | Path) -> list[Path]:
     """Write every plot that has data into `folder` as PNG and SVG; the PNG paths, in order."""
-    from harness.analysis.load import load_telemetry
+    from harness.analysis.load import load_phase_windows, load_telemetry
 
     folder = Path(folder)
     out = []
@@ -277,8 +277,9 @@ def save_all(df: pd.DataFrame, table: pd.DataFrame, folder: str | Path) -> list[
     row = pick_telemetry_row(df)
     if row is not None:
         series = load_telemetry(row["sweep_dir"], row["telemetry_file"])
+        windows = load_phase_windows(row["sweep_dir"], row["telemetry_file"])
         figures.append(("telemetry", plot_telemetry(series, f"Telemetry of {row['placement']} ({row['tool']}, "
-                                                            f"config {row['config_id']})")))
+                                                            f"config {row['config_id']})", windows)))
     for name, fig in figures:
         if fig is not None:
             out.append(save_figure(fig, folder, name))

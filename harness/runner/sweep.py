@@ -171,8 +171,9 @@ def _run_configuration(config: BenchConfig, store: ResultsStore, conf: Configura
         return
     loaded = parse_report(log_path.read_text(errors="replace"))
     row.update(finished_at=_now(), duration_s=round(time.monotonic() - started, 3),
-               actual_model_buffers=loaded.model_bytes_by_device if loaded else None,
-               **_telemetry_file(store, rid, sampler))
+               actual_model_buffers=loaded.model_bytes_by_device if loaded else None)
+    phase_columns = {test.name: _phase_telemetry(sampler, test) for test, _ in measured}  # marks the windows
+    row.update(_telemetry_file(store, rid, sampler))
     for test, argv in measured:
         store.append({**row, "run_id": run_id(rid, test.name), "status": "ok", "reason": "", "test": test.name,
                       "command": argv,
@@ -180,7 +181,7 @@ def _run_configuration(config: BenchConfig, store: ResultsStore, conf: Configura
                       "tps_mean": round(test.tps_mean, 3), "tps_stddev": round(test.tps_stddev, 3),
                       "tps_samples": [round(s, 3) for s in test.tps_samples],
                       "model_n_params": test.raw.get("model_n_params"), **_ttft_columns(test),
-                      **_phase_telemetry(sampler, test)})
+                      **phase_columns[test.name]})
         progress.result(f"{test.name}: {test.tps_mean:.1f} ± {test.tps_stddev:.1f} tokens/s")
 
 
@@ -200,7 +201,16 @@ def _telemetry_file(store: ResultsStore, rid: str, sampler: Sampler | None) -> d
     path = store.folder / "telemetry" / f"{rid}.csv.gz"
     path.parent.mkdir(exist_ok=True)
     sampler.write_csv_gz(path)
+    _write_phase_windows(path, sampler)
     return {"telemetry_file": str(path.relative_to(store.folder)), "telemetry_warnings": sampler.warnings or ""}
+
+
+def _write_phase_windows(telemetry_path: Path, sampler: Sampler) -> None:
+    """`<id>.phases.json` beside the time series: each test's windows in its time (`t_s`), for the timeline."""
+    phases = {name: windows for name, (windows, _tokens) in sampler.phases.items()}
+    tmp = telemetry_path.with_name(telemetry_path.name.replace(".csv.gz", ".phases.json.tmp"))
+    tmp.write_text(json.dumps(phases))
+    tmp.replace(telemetry_path.with_name(telemetry_path.name.replace(".csv.gz", ".phases.json")))
 
 
 def _phase_telemetry(sampler: Sampler | None, test: BenchTest) -> dict:
