@@ -14,7 +14,7 @@ import pytest
 from conftest import run_cli
 from harness.analysis import best_strategies, confidence_interval, load_results, parse_test, summarize
 from harness.analysis import plots
-from harness.analysis.report import COMMUNITY_COLUMNS, compare, write_report
+from harness.analysis.report import COMMUNITY_COLUMNS, compare
 from harness.errors import UserError
 
 GOLDEN = Path(__file__).parent / "data" / "sweep-tiny"
