@@ -10,20 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness.config import BenchSettings
-from harness.runner.llama_bench import BenchTest
+from harness.runner.llama_bench import BenchTest, shared_args
 from harness.runner.llama_server import CompletionTimings, LlamaServer, ServerError, prompt_tokens
 
 
 def server_args(bench: BenchSettings, extra: list[str]) -> list[str]:
     slots = max(bench.concurrency)
-    args = [*extra, "-c", str(bench.ctx * slots), "-np", str(slots), "-ctk", bench.cache_type_k,
-            "-ctv", bench.cache_type_v]
-    if bench.threads:
-        args += ["-t", str(bench.threads)]
-    if bench.batch:
-        args += ["-b", str(bench.batch)]
-    if bench.ubatch:
-        args += ["-ub", str(bench.ubatch)]
+    args = [*extra, "-c", str(bench.ctx * slots), "-np", str(slots), *shared_args(bench)]
     if bench.flash_attn is not None:
         args += ["-fa", "on" if bench.flash_attn else "off"]  # both engines' servers take on|off
     return args

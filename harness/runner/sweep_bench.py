@@ -11,22 +11,14 @@ import re
 from pathlib import Path
 
 from harness.config import BenchSettings
-from harness.runner.llama_bench import BenchOutputError, BenchTest
+from harness.runner.llama_bench import BenchOutputError, BenchTest, shared_args
 
 _ROW = re.compile(r"^\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|"
                   r"\s*([\d.]+)\s*\|\s*$")
 
 
 def sweep_bench_argv(binary: Path, model: Path, settings: BenchSettings, extra: list[str]) -> list[str]:
-    argv = [str(binary), "-m", str(model), "-c", str(settings.ctx)]
-    if settings.ubatch:
-        argv += ["-ub", str(settings.ubatch)]
-    if settings.batch:
-        argv += ["-b", str(settings.batch)]
-    if settings.threads:
-        argv += ["-t", str(settings.threads)]
-    argv += ["-ctk", settings.cache_type_k, "-ctv", settings.cache_type_v]
-    return argv + list(extra)
+    return [str(binary), "-m", str(model), "-c", str(settings.ctx), *shared_args(settings), *extra]
 
 
 def parse_sweep_table(text: str) -> list[BenchTest]:
