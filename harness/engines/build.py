@@ -78,16 +78,14 @@ def installed_engine_dir(source: EngineSource, options: BuildOptions, cache: Pat
     return (cache or cache_dir()) / "engines" / engine_id(source, options)
 
 
-def is_complete(engine_dir: Path, source: EngineSource, configure_hash: str | None = None) -> bool:
+def is_complete(engine_dir: Path, source: EngineSource) -> bool:
     """An installed engine is complete when engine.json and every target binary are there."""
     meta_path = engine_dir / ENGINE_JSON
     if not meta_path.exists():
         return False
     try:
-        meta = json.loads(meta_path.read_text())
+        json.loads(meta_path.read_text())  # a torn engine.json is an unfinished install
     except (OSError, ValueError):
-        return False
-    if configure_hash is not None and meta.get("configure_hash") != configure_hash:
         return False
     return all(os.access(engine_dir / "bin" / t, os.X_OK) for t in source.targets)
 
