@@ -27,7 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.errors import UserError, unknown_name
 
 
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -89,19 +88,36 @@ class StrategySpec(_Strict):
         return params
 
 
+class Until(_Strict):
+    """Adaptive stopping: after `processes` rounds, keep adding rounds, only for the configurations whose 95%
+    interval (of any test) is still wider than ±`ci_pct` percent of its mean, up to `max_processes` processes
+    each and `max_minutes` for the whole sweep."""
+
+    ci_pct: float = Field(gt=0, le=100, description="target half-width of the 95% interval, % of the mean")
+    max_processes: int = Field(10, ge=2, le=100)
+    max_minutes: float | None = Field(None, gt=0)
+
+
 class BenchSettings(_Strict):
     prompt_tokens: list[int] = Field(default_factory=lambda: [512])
     gen_tokens: list[int] = Field(default_factory=lambda: [128])
     depth: list[int] = Field(default_factory=lambda: [0], description="context already filled (llama-bench -d)")
     concurrency: list[int] = Field(default_factory=lambda: [1], description="llama-server: requests at once")
-    repetitions: int = Field(3, ge=1, le=100)
-    threads: int | None = Field(None, ge=1)
+    repetitions: int = Field(3, ge=1, le=100, description="measured repetitions inside each process")
+    processes: int = Field(3, ge=1, le=100, description="fresh processes per configuration, run in interleaved "
+                                                         "rounds: the unit of replication")
+    until: Until | None = None
+    threads: int | None = Field(None, ge=1, description="default: one per physical core of the engine's CPUs")
     batch: int | None = Field(None, ge=1)
     ubatch: int | None = Field(None, ge=1)
     flash_attn: bool | None = None
     ctx: int = Field(4096, ge=16, description="context size for the KV cache prediction and llama-server")
     cache_type_k: str = "f16"
     cache_type_v: str = "f16"
+
+    def identity(self) -> dict:
+        """The settings that make a measurement what it is (not how often it is replicated)."""
+        return self.model_dump(exclude={"processes", "until"})
 
     @field_validator("cache_type_k", "cache_type_v")
     @classmethod
@@ -259,6 +275,10 @@ def load_config(path: Path) -> BenchConfig:
     path = Path(path)
     try:
         text = path.read_text()
+    except UnicodeDecodeError:
+        what = "a GGUF model" if path.read_bytes()[:4] == b"GGUF" else "not text"
+        raise UserError(f"{path}: {what}; expected a sweep description in YAML (like bench.yaml), which names "
+                        "its models under `models:`") from None
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except OSError as exc:
@@ -278,5 +298,24 @@ def load_config(path: Path) -> BenchConfig:
         lines = _line_index(node) if node is not None else {}
         messages = [_format_error(path, err, lines) for err in exc.errors()]
         raise UserError("\n".join(messages)) from None
+    problem = _context_problem(config)
+    if problem:
+        loc = ("bench", "ctx")
+        raise UserError(f"{path}:{_line_for(loc, _line_index(node))}: bench.ctx: {problem}")
     config.source_path = path.resolve()
     return config
+
+
+def _context_problem(config: BenchConfig) -> str | None:
+    """llama-server holds each request in a context of `bench.ctx` tokens (per slot): the longest prompt and
+    generation must fit, else every server row would fail. (llama-bench sizes its own context; ik's
+    sweep-bench fills `ctx` by design.)"""
+    if "llama-server" not in config.tools:
+        return None
+    bench = config.bench
+    need = max(bench.prompt_tokens) + max(bench.gen_tokens)
+    if bench.ctx >= need:
+        return None
+    return (f"{bench.ctx} tokens cannot hold the longest llama-server request (bench.prompt_tokens "
+            f"{max(bench.prompt_tokens)} + bench.gen_tokens {max(bench.gen_tokens)} = {need}); raise bench.ctx to "
+            f"at least {need} or shorten the tests")

@@ -13,6 +13,7 @@ import collections
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -26,7 +27,7 @@ _live_lock = threading.Lock()
 _handlers_installed = False
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def _die_with_parent() -> None:
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -59,13 +60,22 @@ class ProcessResult:
         return f"exit code {self.returncode}"
 
 
+def _child_setup(cpus: tuple[int, ...] | None) -> Callable[[], None]:
+    def setup() -> None:  # runs in the child between fork and exec
+        _die_with_parent()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+    return setup
+
+
 def start(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
-          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) -> subprocess.Popen:
-    """Start a supervised child in its own process group; it dies with the harness."""
+          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cpus: Iterable[int] | None = None) -> subprocess.Popen:
+    """Start a supervised child in its own process group; it dies with the harness. `cpus`: the only CPUs it
+    (and every thread it starts) may run on."""
     install_exit_handlers()
     proc = subprocess.Popen(
         [str(a) for a in argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-        start_new_session=True, preexec_fn=_die_with_parent,
+        start_new_session=True, preexec_fn=_child_setup(tuple(cpus) if cpus else None),
     )
     with _live_lock:
         _live_groups.add(proc.pid)
@@ -91,7 +101,7 @@ def stop(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
 
 def run(argv: list[str], *, timeout_s: float, log_path: Path | None = None, cwd: Path | None = None,
         env: dict[str, str] | None = None, on_line: Callable[[str], None] | None = None,
-        tail_lines: int = 40, stdout_path: Path | None = None) -> ProcessResult:
+        tail_lines: int = 40, stdout_path: Path | None = None, cpus: Iterable[int] | None = None) -> ProcessResult:
     """Run a child to completion under a timeout, streaming its output to `log_path` (appended) and to
     `on_line`; always leaves nothing running. With `stdout_path`, stdout goes to that file alone and only
     stderr is logged (for tools that print their results on stdout)."""
@@ -102,7 +112,7 @@ def run(argv: list[str], *, timeout_s: float, log_path: Path | None = None, cwd:
     out_file = open(stdout_path, "wb") if stdout_path else None
     try:
         proc = start(argv, cwd=cwd, env=env, stdout=out_file or subprocess.PIPE,
-                     stderr=subprocess.PIPE if out_file else subprocess.STDOUT)
+                     stderr=subprocess.PIPE if out_file else subprocess.STDOUT, cpus=cpus)
     except OSError:
         if log:
             log.close()
@@ -150,6 +160,13 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (for a server this harness starts)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def live_groups() -> Iterable[int]:

@@ -15,18 +15,24 @@ from pathlib import Path
 
 from harness.telemetry.attribution import TELEMETRY_COLUMNS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: one row per (configuration, test), its samples the repetitions of one process.
+2: one row per (configuration, test, process): `process_index` says which fresh process (the unit of
+replication); `tps_ci_low`/`tps_ci_high` the 95% interval over this configuration's processes so far (over the
+repetitions while there is only one); `warnings` the stability checks; `sample_ms_mean`, `cpus`, `rpc_cpus`.
+Version-1 rows read as process 0 with no interval."""
 
 COLUMNS = (
-    "schema_version", "run_id", "config_id", "sweep", "status", "reason", "started_at", "finished_at", "duration_s",
+    "schema_version", "run_id", "config_id", "process_index", "sweep", "status", "reason", "warnings", "started_at", "finished_at", "duration_s",
     "tool", "strategy", "strategy_params", "placement", "device", "test", "n_prompt", "n_gen", "n_depth",
     "repetitions",
-    "tps_mean", "tps_stddev", "tps_samples", "ttft_ms_mean", "ttft_ms_samples",
+    "tps_mean", "tps_stddev", "tps_samples", "tps_ci_low", "tps_ci_high", "sample_ms_mean",
+    "ttft_ms_mean", "ttft_ms_samples",
     "engine", "engine_dialect", "engine_version", "engine_build", "engine_commit",
     "model", "model_file", "model_arch", "model_quant", "model_size_bytes", "model_n_params",
     "predicted_vram_bytes", "predicted_ram_bytes", "predicted_model_buffers", "actual_model_buffers",
     *TELEMETRY_COLUMNS, "telemetry_file", "telemetry_warnings",
-    "threads", "command", "log_file",
+    "threads", "cpus", "rpc_cpus", "command", "log_file",
     "host_name", "host_cpu", "host_cpu_cores", "host_cpu_threads", "host_ram_gib", "host_os",
     "gpu_name", "gpu_vram_total_mib", "gpu_driver", "gpu_pcie",
 )
@@ -68,12 +74,12 @@ class ResultsStore:
         finally:
             os.close(fd)
 
-    def config_ids(self) -> set[str]:
-        """The configurations that already have rows (any status): what `--resume` skips."""
+    def rows(self) -> list[dict]:
+        """Every row written so far, as the CSV holds it (strings)."""
         if not self.csv_path.exists():
-            return set()
+            return []
         with open(self.csv_path, newline="") as fh:
-            return {row["config_id"] for row in csv.DictReader(fh) if row.get("config_id")}
+            return list(csv.DictReader(fh))
 
     def write_meta(self, meta: dict) -> None:
         tmp = self.folder / "meta.json.tmp"

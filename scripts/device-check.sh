@@ -40,7 +40,7 @@ $MB engines list | tee "$OUT/engines.txt"
 phase "model"
 if [ "${DRY_RUN:-0}" = 1 ]; then
   sed -e 's/qwen3-30b-a3b/tiny/' -e 's/mainline-11434.0.0-cuda90/mainline/' -e 's/^vram_limit_gib:.*//' \
-      -e 's/^devices:.*/rpc_rig: true/' -e 's/threads: 16/threads: 2/' examples/gpu-24gb.yaml > "$OUT/bench.yaml"
+      -e 's/^devices:.*/rpc_rig: true/' -e '/threads: 16/d' examples/gpu-24gb.yaml > "$OUT/bench.yaml"
 else
   cp examples/gpu-24gb.yaml "$OUT/bench.yaml"
   $PY -c "from harness.models import synthetic_model; print(synthetic_model('qwen3-30b-a3b'))"

@@ -3,19 +3,24 @@ strategy, llama-bench and llama-server, 3 repetitions, RPC rig, no GPU), plus de
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 from conftest import run_cli
-from harness.analysis import best_strategies, confidence_interval, load_results, parse_test, summarize
+from harness.analysis import (SUPPORTED_SCHEMA_VERSIONS, best_strategies, confidence_interval, load_results,
+                              noise_verdict, pairwise_verdicts, parse_test, ratio_interval, summarize, t_critical)
 from harness.analysis import plots
-from harness.analysis.report import COMMUNITY_COLUMNS, compare
+from harness.analysis.report import COMMUNITY_COLUMNS, COMMUNITY_SCHEMA_VERSION, compare
 from harness.errors import UserError
+from harness.store import SCHEMA_VERSION
 
 GOLDEN = Path(__file__).parent / "data" / "sweep-tiny"
 TELEMETRY_ID = "2411f2abb2721331"
@@ -46,9 +51,50 @@ def test_confidence_interval_uses_student_t():
     assert mean == 5.0 and math.isnan(low) and math.isnan(high)
 
 
+def test_t_critical_is_scipys_student_t():
+    # the old hand table said 2.021 for every df from 31 to 40; t(0.975, 35) is 2.0301
+    for df in (1, 2, 5, 30, 31, 35, 39, 60, 120, 1000):
+        assert t_critical(df) == pytest.approx(scipy_stats.t.ppf(0.975, df), rel=1e-12)
+    assert t_critical(35) == pytest.approx(2.0301, abs=1e-4)
+    assert t_critical(4.5) == pytest.approx(scipy_stats.t.ppf(0.975, 4.5), rel=1e-12)  # Welch's fractional df
+    assert math.isnan(t_critical(0)) and math.isnan(t_critical(float("nan")))
+    values = list(np.linspace(10, 20, 36))  # 35 degrees of freedom
+    _, low, high = confidence_interval(values)
+    half = scipy_stats.t.ppf(0.975, 35) * np.std(values, ddof=1) / math.sqrt(36)
+    assert (high - low) / 2 == pytest.approx(half, rel=1e-9)
+
+
+def test_noise_verdict_is_interval_overlap():
+    assert noise_verdict(11, 12, 9, 10) == "a"
+    assert noise_verdict(9, 10, 11, 12) == "b"
+    assert noise_verdict(9, 11, 10, 12) == "tie"
+    assert noise_verdict(10, 11, 9, 10) == "tie"  # touching intervals overlap
+    assert noise_verdict(float("nan"), 11, 9, 10) == "untested"
+    assert noise_verdict(11, 12, 9, None) == "untested"
+
+
+def test_ratio_interval_by_hand():
+    # equal relative spread on both sides: v = s^2 / (n m^2) each, Welch-Satterthwaite df = 2(n - 1) = 4
+    ratio, low, high, df = ratio_interval(21.0, 1.0, 3, 16.8, 0.8, 3)
+    v = 1.0 / (3 * 21.0 ** 2)
+    half = scipy_stats.t.ppf(0.975, 4) * math.sqrt(2 * v)
+    assert ratio == pytest.approx(0.8) and df == pytest.approx(4.0)
+    assert (low, high) == pytest.approx((0.8 * math.exp(-half), 0.8 * math.exp(half)))
+    assert math.isnan(ratio_interval(10.0, 1.0, 1, 12.0, 1.0, 3)[1])  # a single sample: no interval
+    assert ratio_interval(10.0, 0.0, 3, 12.0, 0.0, 3)[:3] == pytest.approx((1.2, 1.2, 1.2))
+
+
+def test_reads_schema_versions_one_and_two():
+    assert SCHEMA_VERSION in SUPPORTED_SCHEMA_VERSIONS and 1 in SUPPORTED_SCHEMA_VERSIONS
+
+
 def test_golden_load(golden):
     df, _, _ = golden
     assert len(df) == 48
+    assert (df["schema_version"] == 1).all()
+    assert (df["process_index"] == 0).all() and (df["warnings"] == "").all()  # version 1: process 0, no warnings
+    assert df["tps_ci_low"].isna().all() and df["cpus"].isna().all()
+    assert df["config_key"].nunique() == 12 and (df["config_key"] == df["placement"]).all()
     assert df["ok"].all()
     assert (df.groupby("tool").size() == 24).all()
     assert df["placement"].nunique() == 12
@@ -58,14 +104,44 @@ def test_golden_load(golden):
     assert df.loc[df["strategy"] == "first-n-experts", "param_value"].dropna().sort_values().unique().tolist() == [2, 4]
 
 
-def test_golden_table(golden):
+def _golden_samples() -> dict:
+    """tps_samples per (model, engine, tool, strategy, placement, test), read with the csv module."""
+    out = {}
+    with open(GOLDEN / "runs.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            key = (row["model"], row["engine"], row["tool"], row["strategy"], row["placement"], row["test"])
+            assert key not in out  # schema 1: one row per configuration and test
+            out[key] = [float(v) for v in json.loads(row["tps_samples"])]
+    return out
+
+
+def _golden_by_hand() -> dict:
+    """Mean, 95% t interval and CV per configuration and test with numpy and scipy, independent of
+    harness.analysis."""
+    out = {}
+    for key, values in _golden_samples().items():
+        samples = np.array(values)
+        n, mean, sd = len(samples), samples.mean(), samples.std(ddof=1)
+        half = scipy_stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+        out[key] = {"n": n, "tps_mean": mean, "ci_low": mean - half, "ci_high": mean + half,
+                    "cv_pct": sd / mean * 100}
+    return out
+
+
+def test_golden_table_matches_an_independent_computation(golden):
     _, table, _ = golden
-    assert len(table) == 48 and (table["n"] == 3).all()
-    assert ((table["ci_low"] < table["tps_mean"]) & (table["tps_mean"] < table["ci_high"])).all()
+    expected = _golden_by_hand()
+    assert len(table) == len(expected) == 48
+    assert (table["unit"] == "repetitions").all() and (table["processes"] == 1).all() and (table["n"] == 3).all()
+    for _, row in table.iterrows():
+        want = expected[(row["model"], row["engine"], row["tool"], row["strategy"], row["placement"], row["test"])]
+        for col in ("tps_mean", "ci_low", "ci_high", "cv_pct"):
+            assert row[col] == pytest.approx(want[col], rel=1e-9), (row["config_key"], row["test"], col)
     row = table[(table["tool"] == "llama-bench") & (table["placement"] == "all-gpu") & (table["test"] == "pp64")].iloc[0]
     assert row["tps_mean"] == pytest.approx(2584.32, abs=0.01)
-    assert row["ci_low"] == pytest.approx(706.97, abs=0.05)
-    assert row["ci_high"] == pytest.approx(4461.67, abs=0.05)
+    assert row["ci_low"] == pytest.approx(707.12, abs=0.01)  # t(0.975, 2) = 4.3027, not the old table's 4.303
+    assert row["ci_high"] == pytest.approx(4461.52, abs=0.01)
+    assert row["warnings"] == ""
     # sorted fastest first within a (tool, test)
     first = table.groupby(["tool", "test"]).head(1)
     assert set(first["placement"]) == {"all-gpu"}
@@ -89,6 +165,29 @@ def test_golden_best(golden):
     assert runner["llama-server", "tg"] == "engine-fit(margin_mib=1024)"
     balanced = best[best["criterion"] == "balanced"]
     assert (balanced["value"] == 1.0).all()  # all-gpu is best at both
+    assert (best["model"] == "synth:tiny").all()
+
+
+def test_golden_pairwise_verdicts_agree_with_the_intervals(golden):
+    _, table, best = golden
+    pairs = pairwise_verdicts(table)
+    assert len(pairs) == 2 * 2 * (12 * 11 // 2)  # per tool and test, every unordered pair of 12 configurations
+    assert (pairs["a"] < pairs["b"]).all()
+    by_key = {(k[2], k[4], k[5]): v for k, v in _golden_by_hand().items()}  # tool, placement (= config_key), test
+    for _, p in pairs.iterrows():
+        a, b = by_key[(p["tool"], p["a"], p["test"])], by_key[(p["tool"], p["b"], p["test"])]
+        want = "a" if a["ci_low"] > b["ci_high"] else "b" if b["ci_low"] > a["ci_high"] else "tie"
+        assert p["verdict"] == want, (p["a"], p["b"])
+        assert p["a_mean"] == pytest.approx(a["tps_mean"]) and p["b_mean"] == pytest.approx(b["tps_mean"])
+    pp = pairs[(pairs["tool"] == "llama-bench") & (pairs["test"] == "pp64")].set_index(["a", "b"])
+    assert pp.loc[("all-gpu", "last-n-layers-cpu(n=2)"), "verdict"] == "a"
+    assert pp.loc[("all-gpu", "engine-fit(margin_mib=1024)"), "verdict"] == "tie"
+    # best_strategies' beyond_noise is the same verdict, between the winner and the runner-up
+    indexed = pairs.set_index(["tool", "test", "a", "b"])["verdict"]
+    for _, row in best[best["criterion"] != "balanced"].iterrows():
+        a, b = sorted([row["best"], row["runner_up"]])
+        winner = "a" if a == row["best"] else "b"
+        assert row["beyond_noise"] == (indexed[(row["tool"], row["test"], a, b)] == winner)
 
 
 def test_beyond_noise_when_intervals_separate():
@@ -137,12 +236,25 @@ def test_report_cli(tmp_path):
     report = (tmp_path / "rep" / "report.md").read_text()
     assert "AMD EPYC (2 cores)" in report and "synth:tiny (qwen3moe, Q8_0" in report
     assert "mainline-11434.0.0" in report and "within noise" in report
-    assert report.count("\n| mainline-11434.0.0 |") == 6 + 48
     assert (tmp_path / "rep" / "plots" / "throughput.png").stat().st_size > 10_000
-    community = pd.read_csv(tmp_path / "rep" / "community.csv")
+    # Stability: every interval over 3 repetitions of one process; the CVs >= 10% counted by hand
+    stability = report.split("## Stability", 1)[1].split("\n## ", 1)[0]
+    assert "over the **repetitions** of a single process for 48 of 48" in stability
+    noisy = sum(v["cv_pct"] >= 10 for v in _golden_by_hand().values())
+    assert noisy == 38 and f"≥ 10% for {noisy} of 48" in stability
+    assert "No stability warnings in the rows." in stability
+    # best (6 rows), the 15 noisiest, all measurements (48 rows): each a table row starting with the engine
+    assert report.count("\n| mainline-11434.0.0 |") == 6 + 15 + 48
+    community = pd.read_csv(tmp_path / "rep" / "community.csv", keep_default_na=False, na_values=[""])
     assert tuple(community.columns) == COMMUNITY_COLUMNS
+    assert {"processes", "cv_pct", "warnings"} <= set(community.columns)
     assert len(community) == 48 and (community["schema_version"] == 1).all()
-    assert (community["community_schema_version"] == 1).all()
+    assert COMMUNITY_SCHEMA_VERSION == 2 and (community["community_schema_version"] == 2).all()
+    assert (community["processes"] == 1).all() and community["warnings"].isna().all()
+    expected = _golden_by_hand()
+    for _, row in community.iterrows():
+        want = expected[(row["model"], row["engine"], row["tool"], row["strategy"], row["placement"], row["test"])]
+        assert row["cv_pct"] == pytest.approx(want["cv_pct"]) and row["tps_ci_low"] == pytest.approx(want["ci_low"])
 
 
 def _degraded(tmp_path: Path) -> Path:
@@ -172,6 +284,8 @@ def test_degraded_folder_reports_sensibly(tmp_path):
     best = best_strategies(table)
     assert not best["beyond_noise"].any()
     assert best["verdict"].str.contains("single repetition").all()
+    assert not pairwise_verdicts(table)["verdict"].isin(["a", "b"]).any()
+    assert (pairwise_verdicts(table)["verdict"] == "untested").all()
     assert plots.pick_telemetry_row(df) is None
     result = run_cli("report", folder)
     assert result.returncode == 0, result.stderr
@@ -212,7 +326,26 @@ def test_compare(tmp_path):
     wide = compare([GOLDEN, other])
     assert len(wide) == 48
     assert wide["other/sweep-tiny"].round(6).eq(2.0).all()
-    result = run_cli("compare", GOLDEN, other, "--out", tmp_path / "cmp.csv")
-    assert result.returncode == 0, result.stderr
-    assert "other/sweep-tiny" in result.stdout
+    # every sample doubled: the same relative spread, so the interval is 2 * exp(+-t(df) * sqrt(2 v)), df = 4
+    for _, row in wide.iterrows():
+        samples = np.array([v for k, v in _golden_samples().items()
+                            if k[2:] == (row["tool"], row["strategy"], row["placement"], row["test"])][0])
+        v = samples.var(ddof=1) / (len(samples) * samples.mean() ** 2)
+        half = scipy_stats.t.ppf(0.975, 4) * math.sqrt(2 * v)
+        assert row["other/sweep-tiny low"] == pytest.approx(2 * math.exp(-half), rel=1e-9)
+        assert row["other/sweep-tiny high"] == pytest.approx(2 * math.exp(half), rel=1e-9)
+    result = run_cli("compare", GOLDEN, other, "--out", tmp_path / "cmp.csv", "--fail-if-slower", "5")
+    assert result.returncode == 0, result.stdout + result.stderr  # twice as fast: no regression
+    assert "other/sweep-tiny" in result.stdout and "no row slower than 5% beyond noise" in result.stdout
     assert len(pd.read_csv(tmp_path / "cmp.csv")) == 48
+    # the other way round every ratio is 0.5, slower beyond noise where 0.5 * exp(t(4) * sqrt(2 v)) < 1, i.e.
+    # only where 3 noisy repetitions still give an interval below 1
+    slower = sum(scipy_stats.t.ppf(0.975, 4) * math.sqrt(2 * np.var(s, ddof=1) / (3 * np.mean(s) ** 2)) < math.log(2)
+                 for s in _golden_samples().values())
+    assert 0 < slower < 48
+    result = run_cli("compare", other, GOLDEN, "--fail-if-slower", "5")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"slower than 5% beyond noise (ratio < 0.950 and its 95% interval below 1): {slower}" in result.stdout
+    assert result.stdout.count("sweep-tiny/other = 0.500 [") == slower
+    result = run_cli("compare", other, GOLDEN, "--fail-if-slower", "50")  # 0.5 is not below 0.5
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -81,3 +81,38 @@ def test_examples_are_valid():
 def test_engine_args_must_name_a_configured_engine(tmp_path):
     msg = error_of(write(tmp_path, "models: [{synth: tiny}]\nengines: [mainline]\nengine_args:\n  mainlin: [-x]\n"))
     assert "did you mean 'mainline'" in msg
+
+
+def test_context_too_small_for_the_server_is_a_validateerror_of(tmp_path):
+    path = write(tmp_path, "models:\n  - synth: tiny\nengines: [mainline]\ntools: [llama-bench, llama-server]\n"
+                           "bench:\n  prompt_tokens: [512]\n  gen_tokens: [128]\n  ctx: 512\n")
+    msg = error_of(path)
+    assert msg.startswith(f"{path}:8:") and "bench.ctx" in msg
+    assert "bench.prompt_tokens 512 + bench.gen_tokens 128 = 640" in msg and "at least 640" in msg
+    result = run_cli("validate", path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    # llama-bench sizes its own context: the same settings are fine without the server
+    load_config(write(tmp_path, "models:\n  - synth: tiny\nengines: [mainline]\ntools: [llama-bench]\n"
+                                "bench:\n  prompt_tokens: [512]\n  gen_tokens: [128]\n  ctx: 512\n"))
+
+
+def test_a_model_file_instead_of_a_sweep_is_a_one_lineerror_of(tmp_path, tiny_model):
+    for command in ("run", "plan", "validate"):
+        result = run_cli(command, tiny_model)
+        assert result.returncode == 2, result.stderr
+        assert "a GGUF model; expected a sweep description in YAML" in result.stderr
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    binary = tmp_path / "noise.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    assert "not text; expected a sweep description" in error_of(binary)
+
+
+def test_processes_and_until_are_validated_and_not_identity(tmp_path):
+    path = write(tmp_path, "models:\n  - synth: tiny\nengines: [mainline]\n"
+                           "bench:\n  processes: 4\n  until: {ci_pct: 3, max_processes: 1}\n")
+    msg = error_of(path)
+    assert "bench.until.max_processes" in msg
+    config = load_config(write(tmp_path, "models:\n  - synth: tiny\nengines: [mainline]\n"
+                                         "bench:\n  processes: 4\n  until: {ci_pct: 3, max_minutes: 10}\n"))
+    assert config.bench.processes == 4 and config.bench.until.ci_pct == 3
+    assert "processes" not in config.bench.identity() and "until" not in config.bench.identity()

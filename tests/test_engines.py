@@ -80,7 +80,7 @@ def test_moved_engine_folder_named_in_bench_yaml_works(mainline_engine, tiny_mod
     shutil.copytree(mainline_engine.bin_dir.parent, moved)
     config = tmp_path / "bench.yaml"
     config.write_text(f"models:\n  - path: {tiny_model}\nengines:\n  - name: my-build\n    path: {moved}/bin\n"
-                      "bench:\n  prompt_tokens: [32]\n  gen_tokens: [4]\n  repetitions: 1\n  threads: 2\n")
+                      "bench:\n  prompt_tokens: [32]\n  gen_tokens: [4]\n  repetitions: 1\n  processes: 1\n")
     listed = run_cli("engines", "list", "--json", "--config", config)
     assert listed.returncode == 0, listed.stderr
     mine = [r for r in json.loads(listed.stdout) if r["name"] == "my-build"]

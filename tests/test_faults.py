@@ -28,7 +28,7 @@ models: [{synth: tiny}]
 engines: [mainline]
 tools: [llama-bench]
 rpc_rig: true
-bench: {prompt_tokens: [512], gen_tokens: [64], repetitions: 30, threads: 2}
+bench: {prompt_tokens: [512], gen_tokens: [64], repetitions: 30, processes: 1}
 strategies: [all-gpu]
 """)
     harness = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(config), "--out", str(tmp_path)],
@@ -55,7 +55,7 @@ def test_server_never_healthy_is_a_failed_row(mainline_engine, tmp_path):
 models: [{synth: tiny}]
 engines: [mainline]
 tools: [llama-server]
-bench: {prompt_tokens: [16], gen_tokens: [4], repetitions: 1, threads: 2}
+bench: {prompt_tokens: [16], gen_tokens: [4], repetitions: 1, processes: 1}
 timeouts: {run_s: 0.05}
 """)
     result = run_cli("run", config, "--out", tmp_path / "out")
@@ -83,7 +83,7 @@ engines: [ik]
 tools: [llama-server]
 rpc_rig: true
 engine_args: {ik: ["-ngl", "0"]}
-bench: {prompt_tokens: [16], gen_tokens: [4], repetitions: 1, threads: 2, ctx: 256}
+bench: {prompt_tokens: [16], gen_tokens: [4], repetitions: 1, processes: 1, ctx: 256}
 strategies: [all-gpu, cpu-moe]
 timeouts: {run_s: 60}
 """)

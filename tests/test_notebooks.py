@@ -27,7 +27,7 @@ strategies:
   - cpu-moe
   - name: first-n-experts
     params: {n: [2, 4]}
-bench: {prompt_tokens: [64], gen_tokens: [16], repetitions: 2, threads: 2, ctx: 512}
+bench: {prompt_tokens: [64], gen_tokens: [16], repetitions: 2, processes: 1, ctx: 512}
 timeouts: {run_s: 120}
 """
 

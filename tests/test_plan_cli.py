@@ -62,7 +62,7 @@ engines: [mainline, ik]
 tools: [llama-bench, llama-server]
 devices: ["{RPC}"]
 vram_budget_mib: 20
-bench: {{ctx: 256}}
+bench: {{ctx: 256, prompt_tokens: [64], gen_tokens: [16]}}
 strategies:
   - all-gpu
   - name: first-n-experts

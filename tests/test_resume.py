@@ -20,7 +20,7 @@ models: [{synth: tiny}]
 engines: [mainline]
 tools: [llama-bench]
 rpc_rig: true
-bench: {prompt_tokens: [32], gen_tokens: [8], repetitions: 2, threads: 2, ctx: 256}
+bench: {prompt_tokens: [32], gen_tokens: [8], repetitions: 2, processes: 2, ctx: 256}
 strategies:
   - all-gpu
   - cpu-moe
@@ -35,7 +35,7 @@ def _rows(path):
 
 
 def _keys(rows):
-    return sorted((r["config_id"], r["test"], r["status"]) for r in rows)
+    return sorted((r["config_id"], r["process_index"], r["test"], r["status"]) for r in rows)
 
 
 def test_killed_sweep_resumes_to_the_same_rows(mainline_engine, tmp_path):
@@ -44,7 +44,7 @@ def test_killed_sweep_resumes_to_the_same_rows(mainline_engine, tmp_path):
     full = run_cli("run", config, "--out", tmp_path / "full")
     assert full.returncode == 0, full.stderr
     expected = _rows(tmp_path / "full" / "resumable" / "runs.csv")
-    assert len(expected) == 6 * 2
+    assert len(expected) == 6 * 2 * 2  # configurations x tests x processes
 
     out = tmp_path / "killed"
     csv_path = out / "resumable" / "runs.csv"
@@ -70,7 +70,7 @@ def test_killed_sweep_resumes_to_the_same_rows(mainline_engine, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     rows = _rows(csv_path)
     assert _keys(rows) == _keys(expected)
-    assert len({(r["config_id"], r["test"]) for r in rows}) == len(rows)  # no duplicates
+    assert len({(r["config_id"], r["process_index"], r["test"]) for r in rows}) == len(rows)  # no duplicates
 
 
 def test_sigterm_of_a_running_sweep_leaves_nothing_running(mainline_engine, tmp_path):
@@ -85,6 +85,8 @@ def test_sigterm_of_a_running_sweep_leaves_nothing_running(mainline_engine, tmp_
         children = psutil.Process(harness.pid).children(recursive=True)
         time.sleep(0.05)
     assert any(p.name() == "ggml-rpc-server" for p in children)
+    affinity = {p.name(): p.cpu_affinity() for p in children if p.name() in ("llama-bench", "ggml-rpc-server")}
+    assert not set(affinity["llama-bench"]) & set(affinity["ggml-rpc-server"])  # disjoint CPU sets
     harness.send_signal(signal.SIGTERM)
     assert harness.wait(timeout=30) != 0
     deadline = time.monotonic() + 10

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from conftest import REPO, run_cli
 from harness.config import BenchSettings
 from harness.runner.llama_bench import bench_argv, parse_bench_json
@@ -44,7 +46,13 @@ def test_demo_sweep_writes_real_results(mainline_engine, tmp_path):
     from harness.plan.load_report import agrees
     from strategies import available_strategies
 
-    result = run_cli("run", REPO / "bench.yaml", "--out", tmp_path)
+    import yaml
+
+    config = yaml.safe_load((REPO / "bench.yaml").read_text())  # its strategies and rig, shorter tests
+    config["bench"] = {"prompt_tokens": [64], "gen_tokens": [16], "repetitions": 3, "processes": 1, "ctx": 256}
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = run_cli("run", path, "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     csv_path = tmp_path / "default" / "runs.csv"
     assert result.stdout.strip() == f"results: {csv_path}"
@@ -54,7 +62,9 @@ def test_demo_sweep_writes_real_results(mainline_engine, tmp_path):
                                                      for n in ("pp64", "tg16")}
     for row in rows:
         assert row["status"] == "ok", row["reason"]
-        assert row["schema_version"] == "1" and row["device"].startswith("RPC0[127.0.0.1:")
+        assert row["schema_version"] == "2" and row["device"].startswith("RPC0[127.0.0.1:")
+        assert (row["cpus"], row["rpc_cpus"], row["threads"]) == ("0", "1", "1")  # disjoint CPU sets, no spinning pair
+        assert row["process_index"] == "0" and float(row["sample_ms_mean"]) > 0
         assert float(row["tps_mean"]) > 0 and len(json.loads(row["tps_samples"])) == 3
         assert row["engine_dialect"] == "mainline" and row["model_arch"] == "qwen3moe"
         assert row["model_quant"] == "Q8_0"
@@ -84,7 +94,7 @@ engines: [mainline, ik]
 tools: [llama-bench]
 rpc_rig: true
 vram_budget_mib: 20
-bench: {prompt_tokens: [16], gen_tokens: [4], repetitions: 1, threads: 2, ctx: 256}
+bench: {prompt_tokens: [16], gen_tokens: [4], repetitions: 1, processes: 1, ctx: 256}
 strategies:
   - all-gpu
   - name: first-n-experts
@@ -121,7 +131,7 @@ def test_engine_failure_becomes_a_failed_row(mainline_engine, tiny_model, tmp_pa
     broken = _unloadable_gguf(tmp_path / "broken.gguf")
     config = tmp_path / "bench.yaml"
     config.write_text(f"models:\n  - path: {broken}\n  - path: {tiny_model}\nengines: [mainline]\n"
-                      "bench:\n  prompt_tokens: [32]\n  gen_tokens: [4]\n  repetitions: 1\n  threads: 2\n")
+                      "bench:\n  prompt_tokens: [32]\n  gen_tokens: [4]\n  repetitions: 1\n  processes: 1\n")
     result = run_cli("run", config, "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open()))
@@ -135,7 +145,7 @@ def test_engine_failure_becomes_a_failed_row(mainline_engine, tiny_model, tmp_pa
 def test_hung_engine_is_killed_at_the_timeout(mainline_engine, tiny_model, tmp_path):
     config = tmp_path / "bench.yaml"
     config.write_text(f"models:\n  - path: {tiny_model}\nengines: [mainline]\n"
-                      "bench:\n  prompt_tokens: [4096]\n  gen_tokens: [512]\n  repetitions: 50\n"
+                      "bench:\n  prompt_tokens: [4096]\n  gen_tokens: [512]\n  repetitions: 50\n  ctx: 8192\n"
                       "timeouts:\n  run_s: 2\n")
     result = run_cli("run", config, "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
@@ -164,15 +174,20 @@ def test_run_prints_a_summary_with_the_best_strategies(mainline_engine, tmp_path
 models: [{synth: tiny}]
 engines: [mainline]
 rpc_rig: true
-bench: {prompt_tokens: [32], gen_tokens: [8], repetitions: 1, threads: 2, ctx: 256}
+bench: {prompt_tokens: [32], gen_tokens: [8], repetitions: 1, processes: 1, ctx: 256}
 strategies: [all-gpu, cpu-moe]
 """)
     result = run_cli("run", config, "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     assert "summary" in result.stderr and "all-gpu" in result.stderr and "cpu-moe" in result.stderr
-    assert "best for prompt processing:" in result.stderr and "best for generation:" in result.stderr
+    from harness.analysis.report import write_report
+
+    best = write_report(tmp_path / "out" / "default", with_plots=False)["best"]
+    for _, b in best.iterrows():  # the same "best" as the report's
+        assert f"best for {b['criterion']} ({b['tool']}, {b['engine']}, {b['test']}): {b['best']}" in result.stderr
+    assert set(best["criterion"]) == {"pp", "tg", "balanced"}
     again = run_cli("run", config, "--out", tmp_path / "out", "--resume")
-    assert again.returncode == 0 and "2 of 2 configurations already done" in again.stderr
+    assert again.returncode == 0 and "2 of 2 processes already done" in again.stderr
 
 
 def test_ik_sweep_bench_measures_speed_over_depth(ik_engine, mainline_engine, tmp_path):
@@ -181,7 +196,7 @@ def test_ik_sweep_bench_measures_speed_over_depth(ik_engine, mainline_engine, tm
 models: [{synth: tiny-glm}]
 engines: [ik, mainline]
 tools: [llama-sweep-bench]
-bench: {ctx: 256, ubatch: 64, threads: 2}
+bench: {ctx: 256, ubatch: 64, processes: 1}
 """)
     result = run_cli("run", config, "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
@@ -201,7 +216,7 @@ def test_server_concurrency_gives_aggregate_generation_speed(mainline_engine, tm
 models: [{synth: tiny}]
 engines: [mainline]
 tools: [llama-server]
-bench: {prompt_tokens: [32], gen_tokens: [16], repetitions: 2, threads: 2, ctx: 256, concurrency: [1, 3]}
+bench: {prompt_tokens: [32], gen_tokens: [16], repetitions: 2, processes: 1, ctx: 256, concurrency: [1, 3]}
 """)
     result = run_cli("run", config, "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
@@ -221,3 +236,37 @@ def test_missing_model_and_engine_are_one_line_errors(mainline_engine, tmp_path)
     config.write_text(f"models: [{{synth: tiny}}]\nengines: [{{name: mine, path: {tmp_path}/no-build/bin}}]\n")
     result = run_cli("run", config, "--out", tmp_path / "out")
     assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_processes_are_replicated_in_interleaved_rounds(mainline_engine, tmp_path):
+    """Each configuration in fresh processes, round after round; each row its process's mean, the interval over
+    the processes so far, and the stability warnings (these tests are deliberately too short)."""
+    config = tmp_path / "bench.yaml"
+    config.write_text("""
+models: [{synth: tiny}]
+engines: [mainline]
+rpc_rig: true
+bench: {prompt_tokens: [32], gen_tokens: [8], repetitions: 2, processes: 3, ctx: 256}
+strategies: [all-gpu, cpu-moe, {name: first-n-experts, params: {n: 2}}]
+""")
+    result = run_cli("run", config, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open()))
+    assert len(rows) == 3 * 2 * 3 and all(r["status"] == "ok" for r in rows)
+    rounds = [int(r["process_index"]) for r in rows]
+    assert rounds == sorted(rounds)  # round after round
+    orders = [[r["config_id"] for r in rows if r["process_index"] == str(k) and r["test"] == "pp32"]
+              for k in range(3)]
+    assert all(sorted(o) == sorted(orders[0]) for o in orders) and len(set(orders[0])) == 3
+    assert len({r["run_id"] for r in rows}) == len(rows)
+    assert len({r["log_file"] for r in rows}) == 3 * 3  # one log per process (llama-bench: one per test inside)
+    for r in rows:
+        samples = json.loads(r["tps_samples"])
+        assert len(samples) == 2 and float(r["tps_mean"]) == pytest.approx(sum(samples) / 2, rel=1e-3)
+        short = float(r["sample_ms_mean"]) < 100  # pp32 and tg8 are too short on a quiet machine
+        assert (f"samples {float(r['sample_ms_mean']):.0f} ms < 100 ms" in r["warnings"]) == short, r["warnings"]
+    for cid in {r["config_id"] for r in rows}:
+        last = [r for r in rows if r["config_id"] == cid and r["test"] == "tg8" and r["process_index"] == "2"][0]
+        means = [float(r["tps_mean"]) for r in rows if r["config_id"] == cid and r["test"] == "tg8"]
+        low, high = float(last["tps_ci_low"]), float(last["tps_ci_high"])
+        assert low < sum(means) / 3 < high  # the interval over the three processes

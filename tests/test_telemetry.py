@@ -1,5 +1,6 @@
 """Telemetry: NVML against a scripted fake `pynvml` (the boundary: this machine has no GPU), the attribution
-rules on hand-made series, and psutil sampling of real llama-bench runs (and its RPC server on loopback)."""
+rules on hand-made series, the host's /proc readings against hand-written /proc files and a real busy loop, and
+psutil sampling of real llama-bench runs (and its RPC server on loopback)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import sys
 import time
 from types import ModuleType, SimpleNamespace
 
+import psutil
 import pynvml as real_nvml
 import pytest
 
 from harness import procs
 from harness.telemetry import TELEMETRY_COLUMNS, Sampler, open_nvml, summarize_phase
+from harness.telemetry import host as host_module
+from harness.telemetry.host import HostSource
 from harness.telemetry.process import ProcessTreeSource
 
 MIB = 1024 * 1024
@@ -35,8 +39,9 @@ class FakeGpu:
         "still": dict(used_mib=6000, util=90, rx_kb_s=512_000, tx_kb_s=10_240, power_mw=250_000, energy_w=0.0),
     }
 
-    def __init__(self, fail: dict[str, BaseException] | None = None):
+    def __init__(self, fail: dict[str, BaseException] | None = None, reasons: int = 0):
         self.fail = dict(fail or {})
+        self.reasons = reasons  # the clock event reasons bitmask the GPU reports now
         self.calls: dict[str, int] = {}
         self._phase, self._since, self._energy_j = "idle", time.monotonic(), 1000.0
 
@@ -60,7 +65,9 @@ def nvml_error(code: int) -> BaseException:
     return real_nvml.NVMLError(code)  # pynvml maps the code to its subclass (NVMLError_NotSupported, ...)
 
 
-def fake_pynvml(gpus: list[FakeGpu], init_error: BaseException | None = None) -> ModuleType:
+def fake_pynvml(gpus: list[FakeGpu], init_error: BaseException | None = None,
+                reasons_api: tuple[str, ...] = ("Event",)) -> ModuleType:
+    """`reasons_api`: which of nvmlDeviceGetCurrentClocks{Event,Throttle}Reasons the fake has."""
     nv = ModuleType("pynvml")
     for name in dir(real_nvml):  # the real error classes and constants
         if name.startswith(("NVMLError", "NVML_")):
@@ -94,13 +101,17 @@ def fake_pynvml(gpus: list[FakeGpu], init_error: BaseException | None = None) ->
     nv.nvmlDeviceGetTotalEnergyConsumption = lambda h: gpus[h].read("energy_mj")
     nv.nvmlDeviceGetClockInfo = clock
     nv.nvmlDeviceGetTemperature = lambda h, sensor: gpus[h].read("temp", 61)
+    for api in reasons_api:
+        setattr(nv, f"nvmlDeviceGetCurrentClocks{api}Reasons",
+                lambda h, api=api: gpus[h].read(f"reasons_{api}", gpus[h].reasons))
     return nv
 
 
 @pytest.fixture
 def install_fake(monkeypatch):
-    def install(*gpus: FakeGpu, init_error: BaseException | None = None) -> ModuleType:
-        nv = fake_pynvml(list(gpus), init_error)
+    def install(*gpus: FakeGpu, init_error: BaseException | None = None,
+                reasons_api: tuple[str, ...] = ("Event",)) -> ModuleType:
+        nv = fake_pynvml(list(gpus), init_error, reasons_api)
         monkeypatch.setitem(sys.modules, "pynvml", nv)
         return nv
     return install
@@ -129,6 +140,7 @@ def test_nvml_units_are_converted(install_fake):
         == (4, 16, 5, 16)
     assert (row["gpu0_sm_clock_mhz"], row["gpu0_mem_clock_mhz"], row["gpu0_temp_c"]) == (1980, 2619, 61)
     assert row["gpu0_gpu_util_pct"] == 90 and row["gpu0_mem_util_pct"] == 7
+    assert row["gpu0_clock_event_reasons"] == 0
 
 
 def _two_phases(s: Sampler, gpus: list[FakeGpu], tg_windows: int = 2) -> tuple[float, list[float]]:
@@ -240,6 +252,53 @@ def test_sampler_closes_only_the_nvml_it_opened(install_fake):
     assert nv.shutdowns == 2
 
 
+@pytest.mark.parametrize("apis", [("Event",), ("Throttle",), ("Event", "Throttle")])
+def test_clock_event_reasons_through_either_nvml_call(install_fake, apis):
+    gpu = FakeGpu(reasons=0x1)  # idle: low clocks, but not throttled
+    install_fake(gpu, reasons_api=apis)
+    with Sampler(no_process, hz=100) as s:
+        time.sleep(0.05)
+        start = s.now()
+        time.sleep(0.1)
+        gpu.reasons = 0x4 | 0x2  # software power cap (and clocks set by the user: not throttling)
+        time.sleep(0.1)
+        gpu.reasons = 0x40
+        time.sleep(0.1)
+        end = s.now()
+        gpu.reasons = 0x20
+        time.sleep(0.05)
+    assert s.warnings == []
+    used = "Event" if "Event" in apis else "Throttle"  # the new name wins where both exist
+    assert gpu.calls[f"reasons_{used}"] == len(s.samples)
+    assert not any(k.startswith("reasons_") and k != f"reasons_{used}" for k in gpu.calls)
+    assert {r["gpu0_clock_event_reasons"] for r in s.samples} == {0x1, 0x6, 0x40, 0x20}
+    s.mark_phase("run", start, end, tokens=None)
+    assert s.summarize("run")["gpu_throttle_reasons"] == "sw_power_cap+hw_thermal_slowdown"
+    s.mark_phase("before", 0.0, start - 0.01, tokens=None)
+    assert s.summarize("before")["gpu_throttle_reasons"] == ""  # only gpu_idle: not throttling
+
+
+def test_no_clock_event_reasons_call_is_one_warning_and_no_column(install_fake):
+    gpu = FakeGpu(reasons=0x4)
+    install_fake(gpu, reasons_api=())
+    with Sampler(no_process, hz=100) as s:
+        time.sleep(0.1)
+    assert len(s.warnings) == 1 and "clock_events" in s.warnings[0] and "ClocksEventReasons" in s.warnings[0]
+    assert not any("gpu0_clock_event_reasons" in r for r in s.samples)
+    assert all("gpu0_vram_used_mib" in r for r in s.samples)  # the rest goes on
+    summary = summarize_phase(s.samples, [(0.0, s.now())], 1)
+    assert summary["gpu_throttle_reasons"] is None and summary["vram_peak_mib"] == 500
+
+
+def test_unsupported_clock_event_reasons_are_switched_off(install_fake):
+    gpu = FakeGpu(fail={"reasons_Event": nvml_error(real_nvml.NVML_ERROR_NOT_SUPPORTED)})
+    install_fake(gpu)
+    with Sampler(no_process, hz=100) as s:
+        time.sleep(0.1)
+    assert len(s.warnings) == 1 and "clock_events" in s.warnings[0] and "NotSupported" in s.warnings[0]
+    assert gpu.calls["reasons_Event"] == 1 and not any("gpu0_clock_event_reasons" in r for r in s.samples)
+
+
 # -- attribution rules ------------------------------------------------------------------------------------------
 
 
@@ -271,6 +330,37 @@ def test_attribution_rules_on_a_hand_made_series():
     assert summarize_phase(uneven, [(2.0, 3.0)], 1)["cpu_pct_mean"] == pytest.approx(50.0)
     reset = [dict(r, gpu0_energy_j=10.0 if r["t_s"] > 5 else r["gpu0_energy_j"]) for r in rows]
     assert summarize_phase(reset, [(4.0, 7.0)], 3)["joules_per_token"] == pytest.approx(999.0)  # power path
+
+
+def test_noise_figures_on_a_hand_made_series():
+    rows = [{"t_s": 0.0, "host_cpu_busy_pct": 999.0, "proc_count": 1.0},  # no interval before it: never counts
+            {"t_s": 1.0, "host_cpu_busy_pct": 300.0, "proc_count": 1.0, "cpu_pct": 100.0, "swap_io_pages_s": 5.0,
+             "gpu0_clock_event_reasons": 0x1, "gpu1_clock_event_reasons": 0x4},
+            {"t_s": 3.0, "host_cpu_busy_pct": 150.0, "proc_count": 2.0, "cpu_pct": 200.0, "swap_io_pages_s": 40.0,
+             "gpu0_clock_event_reasons": 0x40 | 0x2},
+            {"t_s": 4.0, "host_cpu_busy_pct": 80.0, "swap_io_pages_s": 0.0,  # no tree: all of it is other
+             "gpu0_clock_event_reasons": 0x0},
+            {"t_s": 5.0, "host_cpu_busy_pct": 400.0, "proc_count": 1.0, "swap_io_pages_s": 1000.0,  # no baseline
+             "gpu0_clock_event_reasons": 0x800 | 0x20 | 0x100}]
+    whole = summarize_phase(rows, [(0.0, 4.0)], tokens=None)
+    # (200 * 1 s - 50 * 2 s + 80 * 1 s) / 4 s: signed per sample, not cut at 0 sample by sample (that gives 70)
+    assert whole["other_cpu_pct_mean"] == pytest.approx(45.0)
+    assert whole["swap_io_pages_s_peak"] == 40.0
+    assert whole["gpu_throttle_reasons"] == "sw_power_cap+hw_thermal_slowdown"  # OR over GPUs and samples
+    part = summarize_phase(rows, [(0.5, 2.0)], tokens=None)
+    assert part["other_cpu_pct_mean"] == pytest.approx((200 * 0.5 - 50 * 1.0) / 1.5)
+    assert part["swap_io_pages_s_peak"] == 40.0  # t=3's rate covers (1, 3], which overlaps the window
+    assert part["gpu_throttle_reasons"] == "sw_power_cap"  # only t=1 inside: GPU 0 idle, GPU 1 power-capped
+    assert summarize_phase(rows, [(1.0, 3.0)], None)["other_cpu_pct_mean"] == 0.0  # -50: never below 0
+    assert summarize_phase(rows, [(4.2, 4.8)], None)["other_cpu_pct_mean"] == pytest.approx(80.0)  # t=5 skipped
+    last = summarize_phase(rows, [(4.5, 5.0)], None)
+    assert last["swap_io_pages_s_peak"] == 1000.0
+    assert last["gpu_throttle_reasons"] == "sw_thermal_slowdown+display_clock_setting+0x800"
+    assert summarize_phase(rows, [(3.6, 3.8)], None)["gpu_throttle_reasons"] == "hw_thermal_slowdown"  # neighbours
+    bare = [{k: v for k, v in r.items() if not k.startswith(("gpu", "host", "swap"))} for r in rows]
+    empty = summarize_phase(bare, [(0.0, 5.0)], None)
+    assert empty["other_cpu_pct_mean"] is None and empty["swap_io_pages_s_peak"] is None
+    assert empty["gpu_throttle_reasons"] is None and empty["cpu_pct_mean"] is not None
 
 
 # -- sampler behaviour ------------------------------------------------------------------------------------------
@@ -342,8 +432,6 @@ def test_uss_every_tenth_sample_of_a_real_process():
 
 
 def test_an_exited_unreaped_process_is_not_sampled_as_zero():
-    import psutil
-
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
         deadline = time.monotonic() + 10
@@ -353,6 +441,137 @@ def test_an_exited_unreaped_process_is_not_sampled_as_zero():
     finally:
         child.wait()
     assert "rss_mib" not in row and "proc_count" not in row and "ram_available_mib" in row
+
+
+# -- the host: CPU busy time and swap traffic -------------------------------------------------------------------
+
+
+def _proc_stat(user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice) -> bytes:
+    fields = (user, nice, system, idle, iowait, irq, softirq, steal, guest, guest_nice)
+    return ("cpu  " + " ".join(map(str, fields)) + "\ncpu0 1 2 3 4 5 6 7 8 9 10\nintr 1 2 3\n").encode()
+
+
+def _proc_vmstat(pswpin: int, pswpout: int, pad: int = 0) -> bytes:
+    """/proc/vmstat's text; `pad` more bytes before the swap counters (the kernel adds lines, counters grow)."""
+    padding = f"nr_pad {'7' * pad}\n" if pad else ""
+    return f"nr_free_pages 5\n{padding}pgpgin 77\npswpin {pswpin}\npswpout {pswpout}\npgfault 3\n".encode()
+
+
+def test_host_rates_from_proc_files(tmp_path):
+    """The arithmetic on hand-written /proc files (re-written in place: the source keeps them open)."""
+    hz = host_module._TICKS  # /proc/stat counts USER_HZ ticks
+    (tmp_path / "stat").write_bytes(_proc_stat(1000, 20, 300, 50_000, 400, 10, 20, 30, 5, 0))
+    (tmp_path / "vmstat").write_bytes(_proc_vmstat(100, 200))
+    clock = [10.0]
+    source = HostSource(proc=str(tmp_path), clock=lambda: clock[0])
+    first = source.sample()
+    assert "host_cpu_busy_pct" not in first and "swap_io_pages_s" not in first  # no baseline yet
+    assert "ram_available_mib" in first  # no meminfo there: psutil's
+    # 0.5 s later: 0.25 s user (0.1 s of it guest: inside user, not on top), 0.1 s system, 0.1 s steal,
+    # 0.05 s irq: 0.5 CPU-seconds busy; idle and iowait (0.5 s and 0.5 s) are not busy
+    (tmp_path / "stat").write_bytes(_proc_stat(1000 + hz // 4, 20, 300 + hz // 10, 50_000 + hz // 2, 400 + hz // 2,
+                                               10 + hz // 20, 20, 30 + hz // 10, 5 + hz // 10, 0))
+    (tmp_path / "vmstat").write_bytes(_proc_vmstat(130, 220))
+    clock[0] += 0.5
+    second = source.sample()
+    assert second["host_cpu_busy_pct"] == pytest.approx(100.0 * (hz // 4 + hz // 10 + hz // 20 + hz // 10) / hz / 0.5)
+    assert second["host_cpu_busy_pct"] == pytest.approx(100.0, abs=5)  # one core busy, in cpu_pct's unit
+    assert second["swap_io_pages_s"] == pytest.approx((30 + 20) / 0.5)
+    (tmp_path / "vmstat").write_bytes(_proc_vmstat(0, 0))  # counters went back (a different host?)
+    clock[0] += 0.25
+    third = source.sample()
+    assert "swap_io_pages_s" not in third and third["host_cpu_busy_pct"] == 0.0
+    (tmp_path / "vmstat").write_bytes(_proc_vmstat(4, 0))
+    clock[0] += 0.5
+    assert source.sample()["swap_io_pages_s"] == pytest.approx(8.0)  # a new baseline after the reset
+    # only the start of /proc/vmstat is read once the counters are found: when they move past it (or their
+    # digits are cut off), the whole file is read again, never a cut number
+    total = 1_000_000
+    (tmp_path / "vmstat").write_bytes(_proc_vmstat(total // 3, total - total // 3))
+    source.sample()
+    for pad in [100, *(p for k in range(505, 525) for p in (0, k)), 0, 3000]:
+        total += 50
+        (tmp_path / "vmstat").write_bytes(_proc_vmstat(total // 3, total - total // 3, pad))
+        clock[0] += 0.5
+        assert source.sample().get("swap_io_pages_s") == pytest.approx(100.0), pad
+    source.close()
+
+
+def test_host_without_proc_falls_back_to_psutil_for_cpu_and_leaves_swap_out(tmp_path):
+    source = HostSource(proc=str(tmp_path / "no-proc"))
+    assert "host_cpu_busy_pct" not in source.sample()
+    end = time.monotonic() + 0.2
+    while time.monotonic() < end:  # this process is busy, so the host is
+        pass
+    row = source.sample()
+    assert 50 <= row["host_cpu_busy_pct"] <= 100 * os.cpu_count() + 50
+    assert "swap_io_pages_s" not in row and "ram_available_mib" in row
+    source.close()
+
+
+def test_host_sample_is_cheap():
+    source = HostSource(loopback=True)
+    source.sample()
+    started = time.thread_time()
+    rows = [source.sample() for _ in range(200)]
+    per_sample_s = (time.thread_time() - started) / 200
+    source.close()
+    assert all({"host_cpu_busy_pct", "swap_io_pages_s", "loopback_mib_s"} <= r.keys() for r in rows)
+    assert all(r["swap_io_pages_s"] >= 0 and r["host_cpu_busy_pct"] >= 0 for r in rows)
+    assert per_sample_s < 250e-6  # at 10 Hz: under 0.25 % of a core
+
+
+_SPIN = """
+import sys, time
+print("ready", flush=True)
+sys.stdin.readline()
+start = time.process_time()
+print("spinning", flush=True)
+end = time.monotonic() + 0.5
+while time.monotonic() < end:
+    pass
+print(time.process_time() - start, flush=True)
+sys.stdin.readline()
+"""
+
+
+def _busy_s(times) -> float:
+    return sum(times) - times.idle - times.iowait - times.guest - times.guest_nice
+
+
+def test_a_busy_loop_outside_the_tree_is_other_cpu():
+    """A child spinning for 0.5 s: a sampler watching an idle tree sees it as other CPU; one watching the
+    spinner sees it as the tree's own, and the two `other_cpu_pct_mean` differ by the spinner's CPU."""
+    idle = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()"], stdin=subprocess.PIPE)
+    spin = subprocess.Popen([sys.executable, "-c", _SPIN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert spin.stdout.readline() == "ready\n"
+        with Sampler(idle.pid, hz=20, nvml=False) as watch_idle, Sampler(spin.pid, hz=20, nvml=False) as watch_spin:
+            time.sleep(0.25)  # baselines for the trees and the host
+            spin.stdin.write("go\n")
+            spin.stdin.flush()
+            assert spin.stdout.readline() == "spinning\n"
+            starts = watch_idle.now(), watch_spin.now()
+            host_before = psutil.cpu_times(), time.monotonic()
+            spin_cpu_s = float(spin.stdout.readline())
+            host_after = psutil.cpu_times(), time.monotonic()
+            ends = watch_idle.now(), watch_spin.now()
+            time.sleep(0.15)  # a sample after the window
+    finally:
+        for child in (idle, spin):
+            child.kill()
+            child.wait()
+    spin_pct = 100.0 * spin_cpu_s / (ends[0] - starts[0])
+    host_pct = 100.0 * (_busy_s(host_after[0]) - _busy_s(host_before[0])) / (host_after[1] - host_before[1])
+    for sampler, start, end in zip((watch_idle, watch_spin), starts, ends):
+        sampler.mark_phase("spin", start, end, tokens=None)
+    outside, inside = watch_idle.summarize("spin"), watch_spin.summarize("spin")
+    assert spin_pct >= 30  # it got a good share of a core, even on a busy machine
+    assert outside["cpu_pct_mean"] < 5 and inside["cpu_pct_mean"] == pytest.approx(spin_pct, abs=15)
+    assert spin_pct - 15 <= outside["other_cpu_pct_mean"] <= 110 * os.cpu_count()
+    assert outside["other_cpu_pct_mean"] == pytest.approx(host_pct, abs=20)  # psutil's reading of the host
+    assert outside["other_cpu_pct_mean"] - inside["other_cpu_pct_mean"] == pytest.approx(spin_pct, abs=20)
+    assert outside["swap_io_pages_s_peak"] is not None and outside["gpu_throttle_reasons"] is None
 
 
 # -- real engine runs -------------------------------------------------------------------------------------------

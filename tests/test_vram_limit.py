@@ -38,7 +38,7 @@ def test_a_sweep_with_a_limit_but_no_gpu_fails_each_run_clearly(mainline_engine,
         pytest.skip("this machine has a CUDA driver")
     config = tmp_path / "bench.yaml"
     config.write_text("models: [{synth: tiny}]\nengines: [mainline]\n"
-                      "bench: {prompt_tokens: [16], gen_tokens: [4], repetitions: 1}\n")
+                      "bench: {prompt_tokens: [16], gen_tokens: [4], repetitions: 1, processes: 1}\n")
     result = run_cli("run", config, "--out", tmp_path / "out", "--vram-limit-gib", "24")
     assert result.returncode == 2 and "needs an NVIDIA GPU" in result.stderr and "Traceback" not in result.stderr
     rows = list(csv.DictReader(open(tmp_path / "out" / "default" / "runs.csv"))) \

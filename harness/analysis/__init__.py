@@ -1,17 +1,24 @@
-"""Analysis of results folders: load (`load`), statistics (`stats`), plots (`plots`) and reports (`report`).
+"""Analysis of results folders: load (`load`), intervals and the noise verdict (`harness.intervals`), per-configuration
+statistics (`stats`), rankings and pairwise verdicts (`verdicts`), folder against folder (`compare`), plots
+(`plots`) and reports (`report`, `stability`).
 
 Typical use::
 
-    from harness.analysis import load_results, summarize, best_strategies
+    from harness.analysis import load_results, summarize, best_strategies, pairwise_verdicts
     df = load_results("results/default")
     table = summarize(df)
     best = best_strategies(table)
+    pairs = pairwise_verdicts(table)
 """
 
-from harness.analysis.load import SUPPORTED_SCHEMA_VERSIONS, load_results, load_telemetry, parse_test
-from harness.analysis.stats import best_strategies, confidence_interval, summarize
+from harness.analysis.compare import compare, regressions
+from harness.intervals import confidence_interval, noise_verdict, ratio_interval, t_critical
+from harness.analysis.load import SUPPORTED_SCHEMA_VERSIONS, config_key, load_results, load_telemetry, parse_test
+from harness.analysis.stats import summarize
+from harness.analysis.verdicts import best_strategies, pairwise_verdicts
 
 __all__ = [
-    "SUPPORTED_SCHEMA_VERSIONS", "best_strategies", "confidence_interval", "load_results", "load_telemetry",
-    "parse_test", "summarize",
+    "SUPPORTED_SCHEMA_VERSIONS", "best_strategies", "compare", "confidence_interval", "config_key", "load_results",
+    "load_telemetry", "noise_verdict", "pairwise_verdicts", "parse_test", "ratio_interval", "regressions",
+    "summarize", "t_critical",
 ]

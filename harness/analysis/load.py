@@ -1,6 +1,6 @@
 """Load one or many results folders (`runs.csv`, written by `harness.store`) into one tidy pandas frame.
 
-One row per measured test, as in runs.csv, plus:
+One row per measured test and process, as in runs.csv, plus:
 
 - `sweep_dir`: the folder the row came from (its name is `sweep_label`, unique across the folders loaded);
 - `samples`: `tps_samples` parsed into a list of floats (empty when there are none);
@@ -8,7 +8,13 @@ One row per measured test, as in runs.csv, plus:
 - `kind` ("pp", "tg", "pp+tg"), `size` (prompt or generated tokens), `depth` (context already filled, 0 when
   none) and `concurrency` (concurrent requests, 1 when none), all parsed from `test` (`pp64`, `tg16x3`,
   `pp64@d128`, `pp64+tg16`);
-- `ok`: status == "ok"; `skipped`: status starts with "skipped".
+- `ok`: status == "ok"; `skipped`: status starts with "skipped";
+- `config_key`: the configuration's name within its (sweep, model, engine, tool), see `config_key`.
+
+Schema versions 1 and 2 are read (`harness.store`). Version 1 has one row per (configuration, test) and none
+of version 2's columns: its rows read as process 0 (`process_index` 0), without warnings (`warnings` ""), and
+the other new columns (`tps_ci_low`, `tps_ci_high`, `sample_ms_mean`, `cpus`, `rpc_cpus`) empty. `model`,
+`strategy`, `strategy_params`, `placement`, `engine`, `tool` and `warnings` are strings ("" when empty).
 
 A folder without runs.csv, or a row with a schema version this code does not know, is a `UserError`.
 """
@@ -23,9 +29,11 @@ from typing import Iterable
 import pandas as pd
 
 from harness.errors import UserError
-from harness.store import SCHEMA_VERSION
 
-SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
+SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
+# columns version 2 added, and what a version-1 row (or an empty cell) reads as
+_NEW_COLUMNS = {"process_index": 0, "warnings": "", "tps_ci_low": None, "tps_ci_high": None,
+                "sample_ms_mean": None, "cpus": None, "rpc_cpus": None}
 
 _TEST = re.compile(r"^(?P<kind>pp|tg|pp(?P<p>\d+)\+tg)(?P<size>\d+)(?:x(?P<conc>\d+))?(?:@d(?P<depth>\d+))?$")
 
@@ -75,7 +83,8 @@ def load_folder(folder: str | Path) -> pd.DataFrame:
             hint = f"; it holds {len(subs)} sweeps, name one" if subs else ""
             raise UserError(f"no runs.csv in {folder} (not a results folder){hint}")
     try:
-        df = pd.read_csv(csv_path, dtype={"reason": "string", "strategy_params": "string", "engine_commit": "string"},
+        df = pd.read_csv(csv_path, dtype={"reason": "string", "strategy_params": "string", "engine_commit": "string",
+                                          "warnings": "string", "cpus": "string", "rpc_cpus": "string"},
                          keep_default_na=True)
     except pd.errors.EmptyDataError:
         raise UserError(f"{csv_path} is empty") from None
@@ -113,10 +122,55 @@ def load_results(folders: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     parsed = pd.DataFrame([parse_test(t) for t in df["test"].fillna("")], index=df.index)
     for col in parsed.columns:
         df[col] = parsed[col]
-    df["param_value"] = [_param_value(p) for p in df.get("strategy_params", pd.Series([None] * len(df)))]
-    for col in ("placement", "strategy", "engine", "tool"):
+    for col, default in _NEW_COLUMNS.items():
+        if col not in df:
+            df[col] = default
+    df["process_index"] = pd.to_numeric(df["process_index"], errors="coerce").fillna(0).astype(int)
+    for col in ("placement", "strategy", "strategy_params", "engine", "tool", "model", "warnings"):
+        if col not in df:
+            df[col] = ""
         df[col] = df[col].fillna("").astype(str)
+    df["param_value"] = [_param_value(p) for p in df["strategy_params"]]
+    df["config_key"] = _config_keys(df) if len(df) else pd.Series(dtype=str)
     return df
+
+
+def config_key(strategy: str, strategy_params: str, placement: str, full: bool = False) -> str:
+    """A configuration's stable name from its strategy, parameters and placement text. The placement text when
+    it is the strategy's own label (`first-n-experts(n=2)`, what the runner writes: the strategy with all its
+    parameters); else `label @ placement` (label: the strategy with the parameters of `strategy_params`), so
+    two strategies with the same placement text (engine-fit and all-gpu on a small model) stay apart;
+    `engine defaults` without a strategy. `full` always gives `label @ placement` (unless they are equal):
+    `load_results` uses it for the configurations whose short names would coincide within a (sweep, model,
+    engine, tool), so a name is unique there."""
+    strategy, placement = str(strategy or ""), str(placement or "")
+    raw = str(strategy_params or "").strip()
+    params = _json_dict(raw)
+    if params:
+        label = f"{strategy}({', '.join(f'{k}={v}' for k, v in params.items())})"
+    elif raw and raw != "{}":
+        label = f"{strategy}({raw})"  # not a JSON object: kept as written
+    else:
+        label = strategy
+    if not label:
+        return placement or "engine defaults"
+    if placement == label or not placement:
+        return label
+    if not full and strategy and (placement == strategy or placement.startswith(strategy + "(")):
+        return placement
+    return f"{label} @ {placement}"
+
+
+def _config_keys(df: pd.DataFrame) -> list[str]:
+    """`config_key` per row, the full form where short names coincide within a (sweep, model, engine, tool)."""
+    triple = ["strategy", "strategy_params", "placement"]
+    short = pd.Series([config_key(*t) for t in zip(*(df[c] for c in triple))], index=df.index)
+    scope = ["sweep_label", "model", "engine", "tool"]
+    distinct = df.assign(_key=short).drop_duplicates([*scope, *triple])
+    clash = distinct[distinct.duplicated([*scope, "_key"], keep=False)]
+    clashing = set(zip(*(clash[c] for c in [*scope, "_key"])))
+    return [config_key(*(row[c] for c in triple), full=True) if (*(row[c] for c in scope), key) in clashing
+            else key for (_, row), key in zip(df.iterrows(), short)]
 
 
 def _param_value(cell) -> float | None:

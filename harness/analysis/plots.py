@@ -1,11 +1,12 @@
 """Plots of a results frame (matplotlib, Agg backend). Each `plot_*` returns a Figure (or None when there is
 nothing to draw); `save_all` writes every plot as PNG and SVG into a folder and returns the PNG paths.
 
-- `plot_throughput`: grouped bars, pp and tg tokens/s per placement, 95% CI error bars (one panel per tool).
+- `plot_throughput`: grouped bars, pp and tg tokens/s per configuration, 95% CI error bars (one panel per
+  model, engine and tool).
 - `plot_param_sweep`: tokens/s against the strategy's numeric parameter (n, k), one line per strategy.
 - `plot_vram_pareto`: predicted VRAM (and measured peak when present) against tg tokens/s, Pareto frontier.
 - `plot_traffic`: PCIe MiB per token (loopback MiB per token without a GPU) against tokens/s.
-- `plot_placement_map`: per placement, layers x tensor groups coloured by device (rebuilt from the strategy).
+- `plot_placement_map`: per configuration, layers x tensor groups coloured by device (rebuilt from the strategy).
 - `plot_telemetry`: one configuration's telemetry time series, phases shaded from `<id>.phases.json` (the
   series are shown unshaded).
 """
@@ -33,25 +34,26 @@ def _err(rows: pd.DataFrame) -> np.ndarray:
 
 
 def plot_throughput(table: pd.DataFrame):
-    """Grouped bars of pp and tg tokens/s per placement with 95% CI error bars, one panel per (sweep, engine,
-    tool)."""
-    groups = list(table.groupby(["sweep_label", "engine", "tool"], sort=True))
+    """Grouped bars of pp and tg tokens/s per configuration with 95% CI error bars, one panel per (sweep,
+    model, engine, tool)."""
+    groups = list(table.groupby(["sweep_label", "model", "engine", "tool"], sort=True))
     many = table["sweep_label"].nunique() > 1
     if not groups:
         return None
     fig, axes = plt.subplots(len(groups), 1, figsize=(11, 4.2 * len(groups)), squeeze=False)
-    for ax, ((sweep, engine, tool), group) in zip(axes[:, 0], groups):
+    for ax, ((sweep, model, engine, tool), group) in zip(axes[:, 0], groups):
         tests = [t for t in (headline_test(group, "pp"), headline_test(group, "tg")) if t]
-        placements = sorted(set(group["placement"]))
-        x = np.arange(len(placements))
+        configs = sorted(set(group["config_key"]))
+        x = np.arange(len(configs))
         width = 0.8 / max(len(tests), 1)
         for i, test in enumerate(tests):
-            rows = group[group["test"] == test].set_index("placement").reindex(placements)
+            rows = group[group["test"] == test].set_index("config_key").reindex(configs)
             ax.bar(x + (i - (len(tests) - 1) / 2) * width, rows["tps_mean"].fillna(0), width, yerr=_err(rows),
                    capsize=3, label=test)
-        ax.set_xticks(x, placements, rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(x, configs, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("throughput (tokens/s)")
-        ax.set_title(f"Throughput per placement, mean with 95% CI — {tool}, {engine}" + (f" ({sweep})" if many else ""))
+        ax.set_title(f"Throughput per configuration, mean with 95% CI — {model}, {tool}, {engine}"
+                     + (f" ({sweep})" if many else ""))
         ax.legend(title="test")
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
@@ -59,7 +61,8 @@ def plot_throughput(table: pd.DataFrame):
 
 
 def plot_param_sweep(table: pd.DataFrame):
-    """tokens/s against the numeric strategy parameter, one line per (strategy, tool), pp and tg panels."""
+    """tokens/s against the numeric strategy parameter, one line per (strategy, model, engine, tool), pp and
+    tg panels."""
     param = table[table["param_value"].notna()]
     if param.empty:
         return None
@@ -68,10 +71,11 @@ def plot_param_sweep(table: pd.DataFrame):
         test = headline_test(table, kind)
         rows = param[param["test"] == test] if test else param.iloc[0:0]
         many = rows["sweep_label"].nunique() > 1
-        for (sweep, strategy, tool), line in rows.groupby(["sweep_label", "strategy", "tool"]):
+        for (sweep, model, engine, strategy, tool), line in rows.groupby(["sweep_label", "model", "engine",
+                                                                          "strategy", "tool"]):
             line = line.sort_values("param_value")
             ax.errorbar(line["param_value"], line["tps_mean"], yerr=_err(line), marker="o", capsize=3,
-                        label=f"{strategy} ({tool}{', ' + sweep if many else ''})")
+                        label=f"{strategy} ({model}, {engine}, {tool}{', ' + sweep if many else ''})")
         ax.set_xlabel("strategy parameter (n or k)")
         ax.set_ylabel("throughput (tokens/s)")
         ax.set_title(f"{test or kind}: tokens/s against the parameter")
@@ -113,7 +117,7 @@ def plot_vram_pareto(table: pd.DataFrame):
             ax.step(front["predicted_vram_mib"], front["tps_mean"], where="post", lw=2, alpha=0.6,
                     label=f"Pareto frontier ({tool})")
             for _, row in front.iterrows():
-                ax.annotate(row["placement"], (row["predicted_vram_mib"], row["tps_mean"]), fontsize=7,
+                ax.annotate(row["config_key"], (row["predicted_vram_mib"], row["tps_mean"]), fontsize=7,
                             xytext=(4, 4), textcoords="offset points")
     ax.set_xlabel("VRAM (MiB)")
     ax.set_ylabel(f"{test} throughput (tokens/s)")
@@ -177,7 +181,7 @@ def placement_grid(model, strategy: str, params: dict | None) -> tuple[list[str]
 
 
 def plot_placement_map(df: pd.DataFrame, model_file: str | None = None):
-    """One panel per placement in the results: layers x tensor groups, blue CPU, orange accelerator."""
+    """One panel per configuration in the results: layers x tensor groups, blue CPU, orange accelerator."""
     from matplotlib.colors import ListedColormap
 
     from harness.models import inspect_model
@@ -188,13 +192,13 @@ def plot_placement_map(df: pd.DataFrame, model_file: str | None = None):
     if not model_file or not Path(model_file).exists():
         return None
     model = inspect_model(model_file)
-    placements = df.drop_duplicates("placement")[["placement", "strategy", "strategy_params"]]
+    configs = df.drop_duplicates(["strategy", "strategy_params", "placement"])
     grids = []
-    for _, row in placements.sort_values("placement").iterrows():
-        params = json.loads(row["strategy_params"]) if isinstance(row["strategy_params"], str) else {}
+    for _, row in configs.sort_values("config_key").iterrows():
+        params = json.loads(row["strategy_params"]) if str(row["strategy_params"]).startswith("{") else {}
         grid = placement_grid(model, row["strategy"], params)
         if grid is not None:
-            grids.append((row["placement"], grid))
+            grids.append((row["config_key"], grid))
     if not grids:
         return None
     cols = min(4, len(grids))
@@ -223,7 +227,8 @@ def plot_telemetry(series: pd.DataFrame | None, title: str = "", windows: dict |
     maps a phase name to [(start_s, end_s), ...] and shades them (runs.csv does not store them)."""
     if series is None or series.empty or "t_s" not in series:
         return None
-    metrics = [c for c in series.columns if c not in ("t_s", "proc_count", "ram_available_mib", "swap_used_mib")
+    metrics = [c for c in series.columns if c not in ("t_s", "proc_count", "ram_available_mib", "swap_used_mib",
+                                                      "swap_io_pages_s") and not c.endswith("_clock_event_reasons")
                and series[c].notna().any()]
     if not metrics:
         return None
@@ -278,7 +283,7 @@ def save_all(df: pd.DataFrame, table: pd.DataFrame, folder: str | Path) -> list[
     if row is not None:
         series = load_telemetry(row["sweep_dir"], row["telemetry_file"])
         windows = load_phase_windows(row["sweep_dir"], row["telemetry_file"])
-        figures.append(("telemetry", plot_telemetry(series, f"Telemetry of {row['placement']} ({row['tool']}, "
+        figures.append(("telemetry", plot_telemetry(series, f"Telemetry of {row['config_key']} ({row['tool']}, "
                                                             f"config {row['config_id']})", windows)))
     for name, fig in figures:
         if fig is not None:

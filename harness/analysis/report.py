@@ -2,59 +2,51 @@
 
 `write_report(folder)` writes, next to runs.csv (or into `out`):
 
-- `report.md`: the hardware line, model, engine build, the best placement for pp / tg / balanced per tool with
-  the noise verdict, the outcome counts, and the full table (markdown, ready to paste);
+- `report.md`: the hardware line, model, engine build, the best configuration for pp / tg / balanced per
+  (model, engine, tool) with the noise verdict, the outcome counts, the "Stability" section
+  (`harness.analysis.stability`: how the intervals were computed, noisy configurations, the runner's
+  warnings), and the full table (markdown, ready to paste);
 - `plots/*.png|svg` (see `harness.analysis.plots`);
-- `community.csv`: `COMMUNITY_COLUMNS`, one row per (engine, tool, placement, test), for sharing results.
+- `community.csv`: `COMMUNITY_COLUMNS`, one row per (model, engine, tool, configuration, test), for sharing.
 
-`compare(folders)`: the same (tool, placement, test) side by side across results folders, with each folder's
-mean tokens/s and its ratio to the first folder's.
+`compare` and `render_compare` live in `harness.analysis.compare` (re-exported here).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pandas as pd
 
+from harness.analysis.compare import compare, render_compare  # noqa: F401 - re-exported
 from harness.analysis.load import load_meta, load_results
+from harness.analysis.markdown import fmt, markdown_table  # noqa: F401 - fmt re-exported
 from harness.analysis.plots import save_all
-from harness.analysis.stats import best_strategies, status_counts, summarize
-from harness.store import SCHEMA_VERSION
+from harness.analysis.stability import stability_section
+from harness.analysis.stats import GROUP, status_counts, summarize
+from harness.analysis.verdicts import best_strategies
 
-COMMUNITY_SCHEMA_VERSION = 1
+COMMUNITY_SCHEMA_VERSION = 2
 # The shared subset, stable across moebench versions (a change bumps COMMUNITY_SCHEMA_VERSION):
 # community_schema_version, schema_version (of the runs.csv it came from), host_cpu, host_cpu_cores,
 # host_ram_gib, gpu_name, gpu_vram_total_mib, gpu_pcie, engine, engine_dialect, engine_version, model,
 # model_arch, model_quant, model_size_bytes, tool, strategy, strategy_params, placement, test, kind,
-# n_prompt, n_gen, n_depth, concurrency, threads, n (samples), tps_mean, tps_ci_low, tps_ci_high (95%),
-# ttft_ms_mean, predicted_vram_bytes, vram_peak_mib, pcie_mib_per_token, joules_per_token, moebench_version.
+# n_prompt, n_gen, n_depth, concurrency, threads, processes (fresh engine processes measured), n (samples of
+# the interval: one per process with two or more processes, else the repetitions), tps_mean, tps_ci_low,
+# tps_ci_high (95%), cv_pct (stdev / mean × 100 of those samples), warnings (the runner's stability warnings,
+# "; "-joined), ttft_ms_mean, predicted_vram_bytes, vram_peak_mib, pcie_mib_per_token, joules_per_token,
+# moebench_version.
+# Version 2 (moebench with processes as the unit of replication) added processes, cv_pct and warnings, and has
+# one row per (model, engine, tool, strategy, strategy_params, placement, test); version 1 had one per
+# (engine, tool, placement, test) and n counted repetitions.
 COMMUNITY_COLUMNS = (
     "community_schema_version", "schema_version", "host_cpu", "host_cpu_cores", "host_ram_gib", "gpu_name",
     "gpu_vram_total_mib", "gpu_pcie", "engine", "engine_dialect", "engine_version", "model", "model_arch",
     "model_quant", "model_size_bytes", "tool", "strategy", "strategy_params", "placement", "test", "kind",
-    "n_prompt", "n_gen", "n_depth", "concurrency", "threads", "n", "tps_mean", "tps_ci_low", "tps_ci_high",
-    "ttft_ms_mean", "predicted_vram_bytes", "vram_peak_mib", "pcie_mib_per_token", "joules_per_token",
-    "moebench_version",
+    "n_prompt", "n_gen", "n_depth", "concurrency", "threads", "processes", "n", "tps_mean", "tps_ci_low",
+    "tps_ci_high", "cv_pct", "warnings", "ttft_ms_mean", "predicted_vram_bytes", "vram_peak_mib",
+    "pcie_mib_per_token", "joules_per_token", "moebench_version",
 )
-
-
-def fmt(value, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return str(value)
-
-
-def markdown_table(frame: pd.DataFrame, digits: int = 1) -> str:
-    """A GitHub markdown table (pipes in cells escaped)."""
-    cols = list(frame.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, row in frame.iterrows():
-        lines.append("| " + " | ".join(fmt(row[c], digits).replace("|", "\\|") for c in cols) + " |")
-    return "\n".join(lines)
 
 
 def _first(df: pd.DataFrame, col: str):
@@ -86,17 +78,16 @@ def hardware_line(df: pd.DataFrame) -> str:
 
 
 def community_frame(df: pd.DataFrame, table: pd.DataFrame, moebench_version: str | None = None) -> pd.DataFrame:
-    """`COMMUNITY_COLUMNS`, one row per (sweep, engine, tool, placement, test) measured ok."""
+    """`COMMUNITY_COLUMNS`, one row per configuration and test measured ok (a `summarize` row), the host,
+    engine and model columns from its first ok row."""
     from harness import __version__
 
-    first = df[df["ok"]].drop_duplicates(["sweep_label", "engine", "tool", "placement", "test"])
-    merged = table.merge(first.drop(columns=["strategy", "strategy_params", "kind", "concurrency", "tps_mean",
-                                             "ttft_ms_mean", "vram_peak_mib", "pcie_mib_per_token",
-                                             "joules_per_token", "param_value", "size", "depth"], errors="ignore"),
-                         on=["sweep_label", "engine", "tool", "placement", "test"], how="left")
+    first = df[df["ok"]].drop_duplicates(GROUP)
+    keep = [c for c in first.columns if c in GROUP or c not in table.columns]
+    merged = table.merge(first[keep].drop(columns=["tps_ci_low", "tps_ci_high"], errors="ignore"), on=GROUP,
+                         how="left")
     merged = merged.rename(columns={"ci_low": "tps_ci_low", "ci_high": "tps_ci_high"})
     merged["community_schema_version"] = COMMUNITY_SCHEMA_VERSION
-    merged["schema_version"] = merged.get("schema_version", SCHEMA_VERSION)
     merged["moebench_version"] = moebench_version or __version__
     for col in COMMUNITY_COLUMNS:
         if col not in merged:
@@ -119,33 +110,37 @@ def render_report(df: pd.DataFrame, table: pd.DataFrame, best: pd.DataFrame, met
         lines.append(f"- **Engine:** {e['engine']} (dialect {e.get('engine_dialect')}, build "
                      f"{fmt(e.get('engine_build'))}" + (f", commit {commit}" if pd.notna(commit) else "") + ")")
     counts = status_counts(df)
+    many_engines = df["engine"].nunique() > 1
     for _, c in counts.iterrows():
         outcome = ", ".join(f"{int(c[k])} {k}" for k in ("ok", "failed", "skipped") if k in c and c[k])
-        lines.append(f"- **Rows ({c['tool']}):** {outcome}")
+        lines.append(f"- **Rows ({c['engine'] + ', ' if many_engines else ''}{c['tool']}):** {outcome}")
+    model = ["model"] if table.get("model", pd.Series(dtype=str)).nunique() > 1 else []
     lines += ["", "## Best placement", ""]
     if best.empty:
         lines.append("No successful measurement: nothing to rank.")
     else:
-        view = best[["engine", "tool", "criterion", "test", "best", "value", "ci_low", "ci_high", "runner_up",
-                     "verdict"]].copy()
-        view.columns = ["engine", "tool", "for", "test", "best", "tokens/s (or score)", "95% CI low",
+        view = best[["engine", *model, "tool", "criterion", "test", "best", "value", "ci_low", "ci_high",
+                     "runner_up", "verdict"]].copy()
+        view.columns = ["engine", *model, "tool", "for", "test", "best", "tokens/s (or score)", "95% CI low",
                         "95% CI high", "runner-up", "noise verdict"]
         lines.append(markdown_table(view, 2))
         lines += ["", "Balanced: geometric mean of pp and tg tokens/s, each divided by the best of its kind "
-                      "(1.0 = best at both)."]
+                      "(1.0 = best at both). A lead is beyond noise when the two 95% intervals do not overlap."]
+    lines += [""] + stability_section(df, table)
     lines += ["", "## All measurements (tokens/s, mean and 95% CI)", ""]
     if table.empty:
         lines.append("None.")
     else:
-        view = table[["engine", "tool", "placement", "test", "n", "tps_mean", "ci_low", "ci_high",
-                      "predicted_vram_mib"]].copy()
-        view.columns = ["engine", "tool", "placement", "test", "n", "tokens/s", "95% CI low", "95% CI high",
-                        "predicted VRAM (MiB)"]
+        view = table[["engine", *model, "tool", "config_key", "test", "processes", "n", "tps_mean", "ci_low",
+                      "ci_high", "cv_pct", "predicted_vram_mib"]].copy()
+        view.columns = ["engine", *model, "tool", "configuration", "test", "processes", "n", "tokens/s",
+                        "95% CI low", "95% CI high", "CV %", "predicted VRAM (MiB)"]
         lines.append(markdown_table(view))
     problems = df[~df["ok"]]
     if len(problems):
         lines += ["", "## Failed and skipped", ""]
-        view = problems[["tool", "placement", "test", "status", "reason"]].fillna("").copy()
+        view = problems[["tool", "config_key", "test", "process_index", "status", "reason"]].fillna("").copy()
+        view.columns = ["tool", "configuration", "test", "process", "status", "reason"]
         view["reason"] = view["reason"].astype(str).str.slice(0, 120)
         lines.append(markdown_table(view))
     if plots:
@@ -171,29 +166,3 @@ def write_report(folder: str | Path, out: str | Path | None = None, with_plots: 
     community = out / "community.csv"
     community_frame(df, table, meta.get("moebench_version")).to_csv(community, index=False)
     return {"report": report, "community": community, "plots": plots, "table": table, "best": best}
-
-
-def compare(folders) -> pd.DataFrame:
-    """Mean tokens/s of each (tool, placement, test) per folder (columns `<label>`), and `<label>/<first>`
-    ratios; rows measured in only some folders keep NaN for the others."""
-    df = load_results(folders)
-    table = summarize(df)
-    labels = list(dict.fromkeys(df["sweep_label"]))
-    if table.empty:
-        return pd.DataFrame(columns=["tool", "placement", "test", *labels])
-    wide = table.pivot_table(index=["tool", "placement", "test"], columns="sweep_label", values="tps_mean",
-                             aggfunc="first")
-    wide = wide.reindex(columns=labels)
-    base = labels[0]
-    for label in labels[1:]:
-        wide[f"{label}/{base}"] = wide[label] / wide[base]
-    wide.columns.name = None
-    return wide.reset_index()
-
-
-def render_compare(frame: pd.DataFrame, df_engines: dict[str, str] | None = None) -> str:
-    lines = ["# moebench compare", ""]
-    for label, engine in (df_engines or {}).items():
-        lines.append(f"- **{label}:** {engine}")
-    lines += ["", "Tokens/s (mean) per folder, and ratios to the first folder.", "", markdown_table(frame, 2)]
-    return "\n".join(lines) + "\n"

@@ -15,11 +15,18 @@ def register(sub) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the plots (faster)")
     p.set_defaults(func=_report)
 
-    c = sub.add_parser("compare", help="compare sweeps side by side (same placement and test, ratios)",
-                       description="Tokens/s of the same (tool, placement, test) across results folders, with "
-                                   "ratios to the first folder.")
-    c.add_argument("folders", type=Path, nargs="+", help="two or more results folders")
+    c = sub.add_parser("compare", help="compare sweeps side by side (same configuration and test, ratios with "
+                                       "95%% intervals; a regression gate)",
+                       description="Tokens/s of the same configuration (model, engine, tool, strategy, parameters, "
+                                   "placement) and test across results folders, and each later folder's ratio to "
+                                   "the first with its 95%% interval: the delta method on the log ratio with "
+                                   "Welch-Satterthwaite degrees of freedom, over one sample per process (two or "
+                                   "more processes) or the repetitions of a single process.")
+    c.add_argument("folders", type=Path, nargs="+", help="two or more results folders; the first is the baseline")
     c.add_argument("--out", type=Path, default=None, help="also write the comparison as markdown (.md) or CSV")
+    c.add_argument("--fail-if-slower", type=float, default=None, metavar="PCT",
+                   help="exit 1, listing them, when a ratio is below 1 - PCT/100 and its 95%% interval lies "
+                        "entirely below 1 (slower beyond noise); exit 0 otherwise")
     c.set_defaults(func=_compare)
 
 
@@ -28,8 +35,10 @@ def _report(args: argparse.Namespace) -> int:
 
     result = write_report(args.folder, args.out, with_plots=not args.no_plots)
     best = result["best"]
+    many = len(best) and (best["model"].nunique() > 1 or best["engine"].nunique() > 1)
     for _, row in best.iterrows():
-        print(f"{row['tool']:<13} best for {row['criterion']:<8} {row['best']}  ({row['verdict']})")
+        scope = f"{row['model']} {row['engine']} " if many else ""
+        print(f"{scope}{row['tool']:<13} best for {row['criterion']:<8} {row['best']}  ({row['verdict']})")
     print(f"report: {result['report']}")
     print(f"community: {result['community']}")
     if result["plots"]:
@@ -38,12 +47,15 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from harness.analysis.compare import compare, regressions, render_compare
     from harness.analysis.load import load_results
-    from harness.analysis.report import compare, render_compare
     from harness.errors import UserError
 
     if len(args.folders) < 2:
         raise UserError("compare needs at least two results folders")
+    pct = args.fail_if_slower
+    if pct is not None and not 0 <= pct < 100:
+        raise UserError(f"--fail-if-slower takes a percentage from 0 to below 100, not {pct:g}")
     frame = compare(args.folders)
     df = load_results(args.folders)
     engines = {label: ", ".join(sorted(set(g["engine"]))) for label, g in df.groupby("sweep_label", sort=False)}
@@ -55,4 +67,15 @@ def _compare(args: argparse.Namespace) -> int:
             frame.to_csv(args.out, index=False)
         else:
             args.out.write_text(text)
-    return 0
+    if pct is None:
+        return 0
+    slower = regressions(frame, pct)
+    if slower.empty:
+        print(f"\nno row slower than {pct:g}% beyond noise")
+        return 0
+    print(f"\nslower than {pct:g}% beyond noise (ratio < {1 - pct / 100:.3f} and its 95% interval below 1): "
+          f"{len(slower)}")
+    for _, row in slower.iterrows():
+        print(f"  {row['model']} | {row['engine']} | {row['tool']} | {row['config_key']} | {row['test']}: "
+              f"{row['folder']}/{row['base']} = {row['ratio']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]")
+    return 1

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -40,7 +41,7 @@ class RichProgress:
         self.bar.start()
         self.task = self.bar.add_task("starting", total=total, completed=already_done)
         if already_done:
-            self.console.print(f"{already_done} of {total} configurations already done")
+            self.console.print(f"{already_done} of {total} processes already done")
 
     def start(self, label: str) -> None:
         if self.current:
@@ -58,7 +59,6 @@ class RichProgress:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.runner.summary import best, summarize_sweep
     from harness.runner.sweep import run_sweep
 
     config = load_config(args.config)
@@ -71,21 +71,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         folder = run_sweep(config, out, progress, resume=args.resume)
     finally:
         progress.close()
-    lines = summarize_sweep(folder / "runs.csv")
-    table = Table("tool", "engine", "placement", "pp tokens/s", "tg tokens/s", "status", title="summary")
-    for line in sorted(lines, key=lambda x: (x.tool, x.engine, -(x.tg_tps or 0.0))):
-        table.add_row(line.tool, line.engine, line.what, _tps(line.pp_tps), _tps(line.tg_tps), line.status)
-    Console(stderr=True, highlight=False, width=max(console.width, 150)).print(table)
-    for attr, name in (("pp_tps", "prompt processing"), ("tg_tps", "generation")):
-        top = best(lines, attr)
-        if top:
-            console.print(f"best for {name}: {top.what} ({top.tool}, {top.engine}): {getattr(top, attr):.1f} tokens/s")
+    print_summary(folder, Console(stderr=True, highlight=False, width=max(console.width, 150)))
     print(f"results: {folder / 'runs.csv'}")
     return 0
 
 
-def _tps(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+def print_summary(folder: Path, console: Console) -> None:
+    """The closing summary: the report's own table and "best" (one definition, `harness.analysis`), with the
+    95% intervals and the stability warnings."""
+    from harness.analysis.load import load_results
+    from harness.analysis.stats import best_strategies, headline_test, summarize
+
+    df = load_results(folder)
+    table = summarize(df)
+    if table.empty:
+        console.print("no successful measurement")
+        return
+    view = Table("tool", "engine", "configuration", "test", "tokens/s", "95% CI", "n", "warnings", title="summary")
+    for (tool, engine), group in table.groupby(["tool", "engine"], sort=True):
+        tests = [t for t in (headline_test(group, "pp"), headline_test(group, "tg")) if t]
+        for _, r in group[group["test"].isin(tests)].sort_values(["test", "tps_mean"], ascending=[True, False]).iterrows():
+            ci = "-" if r["ci_low"] != r["ci_low"] else f"{r['ci_low']:.1f}–{r['ci_high']:.1f}"
+            view.add_row(escape(tool), escape(engine), escape(str(r["config_key"])), r["test"],
+                         f"{r['tps_mean']:.1f}", ci, f"{r['n']} {r['unit']}", escape(str(r.get("warnings") or "")[:60]))
+    console.print(view)
+    for _, b in best_strategies(table).iterrows():
+        console.print(escape(f"best for {b['criterion']} ({b['tool']}, {b['engine']}, {b['test']}): {b['best']}: "
+                             f"{b['value']:.2f} — {b['verdict']}"))
+    failed = df[~df["ok"]]
+    if len(failed):
+        console.print(f"{len(failed)} rows failed or skipped (see runs.csv and report.md)")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

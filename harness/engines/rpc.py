@@ -11,22 +11,22 @@ from pathlib import Path
 from harness import procs
 from harness.engines.discover import Engine
 from harness.errors import UserError
-from harness.runner.llama_server import free_port
 
 
 class RpcServer:
     """`with RpcServer(engine) as rpc:` gives `rpc.endpoint` ("127.0.0.1:PORT") until the block ends."""
 
     def __init__(self, engine: Engine, *, port: int | None = None, threads: int | None = None,
-                 log_path: Path | None = None, ready_timeout_s: float = 30.0):
+                 cpus: tuple[int, ...] | None = None, log_path: Path | None = None, ready_timeout_s: float = 30.0):
         binary = engine.rpc_server
         if binary is None:
             raise UserError(f"engine {engine.name!r} has no RPC server binary in {engine.bin_dir}")
-        self.port = port or free_port()
+        self.port = port or procs.free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         self.argv = [str(binary), "-H", "127.0.0.1", "-p", str(self.port)]
         if threads:
             self.argv += ["-t", str(threads)]
+        self.cpus = cpus
         self.log_path = log_path
         self.ready_timeout_s = ready_timeout_s
         self._proc = None
@@ -37,7 +37,7 @@ class RpcServer:
         import subprocess
 
         out = self._log or subprocess.DEVNULL
-        self._proc = procs.start(self.argv, stdout=out, stderr=out)
+        self._proc = procs.start(self.argv, stdout=out, stderr=out, cpus=self.cpus)
         deadline = time.monotonic() + self.ready_timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

@@ -40,6 +40,19 @@ class BenchTest:
         return sum(ns) / 1e9 if ns else None
 
     @property
+    def sample_ms(self) -> float | None:
+        """The mean duration of one measured repetition, ms: the engine's own (samples_ns) where it says, else
+        the tokens of one repetition over its rate."""
+        ns = self.raw.get("samples_ns")
+        if ns:
+            return sum(ns) / len(ns) / 1e6
+        rates = [s for s in self.tps_samples if s > 0]
+        if not rates:
+            return None
+        per_rep = self.tokens / len(self.tps_samples) if self.tps_samples else self.n_prompt + self.n_gen
+        return sum(per_rep / s for s in rates) / len(rates) * 1000
+
+    @property
     def name(self) -> str:
         kind = f"pp{self.n_prompt}" if self.n_gen == 0 else f"tg{self.n_gen}"
         if self.n_prompt and self.n_gen:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,16 +12,11 @@ from pathlib import Path
 import httpx
 
 from harness import procs
+from harness.procs import free_port
 
 
 class ServerError(RuntimeError):
     """The server died, never became healthy, or answered a request with an error."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -42,7 +36,8 @@ class LlamaServer:
     """A supervised llama-server process; use as a context manager so it is always stopped."""
 
     def __init__(self, binary: Path, model: Path, args: list[str] | None = None, *, log_path: Path,
-                 port: int | None = None, ready_timeout_s: float = 300.0):
+                 port: int | None = None, ready_timeout_s: float = 300.0, cpus: tuple[int, ...] | None = None):
+        self.cpus = cpus
         self.port = port or free_port()
         self.argv = [str(binary), "-m", str(Path(model).resolve()), "--host", "127.0.0.1", "--port", str(self.port),
                      *(args or [])]
@@ -55,7 +50,8 @@ class LlamaServer:
     def __enter__(self) -> "LlamaServer":
         self._log = open(self.log_path, "ab")
         # its working folder is the log's: ik_llama.cpp's server writes llama.log into the current folder
-        self._proc = procs.start(self.argv, cwd=self.log_path.parent, stdout=self._log, stderr=self._log)
+        self._proc = procs.start(self.argv, cwd=self.log_path.parent, stdout=self._log, stderr=self._log,
+                                 cpus=self.cpus)
         try:
             self.wait_healthy()
         except BaseException:
@@ -122,9 +118,17 @@ class LlamaServer:
             raise ServerError(f"/completion failed: {exc}") from None
         if not timings:
             raise ServerError("/completion sent no timings")
+        figures = {}
+        for key in ("prompt_n", "prompt_per_second", "predicted_n", "predicted_per_second"):
+            try:
+                figures[key] = float(timings[key])
+            except (KeyError, TypeError, ValueError):
+                figures[key] = 0.0
+            if not figures[key] > 0:  # a measurement without it is no measurement: never 0 tokens/s marked ok
+                raise ServerError(f"/completion timings without a positive {key}: {json.dumps(timings)[:300]}")
         return CompletionTimings(
-            prompt_tokens=int(timings.get("prompt_n", 0)), prompt_tps=float(timings.get("prompt_per_second", 0.0)),
-            gen_tokens=int(timings.get("predicted_n", 0)), gen_tps=float(timings.get("predicted_per_second", 0.0)),
+            prompt_tokens=int(figures["prompt_n"]), prompt_tps=figures["prompt_per_second"],
+            gen_tokens=int(figures["predicted_n"]), gen_tps=figures["predicted_per_second"],
             ttft_ms=ttft_ms, raw=timings, started_s=started,
             first_token_s=started + (ttft_ms or 0.0) / 1000, finished_s=time.monotonic())
 

@@ -23,9 +23,11 @@ def server_args(bench: BenchSettings, extra: list[str]) -> list[str]:
 
 
 def measure_server(binary: Path, model: Path, vocab_size: int, bench: BenchSettings, extra: list[str],
-                   log_path: Path, timeout_s: float) -> tuple[list[str], list[BenchTest]]:
+                   log_path: Path, timeout_s: float, cpus: tuple[int, ...] | None = None
+                   ) -> tuple[list[str], list[BenchTest]]:
     """Start the server, warm it up, measure; prompt sizes with the first generation size, generation sizes
-    with the first prompt size; concurrency levels above 1 give aggregate generation speed (`tg16x4`)."""
+    with the first prompt size; concurrency levels above 1 give aggregate generation speed (`tg16x4`): all
+    requests' generated tokens over the wall span from the first request's first token to the last one's end."""
     deadline = time.monotonic() + timeout_s
 
     def left() -> float:
@@ -35,7 +37,7 @@ def measure_server(binary: Path, model: Path, vocab_size: int, bench: BenchSetti
         return remaining
 
     with LlamaServer(binary, model, server_args(bench, extra), log_path=log_path,
-                     ready_timeout_s=timeout_s) as server:
+                     ready_timeout_s=timeout_s, cpus=cpus) as server:
         server.complete(prompt_tokens(16, vocab_size), 4, timeout_s=left())  # warm-up
         first_pp, first_tg = bench.prompt_tokens[0], bench.gen_tokens[0]
         pairs = [(p, first_tg) for p in bench.prompt_tokens]
@@ -66,8 +68,9 @@ def measure_server(binary: Path, model: Path, vocab_size: int, bench: BenchSetti
                                                                           seed=rep * 1000 + i),
                                            max(first_tg, 1), seed=i, timeout_s=left()) for i in range(level)]
                     done = [f.result() for f in futures]
-                samples.append(sum(t.gen_tps for t in done))  # aggregate tokens/s
-                windows.append((min(t.first_token_s for t in done), max(t.finished_s for t in done)))
+                span = (min(t.first_token_s for t in done), max(t.finished_s for t in done))
+                samples.append(sum(t.gen_tokens for t in done) / max(span[1] - span[0], 1e-9))  # aggregate
+                windows.append(span)
             test = _test(0, first_tg, samples)
             test.raw.update(concurrency=level, windows_mono=windows,
                             tokens=max(first_tg, 1) * level * bench.repetitions)

@@ -5,12 +5,14 @@ background thread and attributed to the phases (prompt processing, generation, .
   `summarize`, `write_csv_gz`, `warnings`, `cpu_seconds`.
 - `summarize_phase(samples, windows, tokens)` and `TELEMETRY_COLUMNS`: one results row's figures for a phase.
 - `open_nvml()` -> `NvmlSource | None`: NVML opened once, to share across samplers.
-- `ProcessTreeSource`: the psutil side on its own.
+- `ProcessTreeSource`: the process tree (and the host) on its own; `HostSource`: the host alone.
 """
 
 from harness.telemetry.attribution import TELEMETRY_COLUMNS, summarize_phase
+from harness.telemetry.host import HostSource
 from harness.telemetry.nvml import NvmlSource, open_nvml
 from harness.telemetry.process import ProcessTreeSource
 from harness.telemetry.sampler import Sampler
 
-__all__ = ["NvmlSource", "ProcessTreeSource", "Sampler", "TELEMETRY_COLUMNS", "open_nvml", "summarize_phase"]
+__all__ = ["HostSource", "NvmlSource", "ProcessTreeSource", "Sampler", "TELEMETRY_COLUMNS", "open_nvml",
+           "summarize_phase"]

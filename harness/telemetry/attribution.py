@@ -20,6 +20,24 @@ over tokens (the PCIe rates are 20 ms spot measurements, see `harness.telemetry.
 `loopback_mib_s` and `cpu_pct` cover the whole interval since the previous sample, so their means are weighted
 by the part of each interval inside the windows (exact even when a busy machine spaces the samples unevenly);
 only when no interval overlaps a window do they fall back to the nearest-sample rule.
+
+Noise from outside the engine (the figures the runner's stability checks read):
+
+- `other_cpu_pct_mean` (100 = one core): CPU used by everything but the measured tree (the engine's process
+  tree and its RPC server's, the sampler's roots) while it was measured: the time-weighted mean, as for
+  `cpu_pct`, of `host_cpu_busy_pct - cpu_pct` per sample, then raised to 0 if below. The difference is signed
+  per sample (both are rates over the same interval with tick resolution, so a single sample's difference is
+  noisy both ways); the mean over a phase then is the host's busy CPU seconds minus the tree's, over the time,
+  with no bias from cutting each sample at 0. A sample without a tree (no `proc_count`: nothing to measure yet)
+  counts the host's whole busy time as other; one with a tree but no `cpu_pct` (no baseline yet) is skipped.
+  It includes the harness itself (the sampler thread, the runner's HTTP client), and stolen time on a VM.
+- `swap_io_pages_s_peak` (pages/s): the highest `swap_io_pages_s` of the samples whose interval overlaps a
+  window (a rate since the previous sample, like `cpu_pct`); the nearest-sample rule where none does.
+- `gpu_throttle_reasons`: the clock event reasons (`gpu{i}_clock_event_reasons`, any GPU) active in any
+  sample inside the windows (the nearest-sample rule for a window with none), as names joined by "+" in bit
+  order, e.g. "sw_power_cap+hw_thermal_slowdown" (see `CLOCK_EVENT_REASONS`; an unknown bit is written like
+  "0x800"). `gpu_idle` and `applications_clocks_setting` (clocks set by the user, not throttling) are left
+  out; "" when nothing else was active, None when no sample has the reasons (no GPU, or NVML without them).
 """
 
 from __future__ import annotations
@@ -39,17 +57,29 @@ TELEMETRY_COLUMNS: list[str] = [
     "gpu_util_pct_mean", "power_w_mean", "joules_per_token",
     "rss_peak_mib", "uss_peak_mib", "cpu_pct_mean", "ram_available_min_mib", "swap_used_peak_mib",
     "loopback_mib_s_mean", "loopback_mib_per_token",
+    "other_cpu_pct_mean", "swap_io_pages_s_peak", "gpu_throttle_reasons",
     "telemetry_samples",
 ]
+
+CLOCK_EVENT_REASONS: dict[int, str] = {
+    0x1: "gpu_idle", 0x2: "applications_clocks_setting", 0x4: "sw_power_cap", 0x8: "hw_slowdown",
+    0x10: "sync_boost", 0x20: "sw_thermal_slowdown", 0x40: "hw_thermal_slowdown", 0x80: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting", 0x200: "board_limit", 0x400: "reliability",
+}
+"""NVML's clock event (throttle) reason bits (nvmlClocksEventReason*, nvmlClocksThrottleReason*) by name."""
+
+NOT_THROTTLING = 0x1 | 0x2
+"""`gpu_idle` and `applications_clocks_setting`: the clocks are low because there is no work, or because
+someone set them so; neither is the GPU holding itself back."""
 
 _GPU_KEY = re.compile(r"^gpu(\d+)_(.+)$")
 
 
 def summarize_phase(samples: Sequence[Sample], windows: Iterable[Window], tokens: float | None
-                    ) -> dict[str, float | int | None]:
+                    ) -> dict[str, float | int | str | None]:
     """The TELEMETRY_COLUMNS for the samples inside `windows` (see the module's docstring for the rules)."""
     windows = sorted((min(a, b), max(a, b)) for a, b in windows)
-    out: dict[str, float | int | None] = dict.fromkeys(TELEMETRY_COLUMNS)
+    out: dict[str, float | int | str | None] = dict.fromkeys(TELEMETRY_COLUMNS)
     if not windows:
         return out
     rows = sorted((s for s in samples if "t_s" in s), key=lambda s: s["t_s"])
@@ -83,6 +113,12 @@ def summarize_phase(samples: Sequence[Sample], windows: Iterable[Window], tokens
     out["cpu_pct_mean"] = _interval_mean(rows, "cpu_pct", windows)
     if out["cpu_pct_mean"] is None:
         out["cpu_pct_mean"] = _mean(pick(lambda s: s.get("cpu_pct")))
+    other = _interval_mean(rows, _other_cpu_pct, windows)
+    if other is None:
+        other = _mean(pick(_other_cpu_pct))
+    out["other_cpu_pct_mean"] = None if other is None else max(0.0, other)
+    swap_io = _interval_values(rows, "swap_io_pages_s", windows) or pick(lambda s: s.get("swap_io_pages_s"))
+    out["swap_io_pages_s_peak"] = _max(swap_io)
     ram = pick(lambda s: s.get("ram_available_mib"))
     out["ram_available_min_mib"] = min(ram) if ram else None
     out["swap_used_peak_mib"] = _max(pick(lambda s: s.get("swap_used_mib")))
@@ -91,8 +127,35 @@ def summarize_phase(samples: Sequence[Sample], windows: Iterable[Window], tokens
         out["loopback_mib_s_mean"] = _mean(pick(lambda s: s.get("loopback_mib_s")))
     if out["loopback_mib_s_mean"] is not None and per_token:
         out["loopback_mib_per_token"] = out["loopback_mib_s_mean"] * duration_s / per_token
+    reasons = pick(lambda s: _reduce(s, gpus.get("clock_event_reasons"), _bit_or))
+    out["gpu_throttle_reasons"] = None if not reasons else throttle_names(_bit_or(reasons))
     out["telemetry_samples"] = sum(1 for s in rows if any(a <= s["t_s"] <= b for a, b in windows))
     return out
+
+
+def throttle_names(mask: int) -> str:
+    """The throttling reasons in an NVML clock event bitmask, "+"-joined in bit order ("" for none)."""
+    mask = int(mask) & ~NOT_THROTTLING
+    bits = [1 << i for i in range(mask.bit_length()) if mask >> i & 1]
+    return "+".join(CLOCK_EVENT_REASONS.get(bit, hex(bit)) for bit in bits)
+
+
+def _other_cpu_pct(sample: Sample) -> float | None:
+    """The host's busy CPU minus the tree's in one sample (signed; None when the tree's is unknown)."""
+    host = sample.get("host_cpu_busy_pct")
+    if host is None:
+        return None
+    if "proc_count" not in sample:
+        return host  # no tree: everything busy is someone else
+    tree = sample.get("cpu_pct")
+    return None if tree is None else host - tree
+
+
+def _bit_or(values: Iterable[float]) -> int:
+    mask = 0
+    for value in values:
+        mask |= int(value)
+    return mask
 
 
 def _gpu_metrics(rows: Sequence[Sample]) -> dict[str, list[str]]:
@@ -136,14 +199,15 @@ def _select(points: Points, windows: Sequence[Window]) -> list[float]:
     return [points[i][1] for i in sorted(chosen)]
 
 
-def _interval_mean(rows: Sequence[Sample], key: str, windows: Sequence[Window]) -> float | None:
+def _interval_mean(rows: Sequence[Sample], key: str | Callable[[Sample], float | None],
+                   windows: Sequence[Window]) -> float | None:
     """Time-weighted mean of a rate measured over the interval since the previous sample (`loopback_mib_s`,
-    `cpu_pct`):
-    each sample's rate counts for the part of its interval inside the windows. None when no interval with that
-    rate overlaps a window."""
+    `cpu_pct`; `key` a sample's key or a function of the sample): each sample's rate counts for the part of its
+    interval inside the windows. None when no interval with that rate overlaps a window."""
+    value = (lambda s: s.get(key)) if isinstance(key, str) else key
     total = covered = 0.0
     for prev, row in zip(rows, rows[1:]):
-        rate = row.get(key)
+        rate = value(row)
         if rate is None:
             continue
         for start, end in windows:
@@ -152,6 +216,12 @@ def _interval_mean(rows: Sequence[Sample], key: str, windows: Sequence[Window]) 
                 total += rate * overlap
                 covered += overlap
     return total / covered if covered > 0 else None
+
+
+def _interval_values(rows: Sequence[Sample], key: str, windows: Sequence[Window]) -> list[float]:
+    """The rates `key` of the samples whose interval (since the previous sample) overlaps a window."""
+    return [row[key] for prev, row in zip(rows, rows[1:]) if row.get(key) is not None
+            and any(min(end, row["t_s"]) > max(start, prev["t_s"]) for start, end in windows)]
 
 
 def _energy_j(rows: Sequence[Sample], windows: Sequence[Window], gpus: dict[str, list[str]]) -> float | None:

@@ -12,6 +12,7 @@ Per GPU i, a sample has these keys (prefix `gpu{i}_`):
 | `energy_j` | nvmlDeviceGetTotalEnergyConsumption (mJ since the driver loaded; Volta and newer) | J |
 | `sm_clock_mhz`, `mem_clock_mhz` | nvmlDeviceGetClockInfo(NVML_CLOCK_SM / NVML_CLOCK_MEM) | MHz |
 | `temp_c` | nvmlDeviceGetTemperature(NVML_TEMPERATURE_GPU) | °C |
+| `clock_event_reasons` | nvmlDeviceGetCurrentClocksEventReasons (older pynvml: ...ClocksThrottleReasons) | bitmask |
 
 Utilization: the share of the driver's last sample period (1/6 s to 1 s, by product) in which a kernel ran
 (`gpu_util_pct`) or device memory was read or written (`mem_util_pct`): busy time, not how busy.
@@ -24,6 +25,11 @@ are consecutive, not simultaneous), so means over many samples are fair estimate
 TX is from the GPU to the host, RX from the host to the GPU (NVML's view: the GPU transmits or receives).
 `pcie_gen` and `pcie_width` are the *current* link: an idle GPU trains its link down to save power, so read
 them during load. The max values are read once when the source opens.
+
+Clock event reasons: why the clocks are below their maximum right now, NVML's bitmask as an int (0x4 software
+power cap, 0x40 hardware thermal slowdown, ...; the names are in `harness.telemetry.attribution`, which turns
+them into `gpu_throttle_reasons`). NVML renamed the call from "throttle" to "clocks event" reasons (same bits);
+the new name is used where pynvml has it. A pynvml with neither switches the metric off like an unsupported one.
 
 Power: on Ampere (except GA100) and newer, nvmlDeviceGetPowerUsage is an average over the last second, so
 energy from the total-energy counter is preferred where the GPU has one.
@@ -82,8 +88,18 @@ def _metrics(nv: ModuleType) -> dict[str, Callable[[Any], dict[str, float]]]:
     def temperature(h):
         return {"temp_c": float(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU))}
 
+    reasons_call = (getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
+                    or getattr(nv, "nvmlDeviceGetCurrentClocksThrottleReasons", None))
+
+    def clock_events(h):
+        if reasons_call is None:
+            raise AttributeError("pynvml has neither nvmlDeviceGetCurrentClocksEventReasons nor "
+                                 "nvmlDeviceGetCurrentClocksThrottleReasons")
+        return {"clock_event_reasons": int(reasons_call(h))}
+
     return {"memory": memory, "utilization": utilization, "pcie_tx": pcie_tx, "pcie_rx": pcie_rx,
-            "pcie_link": pcie_link, "power": power, "energy": energy, "clocks": clocks, "temperature": temperature}
+            "pcie_link": pcie_link, "power": power, "energy": energy, "clocks": clocks, "temperature": temperature,
+            "clock_events": clock_events}
 
 
 def _link_max(nv: ModuleType, handle: Any) -> dict[str, float]:

@@ -1,5 +1,5 @@
-"""The engine's process tree and the host's memory, sampled through /proc (Linux) with psutil where /proc
-has no cheap answer or is missing.
+"""The engine's process tree (and, through `harness.telemetry.host`, the host), sampled through /proc (Linux)
+with psutil where /proc has no cheap answer or is missing.
 
 Per sample (keys as they appear in a sampler row):
 
@@ -14,14 +14,12 @@ Per sample (keys as they appear in a sampler row):
   resolution, 10 ms on most kernels). A process seen for the first time has no baseline yet and adds nothing
   that sample; when no process in the tree has a baseline the key is left out.
 - `proc_count`: processes in the tree.
-- `ram_available_mib`, `swap_used_mib`: the host's (`MemAvailable`, `SwapTotal - SwapFree`).
-- `loopback_mib_s` (only with `loopback=True`): bytes sent over `lo` per second since the previous sample.
-  On loopback every byte sent is also received, so only sent bytes count. This is the "bus" of the RPC rig,
-  where llama.cpp and its RPC server talk over 127.0.0.1; other loopback traffic (the harness talking to
-  llama-server over HTTP) is included.
+- the host's keys (`ram_available_mib`, `swap_used_mib`, `host_cpu_busy_pct`, `swap_io_pages_s`, and
+  `loopback_mib_s` with `loopback=True`): see `harness.telemetry.host`, read in the same call just before the
+  tree, so that `host_cpu_busy_pct` and `cpu_pct` cover the same interval.
 
-Cost: each process's `/proc/PID/stat` (state, CPU time, RSS in one read) and `/proc/meminfo` stay open and are
-re-read with `pread`, one system call each per sample. Descendants are found again every `rescan_every`-th
+Cost: each process's `/proc/PID/stat` (state, CPU time, RSS in one read) stays open and is re-read with
+`pread`, one system call per process per sample. Descendants are found again every `rescan_every`-th
 sample and whenever the roots change, from `/proc/PID/task/TID/children` where the kernel has them, else by
 psutil's scan of all processes. A process that exits is dropped (a zombie reads as zeros, so it is dropped
 too); an open stat file is bound to its process, so a reused pid is never mistaken for it.
@@ -34,6 +32,8 @@ import time
 from typing import Callable, Iterable
 
 import psutil
+
+from harness.telemetry.host import HostSource
 
 MIB = 1024 * 1024
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -105,7 +105,7 @@ class ProcessTreeSource:
     def __init__(self, roots: RootPids, *, loopback: bool = False, uss_every: int = 10,
                  uss_cpu_share: float | None = 0.001, rescan_every: int = 10):
         self._roots = roots
-        self.loopback = loopback
+        self._host = HostSource(loopback=loopback)
         self.uss_every = max(1, int(uss_every))
         self.uss_cpu_share = uss_cpu_share
         self.rescan_every = max(1, int(rescan_every))
@@ -114,27 +114,22 @@ class ProcessTreeSource:
         self._count = 0
         self._uss_countdown = 1  # samples until USS is due: the first sample of a tree reads it
         self._uss_not_before = 0.0
-        self._meminfo = _OpenFile("/proc/meminfo")
-        self._netdev = _OpenFile("/proc/net/dev")
-        self._lo_last: tuple[float, int] | None = None
 
     def sample(self) -> dict[str, float]:
         """One sample; never raises for a vanished or unreadable process."""
-        row: dict[str, float] = {}
-        row.update(_host_memory(self._meminfo))
+        row = self._host.sample()
         row.update(self._tree())
-        if self.loopback:
-            rate = self._loopback_mib_s()
-            if rate is not None:
-                row["loopback_mib_s"] = rate
         self._count += 1
         return row
+
+    @property
+    def loopback(self) -> bool:
+        return self._host.loopback
 
     def close(self) -> None:
         for pid in list(self._members):
             self._forget(pid)
-        self._meminfo.close()
-        self._netdev.close()
+        self._host.close()
 
     # -- process tree ------------------------------------------------------------------------------------------
 
@@ -195,82 +190,6 @@ class ProcessTreeSource:
         member = self._members.pop(pid, None)
         if member is not None:
             member.close()
-
-    # -- loopback ----------------------------------------------------------------------------------------------
-
-    def _loopback_mib_s(self) -> float | None:
-        sent = _lo_bytes_sent(self._netdev)
-        if sent is None:
-            return None
-        now = time.monotonic()
-        last, self._lo_last = self._lo_last, (now, sent)
-        if last is None or now <= last[0] or sent < last[1]:
-            return None  # no baseline yet, or the counter wrapped
-        return (sent - last[1]) / (now - last[0]) / MIB
-
-
-class _OpenFile:
-    """A /proc file kept open and re-read from the start with pread; None where it cannot be read."""
-
-    def __init__(self, path: str):
-        try:
-            self._fd: int | None = os.open(path, os.O_RDONLY)
-        except OSError:
-            self._fd = None
-
-    def read(self, size: int = 65536) -> bytes | None:
-        if self._fd is None:
-            return None
-        try:
-            return os.pread(self._fd, size, 0)
-        except OSError:
-            return None
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    __del__ = close
-
-
-def _host_memory(meminfo: _OpenFile) -> dict[str, float]:
-    """MemAvailable and swap in use, from /proc/meminfo in one read; psutil where that file is missing."""
-    data = meminfo.read(4096)
-    if data:
-        try:
-            available, swap_total, swap_free = (_meminfo_kib(data, key) for key in _MEMINFO_KEYS)
-            return {"ram_available_mib": available / 1024, "swap_used_mib": (swap_total - swap_free) / 1024}
-        except ValueError:
-            pass
-    try:
-        return {"ram_available_mib": psutil.virtual_memory().available / MIB,
-                "swap_used_mib": psutil.swap_memory().used / MIB}
-    except (OSError, RuntimeError):
-        return {}
-
-
-_MEMINFO_KEYS = (b"\nMemAvailable:", b"\nSwapTotal:", b"\nSwapFree:")
-
-
-def _meminfo_kib(data: bytes, key: bytes) -> int:
-    """The kB figure after `key` in /proc/meminfo's text; ValueError when it is not there."""
-    start = data.index(key) + len(key)
-    return int(data[start:data.index(b"kB", start)])
-
-
-def _lo_bytes_sent(netdev: _OpenFile) -> int | None:
-    data = netdev.read()
-    if data:
-        for line in data.splitlines()[2:]:
-            name, _, rest = line.partition(b":")
-            if name.strip() == b"lo":
-                return int(rest.split()[8])  # receive: 8 fields, then transmit bytes
-    try:
-        lo = psutil.net_io_counters(pernic=True).get("lo")
-    except OSError:
-        return None
-    return lo.bytes_sent if lo is not None else None
 
 
 def _tree_pids(root: int) -> set[int]:

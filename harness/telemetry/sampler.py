@@ -7,8 +7,9 @@ into an in-memory time series, and the phase windows the runner marks on that se
     s.write_csv_gz(folder / "telemetry.csv.gz")
 
 Each row has `t_s` (seconds since the sampler was made, `time.monotonic()`), then the metrics present in that
-sample: `gpu{i}_*` per GPU (see `harness.telemetry.nvml`), the process tree and host memory (see
-`harness.telemetry.process`). The first sample is taken when sampling starts, one more when it stops.
+sample: `gpu{i}_*` per GPU (see `harness.telemetry.nvml`), the process tree (see `harness.telemetry.process`)
+and the host: memory, CPU busy time, swap traffic (see `harness.telemetry.host`). The first sample is taken
+when sampling starts, one more when it stops.
 
 Sampling never blocks or breaks the run: every sample is wrapped (an error is one warning, then the sample is
 skipped); a sample slower than the period delays the next one instead of queueing catch-up samples; the
@@ -122,12 +123,12 @@ class Sampler:
         with self._lock:
             return {k: (list(w), t) for k, (w, t) in self._phases.items()}
 
-    def summarize(self, name: str) -> dict[str, float | int | None]:
+    def summarize(self, name: str) -> dict[str, float | int | str | None]:
         """The TELEMETRY_COLUMNS of phase `name` (every value None for a phase never marked)."""
         windows, tokens = self.phases.get(name, ([], 0.0))
         return summarize_phase(self.samples, windows, tokens)
 
-    def summaries(self) -> dict[str, dict[str, float | int | None]]:
+    def summaries(self) -> dict[str, dict[str, float | int | str | None]]:
         return {name: self.summarize(name) for name in self.phases}
 
     @property

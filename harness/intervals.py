@@ -1,0 +1,133 @@
+"""Confidence intervals, and the one rule for "beyond noise", shared by the runner (each row's interval, adaptive
+stopping) and the analysis (tables, best placement, verdicts).
+
+The process is the unit of replication (pyperf's lesson): repetitions inside one process do not see what
+changes from one process to the next (where the memory lands, the clocks, what else runs), so with two or more
+processes the samples are the processes' means; with only one process they are its repetitions, and the
+interval is then too narrow and says so (`unit`).
+
+- `noise_verdict(a_low, a_high, b_low, b_high)`: the one definition of "beyond noise": two configurations
+  differ when their 95% intervals do not overlap ("a": a's lies wholly above b's, "b" the reverse, "tie": they
+  overlap or touch, "untested": a bound is missing, e.g. a single sample).
+- `ratio_interval(...)`: the ratio of two means, later / earlier, with its 95% interval: the delta method on
+  the log ratio, var(log m) ≈ s² / (n·m²) for each mean, the two added, and Student's t with the
+  Welch–Satterthwaite degrees of freedom, df = (v₁ + v₂)² / (v₁² / (n₁ − 1) + v₂² / (n₂ − 1)); the interval
+  is exp(log ratio ± t(0.975, df)·√(v₁ + v₂)), so it is asymmetric around the ratio and never below 0.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from scipy import stats as _stats
+
+LEVEL = 0.95
+
+
+NOISE_VERDICTS = ("a", "b", "tie", "untested")
+
+
+def _missing(value) -> bool:
+    try:
+        return value is None or math.isnan(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
+def _clean(samples) -> list[float]:
+    return [float(v) for v in (samples if samples is not None else ()) if not _missing(v)]
+
+
+def t_critical(df: float) -> float:
+    """Two-sided 95% critical value of Student's t with `df` degrees of freedom, fractional too (NaN below 1
+    or missing)."""
+    if _missing(df) or float(df) < 1:
+        return math.nan
+    return float(_stats.t.ppf(0.5 + LEVEL / 2, float(df)))
+
+
+def confidence_interval(samples) -> tuple[float, float, float]:
+    """(mean, ci_low, ci_high) at 95%; the bounds are NaN for fewer than two samples."""
+    values = _clean(samples)
+    if not values:
+        return math.nan, math.nan, math.nan
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan, math.nan
+    half = t_critical(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def stdev(samples) -> float:
+    """The sample standard deviation (n − 1); NaN for fewer than two samples."""
+    values = _clean(samples)
+    return statistics.stdev(values) if len(values) >= 2 else math.nan
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    low: float
+    high: float
+    n: int
+    unit: str            # "processes" or "repetitions"
+    cv_pct: float        # the samples' coefficient of variation, % (NaN for one sample)
+
+    @property
+    def half_width_pct(self) -> float:
+        """Half the interval's width as a percentage of its mean (NaN without an interval)."""
+        if math.isnan(self.low) or not self.mean:
+            return math.nan
+        return (self.high - self.low) / 2 / abs(self.mean) * 100
+
+
+def interval(process_means: list[float], repetitions: list[float] | None = None) -> Interval:
+    """The interval of one configuration and test: over its processes' means when there are two or more,
+    else over the repetitions of its single process."""
+    if len(process_means) >= 2 or not repetitions:
+        samples, unit = list(process_means), "processes"
+    else:
+        samples, unit = list(repetitions), "repetitions"
+    mean, low, high = confidence_interval(samples)
+    return Interval(mean, low, high, len(samples), unit, cv_pct(samples))
+
+
+def cv_pct(samples) -> float:
+    """stdev / mean × 100 of the samples; NaN for fewer than two samples or a zero mean."""
+    values = _clean(samples)
+    if len(values) < 2 or not statistics.fmean(values):
+        return math.nan
+    return statistics.stdev(values) / abs(statistics.fmean(values)) * 100
+
+
+def noise_verdict(a_low, a_high, b_low, b_high) -> str:
+    """"a" when a's 95% interval lies wholly above b's, "b" the other way round, "tie" when they overlap (or
+    touch), "untested" when either interval is missing."""
+    if any(_missing(v) for v in (a_low, a_high, b_low, b_high)):
+        return "untested"
+    if float(a_low) > float(b_high):
+        return "a"
+    if float(b_low) > float(a_high):
+        return "b"
+    return "tie"
+
+
+def ratio_interval(mean_a, sd_a, n_a, mean_b, sd_b, n_b) -> tuple[float, float, float, float]:
+    """(ratio mean_b / mean_a, ci_low, ci_high, df) at 95% (see the module docstring). The bounds are NaN when
+    either side has fewer than two samples or a mean that is not positive; without any spread the interval
+    is the ratio itself (df infinite)."""
+    if _missing(mean_a) or _missing(mean_b) or float(mean_a) == 0:
+        return math.nan, math.nan, math.nan, math.nan
+    ratio = float(mean_b) / float(mean_a)
+    if float(mean_a) <= 0 or float(mean_b) <= 0 or _missing(n_a) or _missing(n_b) or n_a < 2 or n_b < 2 \
+            or _missing(sd_a) or _missing(sd_b):
+        return ratio, math.nan, math.nan, math.nan
+    v_a = float(sd_a) ** 2 / (n_a * float(mean_a) ** 2)
+    v_b = float(sd_b) ** 2 / (n_b * float(mean_b) ** 2)
+    if v_a + v_b == 0:
+        return ratio, ratio, ratio, math.inf
+    df = (v_a + v_b) ** 2 / (v_a ** 2 / (n_a - 1) + v_b ** 2 / (n_b - 1))
+    half = t_critical(df) * math.sqrt(v_a + v_b)
+    return ratio, ratio * math.exp(-half), ratio * math.exp(half), df
