@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import json
 import os
 import shutil
@@ -114,3 +116,36 @@ def test_rpc_server_is_a_second_device(mainline_engine):
         devices = mainline_engine.devices(rpc=[rpc.endpoint])
     assert [d.name for d in devices] == ["RPC0"]
     assert devices[0].description == rpc.endpoint and devices[0].total_mib > 0
+
+
+def test_a_second_build_waits_for_the_first_and_finds_it_cached(tmp_path):
+    """Two callers building the same engine (a test session beside `make demo`): the second waits on the lock
+    and then uses the first one's build instead of running a second build in the same build tree."""
+    import fcntl
+    import threading
+
+    from harness.engines.build import ENGINE_JSON, build_engine
+    from harness.engines.sources import get_source
+
+    source = get_source("mainline")
+    (tmp_path / "build").mkdir()
+    engine_dir = tmp_path / "engines" / f"mainline-{source.version}"
+    messages, result = [], {}
+    with open(tmp_path / "build" / f"mainline-{source.version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # "the first build" holds it
+        waiter = threading.Thread(target=lambda: result.setdefault(
+            "dir", build_engine("mainline", cache=tmp_path, report=messages.append)))
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while not any("waiting" in m for m in messages):
+            assert time.monotonic() < deadline and waiter.is_alive()
+            time.sleep(0.02)
+        (engine_dir / "bin").mkdir(parents=True)  # the first build finishes
+        for target in source.targets:
+            binary = engine_dir / "bin" / target
+            binary.write_text("#!/bin/sh\n")
+            binary.chmod(0o755)
+        (engine_dir / ENGINE_JSON).write_text("{}")
+    waiter.join(10)
+    assert result["dir"] == engine_dir and any("cached" in m for m in messages[1:])
+    assert not (tmp_path / "downloads").exists()  # it built nothing itself

@@ -11,6 +11,7 @@ Layout under the cache (`$MOEBENCH_CACHE`, default ~/.cache/moebench):
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -93,7 +94,10 @@ def is_complete(engine_dir: Path, source: EngineSource) -> bool:
 def build_engine(engine: str, options: BuildOptions = BuildOptions(), *, cache: Path | None = None,
                  report: Callable[[str], None] = print,
                  on_progress: Callable[[int, int], None] | None = None) -> Path:
-    """Build `engine` ("mainline" or "ik") unless a complete build is cached; return its folder."""
+    """Build `engine` ("mainline" or "ik") unless a complete build is cached; return its folder. Builds of the
+    same engine id are serialized by a lock file: a second caller (another test session, `make demo` beside
+    `make test`) waits for the first and then finds the build cached, instead of running a second build in the
+    same build tree."""
     source = get_source(engine)
     cache = cache or cache_dir()
     eid = engine_id(source, options)
@@ -101,7 +105,27 @@ def build_engine(engine: str, options: BuildOptions = BuildOptions(), *, cache: 
     if is_complete(engine_dir, source):
         report(f"{eid}: cached at {engine_dir}")
         return engine_dir
+    (cache / "build").mkdir(parents=True, exist_ok=True)
+    with open(cache / "build" / f"{eid}.lock", "w") as lock:
+        if not _try_lock(lock):
+            report(f"{eid}: another build of it is running; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_complete(engine_dir, source):
+            report(f"{eid}: cached at {engine_dir}")
+            return engine_dir
+        return _build(source, options, eid, engine_dir, cache, report, on_progress)
 
+
+def _try_lock(lock) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _build(source, options: BuildOptions, eid: str, engine_dir: Path, cache: Path,
+           report: Callable[[str], None], on_progress: Callable[[int, int], None] | None) -> Path:
     build_dir = cache / "build" / eid
     log_path = cache / "build" / f"{eid}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
