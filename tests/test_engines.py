@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import json
 import os
 import shutil
+import time
 
 import pytest
 
