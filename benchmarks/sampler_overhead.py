@@ -65,8 +65,8 @@ def main() -> None:
     args = parser.parse_args()
     build_engine("mainline", report=lambda m: None)
     engine = find_engine("mainline")
-    settings = BenchSettings(prompt_tokens=[512], gen_tokens=[128], repetitions=5, threads=args.threads)
-    argv = bench_argv(engine.tool("llama-bench"), synthetic_model("tiny"), settings, engine.dialect)
+    settings = BenchSettings(prompt_tokens=[512], gen_tokens=[128], repetitions=5)
+    argv = bench_argv(engine.tool("llama-bench"), synthetic_model("tiny"), settings, ["-t", str(args.threads)])
     tps: dict[object, list[dict[str, float]]] = {mode: [] for mode in MODES}
     cost = {mode: [0.0, 0.0, 0] for mode in MODES}
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
+)
 
 from harness.errors import UserError, unknown_name
+from harness.plan.knobs import KNOB_NAMES, check_knob_values
 
 
 class _Strict(BaseModel):
@@ -107,26 +110,28 @@ class BenchSettings(_Strict):
     processes: int = Field(3, ge=1, le=100, description="fresh processes per configuration, run in interleaved "
                                                          "rounds: the unit of replication")
     until: Until | None = None
-    threads: int | None = Field(None, ge=1, description="default: one per physical core of the engine's CPUs")
-    batch: int | None = Field(None, ge=1)
-    ubatch: int | None = Field(None, ge=1)
-    flash_attn: bool | None = None
-    ctx: int = Field(4096, ge=16, description="context size for the KV cache prediction and llama-server")
-    cache_type_k: str = "f16"
-    cache_type_v: str = "f16"
+    ctx: int = Field(4096, ge=16, description="llama-server's context per request slot, ik sweep-bench's "
+                                              "context (llama-bench sizes its own from each test)")
+    # engine knobs (harness.plan.knobs): a value, or a list of values that becomes an axis of the grid
+    threads: int | list[int] | None = Field(None, description="default: one per physical core of the engine's CPUs")
+    threads_batch: int | list[int] | None = Field(None, description="prompt-processing threads; default: threads")
+    batch: int | list[int] | None = None
+    ubatch: int | list[int] | None = None
+    flash_attn: bool | list[bool] | None = None
+    op_offload: bool | list[bool] | None = None
+    load_mode: str | list[str] | None = Field(None, description="mmap, no-mmap or mlock (mapped and locked)")
+    cache_type_k: str | list[str] = "f16"
+    cache_type_v: str | list[str] = "f16"
 
     def identity(self) -> dict:
-        """The settings that make a measurement what it is (not how often it is replicated)."""
-        return self.model_dump(exclude={"processes", "until"})
+        """The settings besides the knobs that make a measurement what it is (not how often it is replicated);
+        each configuration adds its own knob values (`Knobs.identity`)."""
+        return self.model_dump(exclude={"processes", "until", *KNOB_NAMES})
 
-    @field_validator("cache_type_k", "cache_type_v")
+    @field_validator(*KNOB_NAMES, mode="before")
     @classmethod
-    def _cache_type(cls, value: str) -> str:
-        from harness.plan.memory import CACHE_TYPE_BYTES
-
-        if value.lower() not in CACHE_TYPE_BYTES:
-            raise ValueError(_unknown("cache type", value, CACHE_TYPE_BYTES))
-        return value.lower()
+    def _knob_values(cls, value: Any, info: ValidationInfo) -> Any:
+        return check_knob_values(info.field_name, value)
 
     @field_validator("concurrency")
     @classmethod
@@ -202,6 +207,16 @@ class BenchConfig(_Strict):
         if path.is_absolute() or self.source_path is None:
             return path
         return (self.source_path.parent / path).resolve()
+
+    def where(self, key: tuple) -> str:
+        """`bench.yaml:12: bench.ubatch: `: where a key is written, to start a message about it."""
+        if self.source_path is None:
+            return ""
+        try:
+            line = _line_for(key, _line_index(yaml.compose(self.source_path.read_text())))
+        except (OSError, yaml.YAMLError):
+            line = None
+        return f"{self.source_path}:{line}: {'.'.join(key)}: " if line else f"{self.source_path}: {'.'.join(key)}: "
 
     def engine_paths(self) -> dict[str, Path]:
         return {e.name: self.resolve(e.path) for e in self.engines if e.path is not None}

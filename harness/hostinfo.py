@@ -20,47 +20,17 @@ def _cpu_model() -> str:
 
 
 def _gpus() -> list[dict]:
-    """Name, memory and driver of each NVIDIA GPU; empty without a driver (this is not an error)."""
-    try:
-        import pynvml
+    """Name, memory, driver and PCIe link of each NVIDIA GPU (through the one NVML opener,
+    `harness.telemetry.nvml.open_nvml`); empty without a driver (this is not an error)."""
+    from harness.telemetry.nvml import open_nvml
 
-        pynvml.nvmlInit()
-    except Exception:  # no library, no driver, no GPU: the host simply has no NVIDIA GPU to report
+    nvml = open_nvml()
+    if nvml is None:
         return []
     try:
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        gpus = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            name = pynvml.nvmlDeviceGetName(handle)
-            gpus.append({
-                "name": name.decode() if isinstance(name, bytes) else name,
-                "vram_total_mib": pynvml.nvmlDeviceGetMemoryInfo(handle).total // (1 << 20),
-                "driver": driver.decode() if isinstance(driver, bytes) else driver,
-                **_pcie(pynvml, handle),
-            })
-        return gpus
-    except Exception:
-        return []
+        return nvml.describe_gpus()
     finally:
-        try:
-            pynvml.nvmlShutdown()
-        except Exception:
-            pass
-
-
-def _pcie(pynvml, handle) -> dict:
-    """PCIe link generation and width, current and max; a value the GPU does not report stays None."""
-    out = {}
-    for key, fn in (("pcie_gen_current", "nvmlDeviceGetCurrPcieLinkGeneration"),
-                    ("pcie_gen_max", "nvmlDeviceGetMaxPcieLinkGeneration"),
-                    ("pcie_width_current", "nvmlDeviceGetCurrPcieLinkWidth"),
-                    ("pcie_width_max", "nvmlDeviceGetMaxPcieLinkWidth")):
-        try:
-            out[key] = int(getattr(pynvml, fn)(handle))
-        except Exception:  # NotSupported on this GPU (or vGPU): leave it empty
-            out[key] = None
-    return out
+        nvml.close()
 
 
 @lru_cache(maxsize=1)

@@ -19,8 +19,11 @@ SCHEMA_VERSION = 2
 """1: one row per (configuration, test), its samples the repetitions of one process.
 2: one row per (configuration, test, process): `process_index` says which fresh process (the unit of
 replication); `tps_ci_low`/`tps_ci_high` the 95% interval over this configuration's processes so far (over the
-repetitions while there is only one); `warnings` the stability checks; `sample_ms_mean`, `cpus`, `rpc_cpus`.
-Version-1 rows read as process 0 with no interval."""
+repetitions while there is only one); `warnings` the stability checks; `sample_ms_mean`, `cpus`, `rpc_cpus`;
+the engine knobs, one column each (`ubatch`, `batch`, `threads_batch`, `flash_attn`, `op_offload`,
+`load_mode`, `cache_type_k`, `cache_type_v`: the configuration's value, empty where the engine's default was
+left; `threads`: the count the engine ran with).
+Version-1 rows read as process 0 with no interval (and no knob columns but `threads`)."""
 
 COLUMNS = (
     "schema_version", "run_id", "config_id", "process_index", "sweep", "status", "reason", "warnings", "started_at", "finished_at", "duration_s",
@@ -32,7 +35,8 @@ COLUMNS = (
     "model", "model_file", "model_arch", "model_quant", "model_size_bytes", "model_n_params",
     "predicted_vram_bytes", "predicted_ram_bytes", "predicted_model_buffers", "actual_model_buffers",
     *TELEMETRY_COLUMNS, "telemetry_file", "telemetry_warnings",
-    "threads", "cpus", "rpc_cpus", "command", "log_file",
+    "threads", "threads_batch", "batch", "ubatch", "flash_attn", "op_offload", "load_mode", "cache_type_k",
+    "cache_type_v", "cpus", "rpc_cpus", "command", "log_file",
     "host_name", "host_cpu", "host_cpu_cores", "host_cpu_threads", "host_ram_gib", "host_os",
     "gpu_name", "gpu_vram_total_mib", "gpu_driver", "gpu_pcie",
 )
@@ -45,6 +49,7 @@ class ResultsStore:
         self.logs = self.folder / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self._repair()
+        self._add_new_columns()
 
     def _repair(self) -> None:
         """Cut a torn last line (a row not ending in a newline); never touches complete rows."""
@@ -55,6 +60,25 @@ class ResultsStore:
             if data.endswith(b"\n"):
                 return
             fh.truncate(data.rfind(b"\n") + 1)
+
+    def _add_new_columns(self) -> None:
+        """A folder written before columns were added (resume): rewrite it once with today's header, its rows
+        unchanged and the new columns empty, so that appended rows line up (written whole, then renamed)."""
+        if not self.csv_path.exists() or self.csv_path.stat().st_size == 0:
+            return
+        with open(self.csv_path, newline="") as fh:
+            header = next(csv.reader(fh), [])
+            if header == list(COLUMNS) or not set(header) <= set(COLUMNS):
+                return
+            fh.seek(0)
+            rows = list(csv.DictReader(fh))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        tmp = self.csv_path.with_suffix(".csv.tmp")
+        tmp.write_text(buf.getvalue())
+        os.replace(tmp, self.csv_path)
 
     def append(self, row: dict) -> None:
         unknown = set(row) - set(COLUMNS)

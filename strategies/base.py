@@ -32,6 +32,7 @@ class Strategy(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     Params: ClassVar[type[StrategyParams]] = StrategyParams
+    needs_experts: ClassVar[bool] = False  # only meaningful on a model with routed experts
 
     def parse_params(self, raw: dict[str, Any] | None = None) -> StrategyParams:
         """Validate user-given parameters; a mistake becomes a one-line UserError naming the allowed ones."""

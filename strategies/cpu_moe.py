@@ -7,6 +7,7 @@ from strategies.base import Strategy, StrategyParams
 
 class CpuMoe(Strategy):
     name = "cpu-moe"
+    needs_experts = True
     summary = "all routed experts on the CPU, attention, shared experts and the rest on the accelerator"
 
     def place(self, model, params: StrategyParams):

@@ -21,6 +21,7 @@ def expert_layers(model, n: int, *, from_end: bool, strategy: str) -> list[int]:
 
 class FirstNExperts(Strategy):
     name = "first-n-experts"
+    needs_experts = True
     summary = "routed experts of the first n expert layers on the CPU (mainline --n-cpu-moe)"
 
     class Params(StrategyParams):

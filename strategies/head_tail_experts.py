@@ -11,6 +11,7 @@ from strategies.first_n_experts import expert_layers
 
 class HeadTailExperts(Strategy):
     name = "head-tail-experts"
+    needs_experts = True
     summary = "routed experts of the first `head` and last `tail` expert layers on the CPU"
 
     class Params(StrategyParams):

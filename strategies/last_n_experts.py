@@ -10,6 +10,7 @@ from strategies.first_n_experts import expert_layers
 
 class LastNExperts(Strategy):
     name = "last-n-experts"
+    needs_experts = True
     summary = "routed experts of the last n expert layers on the CPU"
 
     class Params(StrategyParams):

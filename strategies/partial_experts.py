@@ -14,6 +14,7 @@ Matrix = Literal["gate", "up", "down", "gate_up"]
 
 class PartialExperts(Strategy):
     name = "partial-experts"
+    needs_experts = True
     summary = "only the chosen expert matrices (parts=down, or gate,up) of n expert layers on the CPU"
 
     class Params(StrategyParams):

@@ -249,7 +249,8 @@ def test_report_cli(tmp_path):
     assert tuple(community.columns) == COMMUNITY_COLUMNS
     assert {"processes", "cv_pct", "warnings"} <= set(community.columns)
     assert len(community) == 48 and (community["schema_version"] == 1).all()
-    assert COMMUNITY_SCHEMA_VERSION == 2 and (community["community_schema_version"] == 2).all()
+    assert COMMUNITY_SCHEMA_VERSION == 3 and (community["community_schema_version"] == 3).all()
+    assert {"ubatch", "flash_attn", "load_mode", "cache_type_k"} <= set(community.columns)
     assert (community["processes"] == 1).all() and community["warnings"].isna().all()
     expected = _golden_by_hand()
     for _, row in community.iterrows():

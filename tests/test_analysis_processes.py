@@ -186,7 +186,7 @@ def test_report_stability_and_community(sweep):
     assert "No stability warnings" not in stability
     assert (sweep / "plots" / "throughput.png").exists()
     community = pd.read_csv(sweep / "community.csv", keep_default_na=False, na_values=[""])
-    assert len(community) == 8 and (community["community_schema_version"] == 2).all()
+    assert len(community) == 8 and (community["community_schema_version"] == 3).all()
     row = community[(community["model"] == "synth:a") & (community["engine"] == "mainline")
                     & (community["strategy"] == "all-gpu") & (community["test"] == "tg16")].iloc[0]
     assert (row["processes"], row["n"]) == (3, 3)

@@ -16,8 +16,8 @@ from harness import procs
 
 
 def test_llama_bench_measures_pp_and_tg(engine, tiny_model, tmp_path):
-    settings = BenchSettings(prompt_tokens=[64], gen_tokens=[16], repetitions=2, threads=2)
-    argv = bench_argv(engine.tool("llama-bench"), tiny_model, settings, engine.dialect)
+    settings = BenchSettings(prompt_tokens=[64], gen_tokens=[16], repetitions=2)
+    argv = bench_argv(engine.tool("llama-bench"), tiny_model, settings, ["-t", "2"])
     out = tmp_path / "bench.json"
     result = procs.run(argv, timeout_s=300, log_path=tmp_path / "bench.log", stdout_path=out)
     assert result.ok, result.output_tail
@@ -84,6 +84,28 @@ def test_demo_sweep_writes_real_results(mainline_engine, tmp_path):
             assert all(agrees(predicted[d] / 2**20, actual[d] / 2**20) for d in predicted), row["placement"]
     meta = json.loads((tmp_path / "default" / "meta.json").read_text())
     assert meta["config"]["name"] == "default" and meta["host"]["host_cpu"]
+    # one planner: `moebench plan` listed exactly what ran (ports aside)
+    plan = run_cli("plan", path, "--json")
+    assert plan.returncode == 0, plan.stderr
+    planned = {r["config_id"]: r["commands"] for r in json.loads(plan.stdout) if r["status"] == "planned"}
+    executed: dict[str, list] = {}
+    for row in rows:
+        argv = _as_planned(json.loads(row["command"]))
+        assert argv in planned[row["config_id"]], (argv, planned[row["config_id"]])
+        executed.setdefault(row["config_id"], []).append(argv)
+    assert {cid: sorted(map(tuple, argvs)) for cid, argvs in planned.items()} \
+        == {cid: sorted(set(map(tuple, argvs))) for cid, argvs in executed.items()}
+
+
+def _as_planned(argv: list[str]) -> list[str]:
+    """A run's argument list with its ports as `moebench plan` shows them."""
+    import re
+
+    out, after_port = [], False
+    for arg in argv:
+        out.append("SERVER_PORT" if after_port else re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:RPC_PORT", arg))
+        after_port = arg == "--port"
+    return out
 
 
 def test_predicted_oom_and_unplaceable_become_rows(mainline_engine, ik_engine, tmp_path):
@@ -93,7 +115,7 @@ models: [{synth: tiny}]
 engines: [mainline, ik]
 tools: [llama-bench]
 rpc_rig: true
-vram_budget_mib: 20
+vram_budget_mib: 16   # all-gpu: 15.0 MiB of weights + 1 MiB of KV cache (llama-bench's 256-token context) + compute
 bench: {prompt_tokens: [16], gen_tokens: [4], repetitions: 1, processes: 1, ctx: 256}
 strategies:
   - all-gpu
@@ -105,7 +127,7 @@ strategies:
     rows = list(csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open()))
     by = {(r["engine"].split("-")[0], r["strategy"]): r for r in rows}
     assert by["mainline", "all-gpu"]["status"] == "skipped: predicted-oom"
-    assert "budget 20 MiB" in by["mainline", "all-gpu"]["reason"]
+    assert "budget 16 MiB" in by["mainline", "all-gpu"]["reason"]
     assert by["mainline", "first-n-experts"]["status"] == "ok"
     # ik's llama-bench cannot place weights on an RPC device: said in the row, not hidden
     assert by["ik", "first-n-experts"]["status"] == "failed"
@@ -205,6 +227,8 @@ bench: {ctx: 256, ubatch: 64, processes: 1}
     assert {r["test"] for r in ik} == {f"{kind}@d{d}" if d else kind for kind in ("pp64", "tg16")
                                        for d in (0, 64, 128, 192)}
     assert all(r["status"] == "ok" and float(r["tps_mean"]) > 0 for r in ik)
+    # one process for every depth and no timestamps per depth: no per-phase figures, never the whole process's
+    assert all(r["telemetry_samples"] == "" and r["cpu_pct_mean"] == "" for r in ik)
     mainline = [r for r in rows if r["engine_dialect"] == "mainline"]
     assert len(mainline) == 1 and mainline[0]["status"] == "failed"
     assert "has no llama-sweep-bench" in mainline[0]["reason"]
@@ -225,6 +249,11 @@ bench: {prompt_tokens: [32], gen_tokens: [16], repetitions: 2, processes: 1, ctx
     assert all(r["status"] == "ok" for r in rows.values())
     assert "-np" in json.loads(rows["tg16x3"]["command"])
     assert float(rows["tg16x3"]["tps_mean"]) > 0 and len(json.loads(rows["tg16x3"]["tps_samples"])) == 2
+    # aggregate = every request's generated tokens over the wall span of the three (not a sum of rates)
+    folder = tmp_path / "out" / "default"
+    windows = json.loads((folder / rows["tg16x3"]["telemetry_file"].replace(".csv.gz", ".phases.json")).read_text())
+    for (start, end), sample in zip(windows["tg16x3"], json.loads(rows["tg16x3"]["tps_samples"])):
+        assert sample == pytest.approx(3 * 16 / (end - start), rel=0.02)
 
 
 def test_missing_model_and_engine_are_one_line_errors(mainline_engine, tmp_path):

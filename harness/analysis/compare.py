@@ -1,9 +1,9 @@
 """`moebench compare`: the same configurations across results folders, with ratios and their 95% intervals.
 
-Rows are keyed by `KEYS` (model, engine, tool, strategy, strategy_params, placement, test): a configuration
-of one folder meets the same configuration of another, and a two-engine (or two-model) sweep keeps one row per
-engine (and model). Each folder's mean and samples follow `summarize`'s rule (one sample per process when
-there are two or more processes, else the repetitions of the single process).
+Rows are keyed by `KEYS` (model, engine, tool, strategy, strategy_params, placement, the engine knobs, test): a
+configuration of one folder meets the same configuration (knob values included) of another, and a two-engine
+(or two-model) sweep keeps one row per engine (and model). Each folder's mean and samples follow `summarize`'s
+rule (one sample per process when there are two or more processes, else the repetitions of the single process).
 
 For each later folder against the first, the ratio later / first of the means and its 95% interval: the delta
 method on the log ratio with Welch–Satterthwaite degrees of freedom (`harness.intervals.
@@ -21,11 +21,12 @@ import math
 import pandas as pd
 
 from harness.intervals import ratio_interval
+from harness.analysis.knobs import KNOBS
 from harness.analysis.load import load_results
 from harness.analysis.markdown import fmt, markdown_table
 from harness.analysis.stats import summarize
 
-KEYS = ["model", "engine", "tool", "strategy", "strategy_params", "placement", "test"]
+KEYS = ["model", "engine", "tool", "strategy", "strategy_params", "placement", *KNOBS, "test"]
 REGRESSION_COLUMNS = [*KEYS, "config_key", "folder", "base", "ratio", "ci_low", "ci_high"]
 
 

@@ -9,7 +9,10 @@ One row per measured test and process, as in runs.csv, plus:
   none) and `concurrency` (concurrent requests, 1 when none), all parsed from `test` (`pp64`, `tg16x3`,
   `pp64@d128`, `pp64+tg16`);
 - `ok`: status == "ok"; `skipped`: status starts with "skipped";
-- `config_key`: the configuration's name within its (sweep, model, engine, tool), see `config_key`.
+- the engine knobs (`harness.analysis.knobs.KNOBS`: `ubatch`, `flash_attn`, `load_mode`, ...) normalized to
+  text, "" for the engine's default and for a column the folder lacks; `knobs`: the non-default ones as text;
+- `config_key`: the configuration's name within its (sweep, model, engine, tool), see `config_key`; it names
+  the knobs that vary within the sweep (`first-n-experts(n=4) ub=2048`).
 
 Schema versions 1 and 2 are read (`harness.store`). Version 1 has one row per (configuration, test) and none
 of version 2's columns: its rows read as process 0 (`process_index` 0), without warnings (`warnings` ""), and
@@ -28,6 +31,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from harness.analysis.knobs import KNOBS, add_knob_columns, knob_texts, varying_knobs
 from harness.errors import UserError
 
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
@@ -130,19 +134,28 @@ def load_results(folders: str | Path | Iterable[str | Path]) -> pd.DataFrame:
         if col not in df:
             df[col] = ""
         df[col] = df[col].fillna("").astype(str)
-    df["param_value"] = [_param_value(p) for p in df["strategy_params"]]
+    params = {p: _param_value(p) for p in df["strategy_params"].unique()}
+    df["param_value"] = df["strategy_params"].map(params).astype(float) if len(df) else pd.Series(dtype=float)
+    add_knob_columns(df)
     df["config_key"] = _config_keys(df) if len(df) else pd.Series(dtype=str)
     return df
 
 
-def config_key(strategy: str, strategy_params: str, placement: str, full: bool = False) -> str:
-    """A configuration's stable name from its strategy, parameters and placement text. The placement text when
-    it is the strategy's own label (`first-n-experts(n=2)`, what the runner writes: the strategy with all its
-    parameters); else `label @ placement` (label: the strategy with the parameters of `strategy_params`), so
-    two strategies with the same placement text (engine-fit and all-gpu on a small model) stay apart;
-    `engine defaults` without a strategy. `full` always gives `label @ placement` (unless they are equal):
-    `load_results` uses it for the configurations whose short names would coincide within a (sweep, model,
-    engine, tool), so a name is unique there."""
+def config_key(strategy: str, strategy_params: str, placement: str, full: bool = False, knobs: str = "") -> str:
+    """A configuration's stable name from its strategy, parameters and placement text, then its knob settings
+    (`knobs`: `knob_text`, e.g. "ub=2048 fa=on"; `load_results` passes the knobs that vary within the sweep).
+    The placement text when it is the strategy's own label (`first-n-experts(n=2)`, what the runner writes: the
+    strategy with all its parameters); else `label @ placement` (label: the strategy with the parameters of
+    `strategy_params`), so two strategies with the same placement text (engine-fit and all-gpu on a small
+    model) stay apart; `engine defaults` without a strategy. `full` always gives `label @ placement` (unless
+    they are equal): `load_results` uses it for the configurations whose short names would coincide within a
+    (sweep, model, engine, tool), so a name is unique there."""
+    name = _placement_name(strategy, strategy_params, placement, full)
+    knobs = str(knobs or "").strip()
+    return f"{name} {knobs}" if knobs else name
+
+
+def _placement_name(strategy: str, strategy_params: str, placement: str, full: bool) -> str:
     strategy, placement = str(strategy or ""), str(placement or "")
     raw = str(strategy_params or "").strip()
     params = _json_dict(raw)
@@ -161,16 +174,25 @@ def config_key(strategy: str, strategy_params: str, placement: str, full: bool =
     return f"{label} @ {placement}"
 
 
+IDENTITY = ["strategy", "strategy_params", "placement", *KNOBS]
+SCOPE = ["sweep_label", "model", "engine", "tool"]
+
+
 def _config_keys(df: pd.DataFrame) -> list[str]:
-    """`config_key` per row, the full form where short names coincide within a (sweep, model, engine, tool)."""
+    """`config_key` per row (computed once per distinct configuration), naming the knobs that vary within the
+    row's sweep; the full form where short names coincide within a (sweep, model, engine, tool)."""
+    distinct = df.drop_duplicates([*SCOPE, *IDENTITY])[[*SCOPE, *IDENTITY]].copy()
+    texts = pd.Series("", index=distinct.index, dtype=object)
+    for _, part in distinct.groupby("sweep_label", sort=False):
+        texts.loc[part.index] = knob_texts(part, varying_knobs(df[df["sweep_label"] == part["sweep_label"].iat[0]]))
+    distinct["_knobs"] = texts
     triple = ["strategy", "strategy_params", "placement"]
-    short = pd.Series([config_key(*t) for t in zip(*(df[c] for c in triple))], index=df.index)
-    scope = ["sweep_label", "model", "engine", "tool"]
-    distinct = df.assign(_key=short).drop_duplicates([*scope, *triple])
-    clash = distinct[distinct.duplicated([*scope, "_key"], keep=False)]
-    clashing = set(zip(*(clash[c] for c in [*scope, "_key"])))
-    return [config_key(*(row[c] for c in triple), full=True) if (*(row[c] for c in scope), key) in clashing
-            else key for (_, row), key in zip(df.iterrows(), short)]
+    distinct["_key"] = [config_key(*t) for t in zip(*(distinct[c] for c in [*triple, "_knobs"]))]
+    clash = distinct.duplicated([*SCOPE, "_key"], keep=False)
+    distinct.loc[clash, "_key"] = [config_key(s, p, pl, True, k) for s, p, pl, k in
+                                   zip(*(distinct.loc[clash, c] for c in [*triple, "_knobs"]))]
+    keys = {tuple(row[:-1]): row[-1] for row in distinct[[*SCOPE, *IDENTITY, "_key"]].itertuples(index=False)}
+    return [keys[t] for t in zip(*(df[c] for c in [*SCOPE, *IDENTITY]))]
 
 
 def _param_value(cell) -> float | None:

@@ -1,13 +1,17 @@
-"""`moebench report` and `moebench compare`: markdown reports, plots and the community CSV.
+"""`moebench report`: report.md, the full table, plots and the community CSV of one sweep, readable at any size.
 
 `write_report(folder)` writes, next to runs.csv (or into `out`):
 
-- `report.md`: the hardware line, model, engine build, the best configuration for pp / tg / balanced per
-  (model, engine, tool) with the noise verdict, the outcome counts, the "Stability" section
-  (`harness.analysis.stability`: how the intervals were computed, noisy configurations, the runner's
-  warnings), and the full table (markdown, ready to paste);
-- `plots/*.png|svg` (see `harness.analysis.plots`);
-- `community.csv`: `COMMUNITY_COLUMNS`, one row per (model, engine, tool, configuration, test), for sharing.
+- `report.md`: the hardware, model, engine build, outcome counts, the engine knobs (which vary, which are fixed);
+  the best configuration (strategy, parameters and knobs) for pp / tg / balanced per (model, engine, tool)
+  with the noise verdict; the top `TOP_N` configurations per (model, engine, tool) and headline test; the
+  "Stability" section (`harness.analysis.stability`); failed and skipped rows (grouped by reason when there
+  are many); the plots. Its size does not grow with the number of configurations;
+- `table.csv`: every configuration and test (`summarize`'s `TABLE_COLUMNS`), linked from report.md;
+- `plots/*.png|svg` (see `harness.analysis.plots`: at most the top 30 configurations and the baselines per bar
+  chart, placement maps and telemetry timelines for the best and the baselines only);
+- `community.csv`: `COMMUNITY_COLUMNS`, one row per (model, engine, tool, configuration, test), for sharing
+  (`harness.analysis.community`).
 
 `compare` and `render_compare` live in `harness.analysis.compare` (re-exported here).
 """
@@ -18,35 +22,20 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.analysis.community import COMMUNITY_COLUMNS, COMMUNITY_SCHEMA_VERSION, community_frame  # noqa: F401
 from harness.analysis.compare import compare, render_compare  # noqa: F401 - re-exported
+from harness.analysis.knobs import (KNOB_LABELS, axis_label, describe_fixed, knob_settings, knob_sort_key,
+                                    varying_knobs)
 from harness.analysis.load import load_meta, load_results
 from harness.analysis.markdown import fmt, markdown_table  # noqa: F401 - fmt re-exported
 from harness.analysis.plots import save_all
+from harness.analysis.selection import TOP_N, top_configurations
 from harness.analysis.stability import stability_section
-from harness.analysis.stats import GROUP, status_counts, summarize
+from harness.analysis.stats import status_counts, summarize
 from harness.analysis.verdicts import best_strategies
 
-COMMUNITY_SCHEMA_VERSION = 2
-# The shared subset, stable across moebench versions (a change bumps COMMUNITY_SCHEMA_VERSION):
-# community_schema_version, schema_version (of the runs.csv it came from), host_cpu, host_cpu_cores,
-# host_ram_gib, gpu_name, gpu_vram_total_mib, gpu_pcie, engine, engine_dialect, engine_version, model,
-# model_arch, model_quant, model_size_bytes, tool, strategy, strategy_params, placement, test, kind,
-# n_prompt, n_gen, n_depth, concurrency, threads, processes (fresh engine processes measured), n (samples of
-# the interval: one per process with two or more processes, else the repetitions), tps_mean, tps_ci_low,
-# tps_ci_high (95%), cv_pct (stdev / mean × 100 of those samples), warnings (the runner's stability warnings,
-# "; "-joined), ttft_ms_mean, predicted_vram_bytes, vram_peak_mib, pcie_mib_per_token, joules_per_token,
-# moebench_version.
-# Version 2 (moebench with processes as the unit of replication) added processes, cv_pct and warnings, and has
-# one row per (model, engine, tool, strategy, strategy_params, placement, test); version 1 had one per
-# (engine, tool, placement, test) and n counted repetitions.
-COMMUNITY_COLUMNS = (
-    "community_schema_version", "schema_version", "host_cpu", "host_cpu_cores", "host_ram_gib", "gpu_name",
-    "gpu_vram_total_mib", "gpu_pcie", "engine", "engine_dialect", "engine_version", "model", "model_arch",
-    "model_quant", "model_size_bytes", "tool", "strategy", "strategy_params", "placement", "test", "kind",
-    "n_prompt", "n_gen", "n_depth", "concurrency", "threads", "processes", "n", "tps_mean", "tps_ci_low",
-    "tps_ci_high", "cv_pct", "warnings", "ttft_ms_mean", "predicted_vram_bytes", "vram_peak_mib",
-    "pcie_mib_per_token", "joules_per_token", "moebench_version",
-)
+TABLE_FILE = "table.csv"
+MAX_FAILED_ROWS = 30
 
 
 def _first(df: pd.DataFrame, col: str):
@@ -77,31 +66,24 @@ def hardware_line(df: pd.DataFrame) -> str:
     return " · ".join(parts)
 
 
-def community_frame(df: pd.DataFrame, table: pd.DataFrame, moebench_version: str | None = None) -> pd.DataFrame:
-    """`COMMUNITY_COLUMNS`, one row per configuration and test measured ok (a `summarize` row), the host,
-    engine and model columns from its first ok row."""
-    from harness import __version__
-
-    first = df[df["ok"]].drop_duplicates(GROUP)
-    keep = [c for c in first.columns if c in GROUP or c not in table.columns]
-    merged = table.merge(first[keep].drop(columns=["tps_ci_low", "tps_ci_high"], errors="ignore"), on=GROUP,
-                         how="left")
-    merged = merged.rename(columns={"ci_low": "tps_ci_low", "ci_high": "tps_ci_high"})
-    merged["community_schema_version"] = COMMUNITY_SCHEMA_VERSION
-    merged["moebench_version"] = moebench_version or __version__
-    for col in COMMUNITY_COLUMNS:
-        if col not in merged:
-            merged[col] = None
-    return merged[list(COMMUNITY_COLUMNS)]
+def knob_lines(df: pd.DataFrame) -> list[str]:
+    """The header's knob bullets: those that vary (with their values) and those fixed at a non-default value."""
+    lines = []
+    varied = varying_knobs(df)
+    if varied:
+        parts = [f"{k} ({KNOB_LABELS[k]}): "
+                 + ", ".join(axis_label(v) for v in sorted(df[k].unique(), key=knob_sort_key)) for k in varied]
+        lines.append(f"- **Knobs varied:** {'; '.join(parts)}")
+    fixed = describe_fixed(df)
+    if fixed:
+        lines.append(f"- **Knobs fixed:** {fixed}")
+    return lines
 
 
-def render_report(df: pd.DataFrame, table: pd.DataFrame, best: pd.DataFrame, meta: dict,
-                  plots: list[Path] = (), plots_rel: Path | None = None) -> str:
+def header_lines(df: pd.DataFrame, table: pd.DataFrame, meta: dict, table_link: str | None) -> list[str]:
     sweep = (meta.get("config") or {}).get("name") or _first(df, "sweep") or "sweep"
-    lines = [f"# moebench report: {sweep}", ""]
-    lines.append(f"- **Hardware:** {hardware_line(df)}")
-    models = df.drop_duplicates("model")
-    for _, m in models.iterrows():
+    lines = [f"# moebench report: {sweep}", "", f"- **Hardware:** {hardware_line(df)}"]
+    for _, m in df.drop_duplicates("model").iterrows():
         size = m.get("model_size_bytes")
         size_txt = f", {float(size) / 2**20:,.1f} MiB" if pd.notna(size) else ""
         lines.append(f"- **Model:** {m['model']} ({m.get('model_arch')}, {m.get('model_quant')}{size_txt})")
@@ -109,40 +91,89 @@ def render_report(df: pd.DataFrame, table: pd.DataFrame, best: pd.DataFrame, met
         commit = e.get("engine_commit")
         lines.append(f"- **Engine:** {e['engine']} (dialect {e.get('engine_dialect')}, build "
                      f"{fmt(e.get('engine_build'))}" + (f", commit {commit}" if pd.notna(commit) else "") + ")")
-    counts = status_counts(df)
     many_engines = df["engine"].nunique() > 1
-    for _, c in counts.iterrows():
+    for _, c in status_counts(df).iterrows():
         outcome = ", ".join(f"{int(c[k])} {k}" for k in ("ok", "failed", "skipped") if k in c and c[k])
         lines.append(f"- **Rows ({c['engine'] + ', ' if many_engines else ''}{c['tool']}):** {outcome}")
-    model = ["model"] if table.get("model", pd.Series(dtype=str)).nunique() > 1 else []
-    lines += ["", "## Best placement", ""]
+    lines += knob_lines(df)
+    if len(table):
+        configs = len(table.drop_duplicates(["sweep_label", "model", "engine", "tool", "config_key"]))
+        link = f"; every one in [{table_link}]({table_link})" if table_link else ""
+        lines.append(f"- **Configurations:** {configs:,} measured ok (model × engine × tool × strategy, parameters "
+                     f"and knobs), {len(table):,} configuration × test rows{link}")
+    return lines
+
+
+def best_knobs(best: pd.DataFrame, table: pd.DataFrame, knobs: list[str]) -> list[str]:
+    """Each best configuration's value of every knob in `knobs`, the default named (`ub=2048 fa=default`)."""
+    scope = ["sweep_label", "model", "engine", "tool", "config_key"]
+    rows = table.drop_duplicates(scope).set_index(scope)
+    keys = list(zip(*(best[c] for c in scope[:-1]), best["best"]))
+    return [knob_settings(rows.loc[key], knobs) if key in rows.index else "" for key in keys]
+
+
+def best_lines(best: pd.DataFrame, table: pd.DataFrame, model: list[str], knobs: list[str]) -> list[str]:
+    lines = ["## Best configuration", ""]
     if best.empty:
-        lines.append("No successful measurement: nothing to rank.")
-    else:
-        view = best[["engine", *model, "tool", "criterion", "test", "best", "value", "ci_low", "ci_high",
-                     "runner_up", "verdict"]].copy()
-        view.columns = ["engine", *model, "tool", "for", "test", "best", "tokens/s (or score)", "95% CI low",
-                        "95% CI high", "runner-up", "noise verdict"]
-        lines.append(markdown_table(view, 2))
-        lines += ["", "Balanced: geometric mean of pp and tg tokens/s, each divided by the best of its kind "
-                      "(1.0 = best at both). A lead is beyond noise when the two 95% intervals do not overlap."]
-    lines += [""] + stability_section(df, table)
-    lines += ["", "## All measurements (tokens/s, mean and 95% CI)", ""]
+        return lines + ["No successful measurement: nothing to rank."]
+    view = best[["engine", *model, "tool", "criterion", "test", "best"]].copy()
+    view.columns = ["engine", *model, "tool", "for", "test", "best"]
+    if knobs:
+        view["knobs"] = best_knobs(best, table, knobs)
+    for name, col in (("tokens/s (or score)", "value"), ("95% CI low", "ci_low"), ("95% CI high", "ci_high"),
+                      ("runner-up", "runner_up"), ("noise verdict", "verdict")):
+        view[name] = best[col].to_numpy()
+    return lines + [markdown_table(view, 2), "", "Balanced: geometric mean of pp and tg tokens/s, each divided by "
+                    "the best of its kind (1.0 = best at both). A lead is beyond noise when the two 95% intervals "
+                    "do not overlap." + (" Knobs: the best's value of every knob the sweep varies." if knobs else "")]
+
+
+def top_lines(table: pd.DataFrame, model: list[str], table_link: str | None, n: int = TOP_N) -> list[str]:
+    link = f"; every configuration and test: [{table_link}]({table_link})" if table_link else ""
+    lines = ["## Top configurations (tokens/s, mean and 95% CI)", ""]
     if table.empty:
-        lines.append("None.")
-    else:
-        view = table[["engine", *model, "tool", "config_key", "test", "processes", "n", "tps_mean", "ci_low",
-                      "ci_high", "cv_pct", "predicted_vram_mib"]].copy()
-        view.columns = ["engine", *model, "tool", "configuration", "test", "processes", "n", "tokens/s",
-                        "95% CI low", "95% CI high", "CV %", "predicted VRAM (MiB)"]
-        lines.append(markdown_table(view))
+        return lines + ["None."]
+    top = top_configurations(table, n)
+    per = top.groupby(["sweep_label", "model", "engine", "tool", "test"]).size()
+    total = table.groupby(["sweep_label", "model", "engine", "tool", "test"]).size().reindex(per.index)
+    shown = "all" if (per == total).all() else f"the {n} fastest"
+    lines += [f"Per tool and headline test, {shown} of {int(total.max()):,} configurations{link}.", ""]
+    view = top[["engine", *model, "tool", "test", "config_key", "processes", "n", "tps_mean", "ci_low", "ci_high",
+                "cv_pct", "predicted_vram_mib"]].copy()
+    view.columns = ["engine", *model, "tool", "test", "configuration", "processes", "n", "tokens/s", "95% CI low",
+                    "95% CI high", "CV %", "predicted VRAM (MiB)"]
+    return lines + [markdown_table(view)]
+
+
+def failure_lines(df: pd.DataFrame, limit: int = MAX_FAILED_ROWS) -> list[str]:
     problems = df[~df["ok"]]
-    if len(problems):
-        lines += ["", "## Failed and skipped", ""]
-        view = problems[["tool", "config_key", "test", "process_index", "status", "reason"]].fillna("").copy()
+    if problems.empty:
+        return []
+    lines = ["## Failed and skipped", ""]
+    view = problems[["tool", "config_key", "test", "process_index", "status", "reason"]].fillna("").copy()
+    view["reason"] = view["reason"].astype(str).str.slice(0, 120)
+    if len(view) <= limit:
         view.columns = ["tool", "configuration", "test", "process", "status", "reason"]
-        view["reason"] = view["reason"].astype(str).str.slice(0, 120)
-        lines.append(markdown_table(view))
+        return lines + [markdown_table(view)]
+    grouped = view.groupby(["tool", "status", "reason"], sort=False).agg(
+        rows=("config_key", "size"), configurations=("config_key", "nunique"),
+        example=("config_key", "first")).reset_index().sort_values("rows", ascending=False, kind="stable")
+    more = len(grouped) - limit
+    lines += [f"{len(view):,} rows, grouped by reason (each row in runs.csv):", "", markdown_table(grouped.head(limit))]
+    return lines + (["", f"… and {more} more reasons."] if more > 0 else [])
+
+
+def render_report(df: pd.DataFrame, table: pd.DataFrame, best: pd.DataFrame, meta: dict,
+                  plots: list[Path] = (), plots_rel: Path | None = None, table_link: str | None = TABLE_FILE) -> str:
+    """report.md's text (see the module docstring); `table_link`: where the full table is (None: not written)."""
+    model = ["model"] if table.get("model", pd.Series(dtype=str)).nunique() > 1 else []
+    lines = header_lines(df, table, meta, table_link)
+    lines += [""] + best_lines(best, table, model, varying_knobs(df))
+    lines += [""] + top_lines(table, model, table_link)
+    lines += [""] + stability_section(df, table)
+    failed = failure_lines(df)
+    if failed:
+        lines += [""] + failed
     if plots:
         lines += ["", "## Plots", ""]
         for png in plots:
@@ -152,7 +183,8 @@ def render_report(df: pd.DataFrame, table: pd.DataFrame, best: pd.DataFrame, met
 
 
 def write_report(folder: str | Path, out: str | Path | None = None, with_plots: bool = True) -> dict:
-    """Write report.md, plots/ and community.csv for one results folder; returns the paths and frames."""
+    """Write report.md, table.csv, plots/ and community.csv for one results folder; returns the paths and
+    frames."""
     df = load_results(folder)
     folder = Path(df["sweep_dir"].iat[0]) if len(df) else Path(folder)
     out = Path(out) if out else folder
@@ -160,9 +192,12 @@ def write_report(folder: str | Path, out: str | Path | None = None, with_plots: 
     table = summarize(df)
     best = best_strategies(table)
     meta = load_meta(folder)
-    plots = save_all(df, table, out / "plots") if with_plots else []
+    plots = save_all(df, table, out / "plots", best) if with_plots else []
+    table_path = out / TABLE_FILE
+    table.to_csv(table_path, index=False)
     report = out / "report.md"
-    report.write_text(render_report(df, table, best, meta, plots, Path("plots")))
+    report.write_text(render_report(df, table, best, meta, plots, Path("plots"), TABLE_FILE))
     community = out / "community.csv"
     community_frame(df, table, meta.get("moebench_version")).to_csv(community, index=False)
-    return {"report": report, "community": community, "plots": plots, "table": table, "best": best}
+    return {"report": report, "table_csv": table_path, "community": community, "plots": plots, "table": table,
+            "best": best}

@@ -1,9 +1,9 @@
 """Statistics over a loaded results frame (`harness.analysis.load`): one row per configuration and test.
 
-`summarize`: one row per (sweep, model, engine, tool, strategy, strategy_params, placement, test), the
-configuration's identity (`GROUP`; `config_key` names it), with the mean tokens/s and its 95% Student's t
-interval (`harness.intervals`). Only rows with status "ok" are measured; `status_counts` counts the
-rest.
+`summarize`: one row per (sweep, model, engine, tool, strategy, strategy_params, placement, engine knobs, test),
+the configuration's identity (`GROUP`; `config_key` names it; two values of a knob are never pooled), with the
+mean tokens/s and its 95% Student's t interval (`harness.intervals`, computed for all groups at once by
+`interval_frame`). Only rows with status "ok" are measured; `status_counts` counts the rest.
 
 The samples of the interval (the unit of replication, pyperf's lesson: repetitions inside one process share
 its memory layout, caches and frequency, so they understate the spread between runs):
@@ -22,9 +22,13 @@ from __future__ import annotations
 import math
 import statistics
 
+import numpy as np
 import pandas as pd
 
-from harness.intervals import confidence_interval, cv_pct, stdev, t_critical
+from harness.analysis.knobs import KNOBS
+from scipy.stats import t as scipy_t
+
+from harness.intervals import LEVEL, confidence_interval, t_critical
 
 __all__ = ["GROUP", "TABLE_COLUMNS", "best_strategies", "confidence_interval", "headline_test", "pairwise_verdicts",
            "status_counts", "summarize", "t_critical", "unit_samples"]
@@ -40,12 +44,12 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-GROUP = ["sweep_label", "model", "engine", "tool", "strategy", "strategy_params", "placement", "test"]
+GROUP = ["sweep_label", "model", "engine", "tool", "strategy", "strategy_params", "placement", *KNOBS, "test"]
 
 TABLE_COLUMNS = [
-    "sweep_label", "model", "engine", "tool", "config_key", "strategy", "strategy_params", "placement", "test",
-    "param_value", "kind", "size", "depth", "concurrency", "unit", "processes", "n", "tps_mean", "stdev",
-    "cv_pct", "ci_low", "ci_high", "warnings", "ttft_ms_mean", "predicted_vram_mib", "vram_peak_mib",
+    "sweep_label", "model", "engine", "tool", "config_key", "strategy", "strategy_params", "placement", *KNOBS,
+    "knobs", "test", "param_value", "kind", "size", "depth", "concurrency", "unit", "processes", "n", "tps_mean",
+    "stdev", "cv_pct", "ci_low", "ci_high", "warnings", "ttft_ms_mean", "predicted_vram_mib", "vram_peak_mib",
     "pcie_mib_per_token", "loopback_mib_per_token", "joules_per_token",
 ]
 
@@ -84,36 +88,76 @@ def join_warnings(cells) -> str:
     return "; ".join(seen)
 
 
+MEANS = {"ttft_ms_mean": "ttft_ms_mean", "predicted_vram_bytes": "predicted_vram_mib",
+         "vram_peak_mib": "vram_peak_mib", "pcie_mib_per_token": "pcie_mib_per_token",
+         "loopback_mib_per_token": "loopback_mib_per_token", "joules_per_token": "joules_per_token"}
+FIRST = ["config_key", "knobs", "param_value", "kind", "size", "depth", "concurrency"]
+
+
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration and test (`GROUP`), ok rows only, with `TABLE_COLUMNS`; sorted by sweep,
     model, engine, tool, test, then mean descending."""
     ok = df[df["ok"]]
-    for col in GROUP:
-        if col not in ok:
-            ok = ok.assign(**{col: ""})
-    rows = []
-    for key, group in ok.groupby(GROUP, sort=False, dropna=False):
-        unit, samples = unit_samples(group)
-        mean, low, high = confidence_interval(samples)
-        first = group.iloc[0]
-        rows.append({
-            **dict(zip(GROUP, key)), "config_key": first.get("config_key", first["placement"]),
-            "param_value": first.get("param_value"), "kind": first["kind"], "size": first["size"],
-            "depth": first["depth"], "concurrency": first["concurrency"], "unit": unit, "processes": len(group),
-            "n": len(samples), "tps_mean": mean, "stdev": stdev(samples), "cv_pct": cv_pct(samples),
-            "ci_low": low, "ci_high": high, "warnings": join_warnings(group.get("warnings", [])),
-            "ttft_ms_mean": _mean(group.get("ttft_ms_mean")),
-            "predicted_vram_mib": _mean(group.get("predicted_vram_bytes")) / 2**20,
-            "vram_peak_mib": _mean(group.get("vram_peak_mib")),
-            "pcie_mib_per_token": _mean(group.get("pcie_mib_per_token")),
-            "loopback_mib_per_token": _mean(group.get("loopback_mib_per_token")),
-            "joules_per_token": _mean(group.get("joules_per_token")),
-        })
-    out = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    if out.empty:
-        return out
+    ok = ok.assign(**{c: (ok[c].where(ok[c].notna(), "") if c in ok else "") for c in GROUP})
+    if ok.empty:
+        return pd.DataFrame([], columns=TABLE_COLUMNS)
+    codes = ok.groupby(GROUP, sort=False, dropna=False).ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
+    members = np.split(order, starts[1:])  # row positions of each group, in the order of first appearance
+    tps = pd.to_numeric(ok["tps_mean"], errors="coerce") if "tps_mean" in ok else pd.Series(np.nan, index=ok.index)
+    samples = list(ok["samples"]) if "samples" in ok else [[] for _ in range(len(ok))]
+    process = tps.to_numpy(dtype=float)
+    for i in np.flatnonzero(np.isnan(process)):  # a row without tps_mean: the mean of its samples
+        process[i] = statistics.fmean(samples[i]) if samples[i] else math.nan
+    warnings = ok["warnings"].fillna("").astype(str).to_numpy() if "warnings" in ok else np.full(len(ok), "")
+    units, flat, owners, texts = [], [], [], []
+    for gid, pos in enumerate(members):
+        unit, values = _unit_samples(pos, process, samples)
+        units.append(unit)
+        flat += values
+        owners += [gid] * len(values)
+        found = [w for w in warnings[pos] if w]
+        texts.append(join_warnings(found) if found else "")
+    out = interval_frame(np.asarray(owners, dtype=int), np.asarray(flat, dtype=float), len(members))
+    out["unit"], out["processes"], out["warnings"] = units, [len(pos) for pos in members], texts
+    firsts = ok.iloc[[pos[0] for pos in members]].reset_index(drop=True)
+    for col in [*GROUP, *FIRST]:
+        out[col] = firsts[col].to_numpy() if col in firsts else (firsts["placement"].to_numpy()
+                                                                  if col == "config_key" else None)
+    numbers = pd.DataFrame({col: pd.to_numeric(ok[col], errors="coerce") if col in ok else np.nan
+                            for col in MEANS}, index=ok.index).groupby(codes).mean()
+    for col, name in MEANS.items():
+        out[name] = numbers[col].to_numpy() / (2**20 if col == "predicted_vram_bytes" else 1)
+    out = out[TABLE_COLUMNS]
     return out.sort_values(["sweep_label", "model", "engine", "tool", "test", "tps_mean"],
                            ascending=[True, True, True, True, True, False], kind="stable").reset_index(drop=True)
+
+
+def interval_frame(owners: np.ndarray, values: np.ndarray, groups: int) -> pd.DataFrame:
+    """Per group 0..groups-1 of the samples `values` (group `owners[i]` each): `n`, `tps_mean`, `stdev`,
+    `cv_pct`, `ci_low`, `ci_high`: `harness.intervals`' confidence_interval, stdev and cv_pct, computed for all
+    groups at once (the same Student-t from scipy; NaN where a group has fewer than two samples)."""
+    frame = pd.Series(values).groupby(owners).agg(["size", "mean", "std"]).reindex(range(groups))
+    n = frame["size"].fillna(0).astype(int).to_numpy()
+    mean, sd = frame["mean"].to_numpy(dtype=float), frame["std"].to_numpy(dtype=float)
+    sd = np.where(n >= 2, sd, np.nan)
+    t = scipy_t.ppf(0.5 + LEVEL / 2, np.where(n >= 2, n - 1, 1).astype(float))
+    half = np.where(n >= 2, t * sd / np.sqrt(np.maximum(n, 1)), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cv = np.where((n >= 2) & (mean != 0), sd / np.abs(mean) * 100, np.nan)
+    return pd.DataFrame({"n": n, "tps_mean": mean, "stdev": sd, "cv_pct": cv, "ci_low": mean - half,
+                         "ci_high": mean + half})
+
+
+def _unit_samples(pos: np.ndarray, process: np.ndarray, samples: list) -> tuple[str, list[float]]:
+    """`unit_samples` over precomputed process means (the rows at `pos`)."""
+    if len(pos) >= 2:
+        return "processes", [float(v) for v in process[pos] if not math.isnan(v)]
+    values = list(samples[pos[0]] or [])
+    if not values and not math.isnan(process[pos[0]]):
+        values = [float(process[pos[0]])]
+    return "repetitions", values
 
 
 def _mean(series) -> float:

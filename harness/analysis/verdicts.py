@@ -24,8 +24,9 @@ from harness.analysis.stats import headline_test
 
 SCOPE = ["sweep_label", "model", "engine", "tool"]
 BEST_COLUMNS = [
-    *SCOPE, "criterion", "test", "best", "strategy", "placement", "value", "ci_low", "ci_high", "runner_up",
-    "runner_up_value", "runner_up_ci_low", "runner_up_ci_high", "beyond_noise", "verdict", "candidates",
+    *SCOPE, "criterion", "test", "best", "strategy", "strategy_params", "placement", "knobs", "value", "ci_low",
+    "ci_high", "runner_up", "runner_up_value", "runner_up_ci_low", "runner_up_ci_high", "beyond_noise", "verdict",
+    "candidates",
 ]
 PAIR_COLUMNS = [*SCOPE, "test", "a", "b", "a_mean", "b_mean", "a_ci_low", "a_ci_high", "b_ci_low", "b_ci_high",
                 "verdict"]
@@ -36,12 +37,16 @@ def _scoped(table: pd.DataFrame) -> pd.DataFrame:
     missing = {c: "" for c in SCOPE if c not in table}
     if "config_key" not in table:
         missing["config_key"] = table["placement"]
+    for col in ("strategy_params", "knobs"):
+        if col not in table:
+            missing[col] = ""
     return table.assign(**missing) if missing else table
 
 
 def best_strategies(table: pd.DataFrame) -> pd.DataFrame:
     """Per (sweep, model, engine, tool) and criterion (pp, tg, balanced): the best configuration (`best`, its
-    config_key, with its `strategy` and `placement`), its value and 95% CI, the runner-up and its value and
+    config_key, with its `strategy`, `strategy_params`, `placement` and `knobs`: every non-default engine knob,
+    e.g. "ub=2048 fa=on"), its value and 95% CI, the runner-up and its value and
     CI, `beyond_noise` (the winner's interval lies entirely above the runner-up's), a readable `verdict` and
     the number of `candidates`. Columns: `BEST_COLUMNS`."""
     rows = []
@@ -77,15 +82,17 @@ def _balanced(pp: pd.DataFrame, tg: pd.DataFrame) -> pd.DataFrame | None:
         return (ratio ** 0.5).values
 
     scores = pd.DataFrame({"config_key": both, "tps_mean": score("tps_mean"), "ci_low": score("ci_low"),
-                           "ci_high": score("ci_high"), "strategy": pp.loc[both, "strategy"].values,
-                           "placement": pp.loc[both, "placement"].values})
+                           "ci_high": score("ci_high"),
+                           **{c: pp.loc[both, c].values
+                              for c in ("strategy", "strategy_params", "placement", "knobs")}})
     return scores.sort_values(["tps_mean", "config_key"], ascending=[False, True])
 
 
 def _verdict(base: dict, criterion: str, test: str, ranked: pd.DataFrame) -> dict:
     win = ranked.iloc[0]
     row = {**base, "criterion": criterion, "test": test, "best": win["config_key"], "strategy": win["strategy"],
-           "placement": win["placement"], "value": float(win["tps_mean"]), "ci_low": float(win["ci_low"]),
+           "strategy_params": win["strategy_params"], "placement": win["placement"], "knobs": win["knobs"],
+           "value": float(win["tps_mean"]), "ci_low": float(win["ci_low"]),
            "ci_high": float(win["ci_high"]), "runner_up": None, "runner_up_value": math.nan,
            "runner_up_ci_low": math.nan, "runner_up_ci_high": math.nan, "beyond_noise": False,
            "candidates": len(ranked)}

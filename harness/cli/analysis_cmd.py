@@ -1,4 +1,5 @@
-"""`moebench report` (one sweep: report.md, plots/, community.csv) and `moebench compare` (sweeps side by side)."""
+"""`moebench report` (one sweep: report.md, table.csv, plots/, community.csv) and `moebench compare` (sweeps side
+by side)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="write report.md, plots/ and community.csv for a results folder",
-                       description="Summarize a sweep: best placement for pp / tg / balanced with 95%% "
-                                   "confidence intervals, the full table, plots and a shareable community.csv.")
+    p = sub.add_parser("report", help="write report.md, table.csv, plots/ and community.csv for a results folder",
+                       description="Summarize a sweep: the best configuration (strategy, parameters and engine "
+                                   "knobs) for pp / tg / balanced with 95%% confidence intervals, the top "
+                                   "configurations, stability, plots (knob sweeps and heatmaps included), every "
+                                   "configuration in table.csv and a shareable community.csv.")
     p.add_argument("folder", type=Path, help="results folder holding runs.csv (e.g. results/default)")
     p.add_argument("--out", type=Path, default=None, help="write here instead of into the results folder")
     p.add_argument("--no-plots", action="store_true", help="skip the plots (faster)")
@@ -40,6 +43,7 @@ def _report(args: argparse.Namespace) -> int:
         scope = f"{row['model']} {row['engine']} " if many else ""
         print(f"{scope}{row['tool']:<13} best for {row['criterion']:<8} {row['best']}  ({row['verdict']})")
     print(f"report: {result['report']}")
+    print(f"table: {result['table_csv']}")
     print(f"community: {result['community']}")
     if result["plots"]:
         print(f"plots: {result['plots'][0].parent} ({len(result['plots'])})")

@@ -74,6 +74,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     info = inspect_model(args.model)
     if args.json:
         print(json.dumps(info.to_dict(include_tensors=args.tensors), indent=2))
-    else:
-        print(render_model_info(info))
+        return 0
+    print(render_model_info(info))
+    if info.tensors and not info.moe_layers:
+        from strategies.registry import available_strategies
+
+        strategies = available_strategies()
+        still = [name for name, cls in strategies.items() if not getattr(cls, "needs_experts", False)]
+        expert_only = [name for name in strategies if name not in still]
+        print(f"\nno routed experts: a dense model. Strategies that still apply: {', '.join(still)} "
+              f"(not {', '.join(expert_only)}: they place experts)")
     return 0

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.config import load_config
@@ -68,26 +69,56 @@ def cmd_flags(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_plan(args: argparse.Namespace) -> int:
-    from harness.plan.matrix import plan_sweep
+def plan_rows(config) -> list[dict]:
+    """`moebench plan --json`: each configuration as `moebench run` plans it, with the exact argument lists it
+    runs (llama-bench: one per test; the RPC rig's port and llama-server's port as placeholders)."""
+    from dataclasses import asdict
 
-    runs = plan_sweep(load_config(args.config))
+    from harness.plan.planner import plan_sweep, status
+    from harness.runner.commands import commands
+
+    rows = []
+    for cid, conf in plan_sweep(config):
+        rows.append({
+            "config_id": cid, "model": conf.model.label, "model_file": str(conf.model.path),
+            "engine": conf.engine.name, "dialect": conf.engine.dialect, "tool": conf.tool,
+            "strategy": conf.strategy, "params": conf.params, "knobs": asdict(conf.knobs), "threads": conf.threads,
+            "status": status(conf), "error": conf.error,
+            "device": conf.target.buffer_type if conf.target else None,
+            "args": conf.flags.args if conf.flags else None, "knob_args": conf.knob_args,
+            "engine_args": conf.engine_args, "commands": commands(conf, config.bench),
+            "memory": conf.memory.to_dict() if conf.memory else None,
+            "predicted_model_buffers": conf.predicted_buffers})
+    return rows
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from harness.plan.knobs import varying_knobs
+
+    config = load_config(args.config)
+    rows = plan_rows(config)
     if args.json:
-        json.dump([{
-            "model": r.model, "engine": r.engine.name, "tool": r.tool, "strategy": r.strategy, "params": r.params,
-            "status": r.status, "error": r.error, "args": r.flags.args if r.flags else None,
-            "memory": r.memory.to_dict() if r.memory else None} for r in runs], sys.stdout, indent=2)
+        json.dump(rows, sys.stdout, indent=2)
         print()
         return 0
-    table = Table("model", "strategy", "engine", "tool", "VRAM MiB", "RAM MiB", "fits", "arguments")
-    for r in runs:
-        params = ", ".join(f"{k}={v}" for k, v in r.params.items())
-        fits = {True: "yes", False: "NO", None: "?"}[r.memory.fits] if r.memory else "-"
-        table.add_row(r.model, f"{r.strategy}({params})" if params else r.strategy, r.engine.name, r.tool,
-                      f"{r.memory.vram_bytes / 2**20:.0f}" if r.memory else "-",
-                      f"{r.memory.ram_bytes / 2**20:.0f}" if r.memory else "-", fits,
-                      shlex.join(r.flags.args) if r.flags else f"[red]{r.error}")
-    Console(width=220).print(table)
+    knob_names = varying_knobs(config.bench)
+    table = Table("model", "strategy", *(["knobs"] if knob_names else []), "engine", "tool", "VRAM MiB", "RAM MiB",
+                  "fits", "model buffers MiB")
+    table.add_column("commands", overflow="fold")
+    for r in rows:
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        memory = r["memory"]
+        fits = {True: "yes", False: "NO", None: "?"}[memory["fits"]] if memory else "-"
+        buffers = ", ".join(f"{d}: {b / 2**20:.1f}" for d, b in (r["predicted_model_buffers"] or {}).items())
+        knobs = [", ".join(f"{k}={r['knobs'][k]}" for k in knob_names)] if knob_names else []
+        shown = (escape("\n".join(shlex.join(argv) for argv in r["commands"])) if r["commands"]
+                 else f"[red]{escape(r['error'] or '')}")
+        table.add_row(r["model"], f"{r['strategy']}({params})" if params else str(r["strategy"] or "defaults"),
+                      *knobs, r["engine"], r["tool"], f"{memory['vram_mib']:.0f}" if memory else "-",
+                      f"{memory['ram_mib']:.0f}" if memory else "-", fits, escape(buffers), shown)
+    Console(width=240).print(table)
+    print(f"{len(rows)} configurations; ports shown as RPC_PORT (the RPC rig's server) and SERVER_PORT "
+          "(llama-server) are chosen when the run starts")
     return 0
 
 

@@ -104,7 +104,26 @@ def print_summary(folder: Path, console: Console) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """The file itself, then every knob value against each engine's tools (found by probing their --help);
+    an engine that is not built or not found is named and left unchecked."""
+    from harness.cpus import plan_budget
+    from harness.engines.discover import find_engine
+    from harness.errors import UserError
+    from harness.plan.knobs import knob_grid, varying_knobs
+    from harness.plan.planner import check_knobs
+
     config = load_config(args.config)
+    engines, unchecked = [], []
+    for spec in config.engines:
+        try:
+            engines.append(find_engine(spec.name, config.engine_paths()))
+        except UserError as exc:
+            unchecked.append(f"engine {spec.name}: {exc}")
+    check_knobs(config, engines, plan_budget(config.rpc_rig))
+    axes = varying_knobs(config.bench)
+    grid = f", {len(knob_grid(config.bench))} knob combinations ({' x '.join(axes)})" if axes else ""
     print(f"{args.config}: ok ({len(config.models)} models, {len(config.engines)} engines, tools: "
-          f"{', '.join(config.tools)})")
+          f"{', '.join(config.tools)}{grid})")
+    for line in unchecked:
+        print(f"  knobs not checked against {line}")
     return 0

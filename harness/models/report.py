@@ -33,6 +33,11 @@ def render_model_info(info: ModelInfo, per_layer: bool = True) -> str:
         lines.append(f"model         {info.path} ({size}{len(info.tensors)} tensors)")
     if info.name:
         lines.append(f"name          {info.name}")
+    if not info.tensors:
+        lines += [f"architecture  {info.architecture}",
+                  "weights       none: this file holds no tensors (a vocabulary-only GGUF, as llama.cpp's "
+                  "models/ggml-vocab-*.gguf); there is nothing to place"]
+        return "\n".join(lines)
     n_moe = len(info.moe_layers)
     mtp = f", {info.nextn_predict_layers} MTP" if info.nextn_predict_layers else ""
     lines += [

@@ -1,4 +1,4 @@
-"""What an engine says it did when it loaded a model, and what it should say for a given placement.
+"""What an engine says it did when it loaded a model: its load report, parsed from its log.
 
 `parse_load_log(text)` reads the load report of llama.cpp ("mainline") and ik_llama.cpp from a log: llama-bench
 run with `-v` (without it both engines' llama-bench print no load report), llama-server (mainline prints the
@@ -7,9 +7,9 @@ load, in order; `parse_report(text)` returns the last real one (see there). Unkn
 
 Sizes are printed in MiB with two decimals, so every byte count parsed here is exact only to +-0.005 MiB.
 
-`expected_model_buffer_bytes(records, device_of, mmap=...)` predicts the model buffer bytes per device from
-the GGUF's tensor records (`harness.models.inspect_model(path).tensors`): see docs/ENGINE_FLAGS.md, "Model
-buffer sizes", for the engine code this follows and the measurements that check it.
+`engine_settings(text)` reads the settings the engine says it ran with (context, batch, micro-batch, flash
+attention, load mode, threads), to check the knobs' flags against. What the report should say for a placement
+is predicted in `harness.plan.model_buffers`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-
 MIB = 1024 * 1024
-CPU_ALIGNMENT = 32      # ggml TENSOR_ALIGNMENT: the CPU buffer type's (and so a CPU-backed RPC server's) alignment
-CUDA_ALIGNMENT = 128    # ggml-cuda.cu ggml_backend_cuda_buffer_type_get_alignment
-CUDA_ROW_PADDING = 512  # MATRIX_ROW_PADDING: CUDA pads a quantized tensor by one partial row of this many elements
 
 # mainline llama-server prefixes each line with "0.00.081.523 I "
 _SERVER_PREFIX = re.compile(r"^\d+\.\d+\.\d+\.\d+ [A-Z] (?:\S{3,4}  ?)?")
@@ -247,102 +242,34 @@ def agrees(predicted_mib: float, actual_mib: float, *, rel: float = 0.02, abs_mi
     return diff <= abs_mib or diff <= rel * abs(actual_mib)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# predicted model buffers
-# ---------------------------------------------------------------------------------------------------------------
-
-def _pad(n: int, alignment: int) -> int:
-    return (n + alignment - 1) // alignment * alignment
-
-
-def _row_bytes(type_name: str, n_elements: int) -> int | None:
-    try:
-        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType[type_name]]
-    except KeyError:
-        return None
-    return n_elements // block * type_size if block > 1 else None
+# the settings engines log: mainline `llama_context: n_ubatch = 512`, ik `llama_init_from_model: n_ubatch = 512`
+_CONTEXT_SETTING = re.compile(r"^(?:llama_context|llama_init_from_model|llama_new_context_with_model):\s+"
+                              r"(n_ctx|n_batch|n_ubatch|flash_attn)\s+=\s*(\S+)")
+_SYSTEM_INFO = re.compile(r"system_info: n_threads = (\d+)(?: \(n_threads_batch = (\d+)\))?")
+_THREADPOOL = re.compile(r"threadpool init, n_threads = (\d+)")
+_IK_SYSTEM_INFO = re.compile(r"system info \|.* n_threads=(\d+) n_threads_batch=(-?\d+)")  # ik's server
 
 
-def alloc_bytes(record, *, alignment: int = CPU_ALIGNMENT, row_padding: int = 0) -> int:
-    """What an allocated (not mapped) buffer spends on one tensor: ggml_backend_buft_alloc_buffer_n_plan pads
-    each tensor's alloc size to the buffer type's alignment; CUDA adds one partial row of `row_padding` elements
-    to quantized tensors whose rows are not a multiple of it."""
-    size = record.n_bytes
-    if row_padding and record.shape and record.shape[0] % row_padding:
-        extra = _row_bytes(record.type_name, row_padding - record.shape[0] % row_padding)
-        size += extra or 0
-    return _pad(size, alignment)
-
-
-def mapped_span(records) -> int:
-    """Bytes of the file region from the first to the last byte of `records`: what a mapped CPU buffer reports
-    (llama_model_loader::get_mapping_range). Tensors of other devices lying in between are counted too."""
-    records = list(records)
-    if not records:
-        return 0
-    if any(r.offset is None for r in records):
-        raise ValueError("mapped_span needs tensor records read from a GGUF file (with data offsets)")
-    return max(r.offset + r.n_bytes for r in records) - min(r.offset for r in records)
-
-
-def engine_maps_weights(dialect: str, *, mmap: bool = True, tensors_overridden_to_cpu: bool = False,
-                        merged_tensors: bool = False, run_time_repack: bool = False) -> bool:
-    """Whether the engine's CPU model buffer will be a mapping of the file (its size a span) or an allocation.
-
-    mainline: mapped unless loading without mmap (`-lm none`; llama-bench `-lm none`). ik: mapped unless
-    `--no-mmap` / `-mmp 0`, `-rtr`, a merge (`-mqkv`, `-muge`) that creates new tensors, or any tensor that an
-    override (`-ot ...=CPU`, `-cmoe`, `-ncmoe`, `--n-cpu-moe`) put on the CPU (create_tensors_helper::
-    create_tensors: `use_mmap_buffer &= !has_buft_overrides`, unless GGML_CUDA_NO_PINNED is set)."""
-    if dialect == "ik":
-        return mmap and not (tensors_overridden_to_cpu or merged_tensors or run_time_repack)
-    return mmap
-
-
-# mainline ggml-cpu/repack.cpp ggml_repack_get_optimal_repack_type on an x86 AVX2 build (no AVX512 compiled in):
-# the types moved to CPU_REPACK, and the divisor their row count must have
-MAINLINE_AVX2_REPACK = {"Q4_0": 8, "Q4_K": 8, "IQ4_NL": 8, "MXFP4": 8}
-
-
-def mainline_repacked(records, cpu_names: Iterable[str], *, repack: bool = True,
-                      types: Mapping[str, int] = MAINLINE_AVX2_REPACK) -> set[str]:
-    """The CPU tensors mainline puts in CPU_REPACK (`--repack`, on by default): 2-D/3-D matrices of a repackable
-    type used by MUL_MAT/MUL_MAT_ID, i.e. not token_embd (GET_ROWS) and not norms or biases."""
-    if not repack:
-        return set()
-    cpu = set(cpu_names)
-    out = set()
-    for r in records:
-        if r.name not in cpu or r.name.startswith("token_embd") or not r.name.endswith(".weight"):
-            continue
-        divisor = types.get(r.type_name)
-        if divisor and len(r.shape) in (2, 3) and r.shape[1] % divisor == 0:
-            out.add(r.name)
-    return out
-
-
-def expected_model_buffer_bytes(records, device_of: Mapping[str, str], *, mmap: bool, cpu_device: str = "cpu",
-                                alignment: int | Mapping[str, int] = CPU_ALIGNMENT,
-                                row_padding: Mapping[str, int] | None = None,
-                                repacked: Iterable[str] = ()) -> dict[str, int]:
-    """Model buffer bytes per device for tensors placed as `device_of` says (tensor name -> device; records not
-    named there are not loaded). `mmap` is whether the engine maps the CPU weights (`engine_maps_weights`): then
-    the CPU tensors cost the span of the file that holds them, else the sum of their sizes padded to the
-    alignment. `repacked` CPU tensors (mainline CPU_REPACK) are always allocated. Accelerators allocate: each
-    tensor padded to `alignment` (an int or per device; 32 for a CPU-backed RPC server, `CUDA_ALIGNMENT` for
-    CUDA) plus `row_padding` (per device, `CUDA_ROW_PADDING` for CUDA)."""
-    repacked = set(repacked)
-    row_padding = row_padding or {}
-    mapped, out = [], {}
-    for r in records:
-        device = device_of.get(r.name)
-        if device is None:
-            continue
-        if device == cpu_device and mmap and r.name not in repacked:
-            mapped.append(r)
-            out.setdefault(device, 0)
-            continue
-        align = alignment if isinstance(alignment, int) else alignment.get(device, CPU_ALIGNMENT)
-        out[device] = out.get(device, 0) + alloc_bytes(r, alignment=align, row_padding=row_padding.get(device, 0))
-    if mapped:
-        out[cpu_device] += mapped_span(mapped)
+def engine_settings(text: str) -> dict[str, str]:
+    """The settings the engine logged, the last value of each: `n_ctx`, `n_batch`, `n_ubatch`, `flash_attn`
+    (mainline enabled/disabled, ik 1/0), `load_mode` (mainline: mmap, none, mmap+mlock, ...), `n_threads` and
+    `n_threads_batch` (the system_info line; mainline's server prints it at `-lv 4`, its threadpool line
+    always; ik's server its `system info | ... n_threads=N n_threads_batch=M`, M = -1 read as N). Keys the log
+    does not show are absent. llama-bench reports its own settings in its JSON."""
+    out: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = _SERVER_PREFIX.sub("", raw.rstrip())
+        if m := _CONTEXT_SETTING.match(line):
+            out[m[1]] = m[2]
+        elif (m := _LOAD_MODE.search(line)) and "load_tensors" in line:
+            out["load_mode"] = m[1]
+        elif m := _SYSTEM_INFO.search(line):
+            out["n_threads"] = m[1]
+            if m[2]:
+                out["n_threads_batch"] = m[2]
+        elif m := _IK_SYSTEM_INFO.search(line):
+            out["n_threads"] = m[1]
+            out["n_threads_batch"] = m[1] if m[2] == "-1" else m[2]  # -1: the same as n_threads
+        elif m := _THREADPOOL.search(line):
+            out.setdefault("n_threads", m[1])
     return out

@@ -7,7 +7,10 @@ attention (DeepSeek) cache less than this; their KV prediction is an upper bound
 
 Compute buffers are an estimate (the engines size them by reserving a worst-case graph): the logits of one
 micro-batch where the output layer runs, the widest activations of a layer, and, without flash attention,
-the attention scores of one micro-batch against the whole context.
+the attention scores of one micro-batch against the whole context. With op offload (`op_offload`, on by
+default in both engines, where the accelerator offers it: CUDA yes, an RPC server no), a micro-batch of at
+least 32 tokens runs the matrix products of weights held in RAM on the accelerator, which copies those weights
+into its compute buffer: one layer's worth at a time, so the largest layer's RAM-held weights are added there.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from harness.models.inspect import ModelInfo
-from harness.plan.placement import CPU, Placement, is_accelerator
+from harness.models.tensor_groups import layer_index
+from harness.plan.placement import CPU, INPUT_TENSORS, Placement, is_accelerator
 
 MIB = 1 << 20
 
@@ -33,6 +37,10 @@ class MemorySettings:
     cache_type_k: str = "f16"
     cache_type_v: str = "f16"
     flash_attn: bool = True
+    op_offload: bool = False       # the accelerator copies RAM-held weights in for big micro-batches
+
+
+OFFLOAD_MIN_BATCH = 32  # ggml-cuda: op_offload_min_batch_size, the batch from which ops are offloaded
 
 
 @dataclass
@@ -100,6 +108,17 @@ def _compute_estimate(model: ModelInfo, settings: MemorySettings, output_here: b
     return int(settings.n_ubatch * per_token * 4)
 
 
+def _largest_ram_layer_bytes(placement: Placement, model: ModelInfo) -> int:
+    """The weight bytes in RAM of the layer that holds the most there (the output layer counts as one)."""
+    sizes = {t.name: t.n_bytes for t in model.tensors}
+    per_layer: dict[int | None, int] = {}
+    for name, device in placement.tensor_devices.items():
+        if device == CPU and name not in INPUT_TENSORS:
+            layer = layer_index(name)
+            per_layer[layer] = per_layer.get(layer, 0) + sizes[name]
+    return max(per_layer.values(), default=0)
+
+
 def predict_memory(placement: Placement, model: ModelInfo, settings: MemorySettings = MemorySettings(),
                    budget_bytes: int | None = None) -> MemoryPrediction:
     weights = placement.weight_bytes_by_device(model)
@@ -111,6 +130,9 @@ def predict_memory(placement: Placement, model: ModelInfo, settings: MemorySetti
     compute: dict[str, int] = {}
     for device in set(placement.layer_devices[:n_run]) | {placement.output_device, CPU}:
         compute[device] = _compute_estimate(model, settings, device == placement.output_device)
+    accelerators = sorted(d for d in placement.devices() if is_accelerator(d))
+    if settings.op_offload and settings.n_ubatch >= OFFLOAD_MIN_BATCH and accelerators:
+        compute[accelerators[0]] = compute.get(accelerators[0], 0) + _largest_ram_layer_bytes(placement, model)
     notes = []
     if placement.deferred:
         notes.append("the engine decides this placement at load time; figures are for everything on the "

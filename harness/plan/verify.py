@@ -1,5 +1,6 @@
 """Checked against reality: the model buffers a placement should make the engine report on a target, and
-the comparison with what it did report (`harness/plan/load_report.py`)."""
+the comparison with what it did report (`harness/plan/load_report.py`); the byte rules are
+`harness/plan/model_buffers.py`."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from dataclasses import dataclass
 
 from harness.models.inspect import ModelInfo
 from harness.plan.flags import CompiledFlags, Target
-from harness.plan.load_report import (
-    CPU_ALIGNMENT, CUDA_ALIGNMENT, CUDA_ROW_PADDING, MIB, EngineReport, agrees, engine_maps_weights,
-    expected_model_buffer_bytes, mainline_repacked,
+from harness.plan.load_report import MIB, EngineReport, agrees
+from harness.plan.model_buffers import (
+    CPU_ALIGNMENT, CUDA_ALIGNMENT, CUDA_ROW_PADDING, engine_maps_weights, expected_model_buffer_bytes,
+    mainline_repacked,
 )
 from harness.plan.placement import CPU, Placement, loaded_tensors
 

@@ -62,27 +62,13 @@ class BenchTest:
         return f"{kind}@d{self.n_depth}" if self.n_depth else kind
 
 
-def shared_args(settings: BenchSettings) -> list[str]:
-    """The settings every tool spells alike: KV cache types, threads, batch and micro-batch."""
-    args = ["-ctk", settings.cache_type_k, "-ctv", settings.cache_type_v]
-    for flag, value in (("-t", settings.threads), ("-b", settings.batch), ("-ub", settings.ubatch)):
-        if value:
-            args += [flag, str(value)]
-    return args
-
-
-def bench_argv(binary: Path, model: Path, settings: BenchSettings, dialect: str,
-               extra: list[str] | None = None) -> list[str]:
+def bench_argv(binary: Path, model: Path, settings: BenchSettings, extra: list[str] | None = None) -> list[str]:
+    """llama-bench measuring `settings`' tests (one JSON record per test); `extra`: the configuration's knob and
+    placement arguments (`harness.runner.commands`)."""
     argv = [str(binary), "-m", str(model), "-o", "json", "-r", str(settings.repetitions),
             "-p", ",".join(map(str, settings.prompt_tokens)), "-n", ",".join(map(str, settings.gen_tokens))]
     if settings.depth != [0]:
         argv += ["-d", ",".join(map(str, settings.depth))]
-    argv += shared_args(settings)
-    if settings.flash_attn is not None:
-        if dialect == "mainline":  # mainline takes on|off|auto, ik takes 0|1
-            argv += ["-fa", "on" if settings.flash_attn else "off"]
-        else:
-            argv += ["-fa", "1" if settings.flash_attn else "0"]
     return argv + list(extra or [])
 
 

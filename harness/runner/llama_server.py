@@ -32,6 +32,11 @@ class CompletionTimings:
     finished_s: float = 0.0         # ... when the last chunk arrived: generation ends here
 
 
+def server_argv(binary: Path, model: Path, port: int | str, args: list[str] | None = None) -> list[str]:
+    """llama-server on loopback at `port` (a placeholder in `moebench plan`: the port is chosen at start)."""
+    return [str(binary), "-m", str(Path(model).resolve()), "--host", "127.0.0.1", "--port", str(port), *(args or [])]
+
+
 class LlamaServer:
     """A supervised llama-server process; use as a context manager so it is always stopped."""
 
@@ -39,8 +44,7 @@ class LlamaServer:
                  port: int | None = None, ready_timeout_s: float = 300.0, cpus: tuple[int, ...] | None = None):
         self.cpus = cpus
         self.port = port or free_port()
-        self.argv = [str(binary), "-m", str(Path(model).resolve()), "--host", "127.0.0.1", "--port", str(self.port),
-                     *(args or [])]
+        self.argv = server_argv(binary, model, self.port, args)
         self.log_path = log_path
         self.ready_timeout_s = ready_timeout_s
         self.url = f"http://127.0.0.1:{self.port}"

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from harness import procs
 from harness.config import BenchSettings
-from harness.runner.configurations import Configuration
-from harness.runner.llama_bench import BenchOutputError, BenchTest, bench_argv, parse_bench_json
+from harness.plan.planner import Configuration
+from harness.runner.commands import llama_bench_commands, llama_server_args, sweep_bench_command
+from harness.runner.llama_bench import BenchOutputError, BenchTest, parse_bench_json
 from harness.runner.llama_server import ServerError
 from harness.runner.server_bench import measure_server
-from harness.runner.sweep_bench import parse_sweep_table, sweep_bench_argv
+from harness.runner.sweep_bench import parse_sweep_table
 
 
 class RunFailed(Exception):
@@ -24,8 +25,8 @@ class RunFailed(Exception):
 
 @dataclass(frozen=True)
 class ProcessSettings:
-    """What one measuring process needs: the bench settings with the thread count it really uses, its CPUs,
-    its time limit."""
+    """What one measuring process needs besides its configuration (which carries the knobs and the thread
+    count): the sweep's tests, its CPUs, its time limit."""
 
     bench: BenchSettings
     cpus: tuple[int, ...] | None
@@ -50,15 +51,8 @@ def failure(reason: str, output_tail: str) -> RunFailed:
 def _llama_bench(conf: Configuration, settings: ProcessSettings, log_path: Path):
     """One llama-bench process per test (a prompt size or a generation size, at each depth): the process's
     lifetime is then that phase's window, for telemetry, and no test depends on what ran before it."""
-    bench = settings.bench
-    phases = [(p, 0, d) for p in bench.prompt_tokens if p for d in bench.depth]
-    phases += [(0, g, d) for g in bench.gen_tokens if g for d in bench.depth]
     tests = []
-    for i, (n_prompt, n_gen, depth) in enumerate(phases):
-        one = bench.model_copy(update={"prompt_tokens": [n_prompt], "gen_tokens": [n_gen], "depth": [depth]})
-        # -v: the engine's load report (what it placed where) goes to the log
-        argv = bench_argv(conf.engine.tool("llama-bench"), conf.model.path, one, conf.engine.dialect,
-                          [*conf.extra_args, "-v"])
+    for i, argv in enumerate(llama_bench_commands(conf, settings.bench)):
         stdout_path = log_path.with_suffix(f".{i}.json")
         result = procs.run(argv, timeout_s=settings.timeout_s, log_path=log_path, stdout_path=stdout_path,
                            cwd=log_path.parent, cpus=settings.cpus)
@@ -79,7 +73,7 @@ def _llama_bench(conf: Configuration, settings: ProcessSettings, log_path: Path)
 def _sweep_bench(conf: Configuration, settings: ProcessSettings, log_path: Path):
     """ik's llama-sweep-bench: every depth in one process. Its table gives no timestamps, so its rows get no
     per-phase telemetry (the whole process's figures would misattribute every depth)."""
-    argv = sweep_bench_argv(conf.engine.tool(conf.tool), conf.model.path, settings.bench, conf.extra_args)
+    argv = sweep_bench_command(conf, settings.bench)
     stdout_path = log_path.with_suffix(".out")
     result = procs.run(argv, timeout_s=settings.timeout_s, log_path=log_path, stdout_path=stdout_path,
                        cwd=log_path.parent, cpus=settings.cpus)
@@ -96,8 +90,8 @@ def _sweep_bench(conf: Configuration, settings: ProcessSettings, log_path: Path)
 def _llama_server(conf: Configuration, settings: ProcessSettings, log_path: Path):
     try:
         argv, tests = measure_server(conf.engine.tool(conf.tool), conf.model.path, conf.model.info.vocab_size,
-                                     settings.bench, conf.extra_args, log_path, settings.timeout_s,
-                                     cpus=settings.cpus)
+                                     settings.bench, llama_server_args(conf, settings.bench), log_path,
+                                     settings.timeout_s, cpus=settings.cpus)
         return [(test, argv) for test in tests]
     except ServerError as exc:
         tail = log_path.read_text(errors="replace") if log_path.exists() else ""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness.config import BenchConfig
 from harness.hostinfo import host_fingerprint
-from harness.runner.configurations import Configuration
+from harness.plan.planner import Configuration
 from harness.runner.llama_bench import BenchTest
 from harness.store import ResultsStore
 from harness.telemetry import Sampler
@@ -27,7 +27,7 @@ def base_row(config: BenchConfig, conf: Configuration) -> dict:
         "engine_build": engine.build_number, "engine_commit": engine.commit,
         "model": conf.model.label, "model_file": str(conf.model.path), "model_arch": conf.model.info.architecture,
         "model_quant": next(iter(conf.model.info.quant_bytes), ""),  # the type holding the most bytes
-        "model_size_bytes": conf.model.path.stat().st_size, "threads": config.bench.threads,
+        "model_size_bytes": conf.model.path.stat().st_size, "threads": conf.threads, **conf.knobs.columns(),
         "predicted_vram_bytes": memory.vram_bytes if memory else None,
         "predicted_ram_bytes": memory.ram_bytes if memory else None,
         "predicted_model_buffers": conf.predicted_buffers, **host_fingerprint(),

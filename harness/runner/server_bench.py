@@ -10,24 +10,24 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from harness.config import BenchSettings
-from harness.runner.llama_bench import BenchTest, shared_args
+from harness.runner.llama_bench import BenchTest
 from harness.runner.llama_server import CompletionTimings, LlamaServer, ServerError, prompt_tokens
 
 
 def server_args(bench: BenchSettings, extra: list[str]) -> list[str]:
+    """The server's own arguments: one slot per concurrent request, each with `ctx` tokens; `extra`: the
+    configuration's knob and placement arguments (`harness.runner.commands`)."""
     slots = max(bench.concurrency)
-    args = [*extra, "-c", str(bench.ctx * slots), "-np", str(slots), *shared_args(bench)]
-    if bench.flash_attn is not None:
-        args += ["-fa", "on" if bench.flash_attn else "off"]  # both engines' servers take on|off
-    return args
+    return ["-c", str(bench.ctx * slots), "-np", str(slots), *extra]
 
 
-def measure_server(binary: Path, model: Path, vocab_size: int, bench: BenchSettings, extra: list[str],
+def measure_server(binary: Path, model: Path, vocab_size: int, bench: BenchSettings, args: list[str],
                    log_path: Path, timeout_s: float, cpus: tuple[int, ...] | None = None
                    ) -> tuple[list[str], list[BenchTest]]:
-    """Start the server, warm it up, measure; prompt sizes with the first generation size, generation sizes
-    with the first prompt size; concurrency levels above 1 give aggregate generation speed (`tg16x4`): all
-    requests' generated tokens over the wall span from the first request's first token to the last one's end."""
+    """Start the server with `args` (`server_args`), warm it up, measure; prompt sizes with the first
+    generation size, generation sizes with the first prompt size; concurrency levels above 1 give aggregate
+    generation speed (`tg16x4`): all requests' generated tokens over the wall span from the first request's
+    first token to the last one's end."""
     deadline = time.monotonic() + timeout_s
 
     def left() -> float:
@@ -36,7 +36,7 @@ def measure_server(binary: Path, model: Path, vocab_size: int, bench: BenchSetti
             raise ServerError(f"timed out after {timeout_s:.0f} s")
         return remaining
 
-    with LlamaServer(binary, model, server_args(bench, extra), log_path=log_path,
+    with LlamaServer(binary, model, args, log_path=log_path,
                      ready_timeout_s=timeout_s, cpus=cpus) as server:
         server.complete(prompt_tokens(16, vocab_size), 4, timeout_s=left())  # warm-up
         first_pp, first_tg = bench.prompt_tokens[0], bench.gen_tokens[0]

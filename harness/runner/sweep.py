@@ -1,15 +1,13 @@
-"""Run a bench.yaml: every configuration (model x strategy point x engine x tool) in `processes` fresh,
-supervised engine processes, run in interleaved rounds (`harness.runner.schedule`); one row per measured test of
-each process appended to the results store, with its interval over the processes so far and its stability
-warnings. A configuration predicted not to fit becomes a `skipped: predicted-oom` row, one that cannot be
-compiled or whose engine fails becomes a `failed` row with the reason and the tail of its log, and runs no
-more; the sweep goes on."""
+"""Run a bench.yaml: every configuration (model x strategy point x knob values x engine x tool, from
+`harness.plan.planner`) in `processes` fresh, supervised engine processes, run in interleaved rounds
+(`harness.runner.schedule`); one row per measured test of each process appended to the results store, with its
+interval over the processes so far and its stability warnings. A configuration predicted not to fit becomes a
+`skipped: predicted-oom` row, one that cannot be compiled or whose engine fails becomes a `failed` row with the
+reason and the tail of its log, and runs no more; the sweep goes on."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import platform
 import time
@@ -25,7 +23,9 @@ from harness.errors import UserError
 from harness.gpu.vram_limit import VramReservation
 from harness.hostinfo import host_fingerprint
 from harness.plan.load_report import parse_report
-from harness.runner.configurations import Configuration, configurations, resolve_model
+from harness.plan.planner import (
+    Configuration, accelerator_devices, check_knobs, config_id, plan_configurations, resolve_model, stable_id,
+)
 from harness.runner.measure import ProcessSettings, RunFailed, measure
 from harness.runner.rows import base_row, phase_telemetry, telemetry_file, ttft_columns
 from harness.runner.schedule import Schedule, history_from_rows
@@ -57,19 +57,11 @@ class PrintProgress:
         self.report(f"  {text}")
 
 
-def run_id(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:16]
+run_id = stable_id  # a row's id: its configuration, process and test
 
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-def config_id(config: BenchConfig, conf: Configuration) -> str:
-    """What makes a configuration the same one: model identity, engine build, tool, placement, bench settings
-    (not how often they are replicated). Device names are left out: the RPC rig's port changes every run."""
-    return run_id(conf.model.identity, conf.engine.name, conf.engine.version, conf.tool, conf.strategy,
-                  conf.params, conf.engine_args, config.bench.identity())
 
 
 def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None = None, *,
@@ -84,22 +76,21 @@ def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None
         raise UserError(f"{store.csv_path} already has results; continue it with --resume, or choose another "
                         "`name:` or --out")
     engines = [find_engine(e.name, config.engine_paths()) for e in config.engines]
-    models = [resolve_model(m, config) for m in config.models]
     budget = plan_budget(config.rpc_rig)
+    check_knobs(config, engines, budget)  # before anything is written or started
+    models = [resolve_model(m, config) for m in config.models]
     with contextlib.ExitStack() as stack:
-        devices, rig_pids = {}, {}
-        for engine in engines:
-            if config.rpc_rig:
-                rpc = stack.enter_context(RpcServer(engine, threads=budget.rpc_threads, cpus=budget.rpc_cpus,
-                                                    log_path=store.logs / f"rpc-{engine.name}.log"))
-                devices[engine.name] = f"RPC0[{rpc.endpoint}]"
-                rig_pids[engine.name] = rpc.pid
-            elif config.devices:
-                devices[engine.name] = config.devices[0]
+        endpoints, rig_pids = {}, {}
+        for engine in engines if config.rpc_rig else ():
+            rpc = stack.enter_context(RpcServer(engine, threads=budget.rpc_threads, cpus=budget.rpc_cpus,
+                                                log_path=store.logs / f"rpc-{engine.name}.log"))
+            endpoints[engine.name], rig_pids[engine.name] = rpc.endpoint, rpc.pid
+        devices = accelerator_devices(config, engines, endpoints)
+        planned = plan_configurations(config, models, engines, devices, budget)
+        confs = {config_id(config.bench, conf): conf for conf in planned}
         nvml = open_nvml() if config.telemetry.enabled else None  # once: nvmlInit can take seconds
         if nvml is not None:
             stack.callback(nvml.close)
-        confs = {config_id(config, conf): conf for conf in configurations(config, models, engines, devices)}
         store.write_meta({
             "moebench_version": __version__, "config": config.model_dump(mode="json"),
             "config_file": str(config.source_path), "host": host_fingerprint(),
@@ -134,8 +125,7 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
                  sampler: Sampler | None) -> None:
     """Round `round_` of one configuration: one measuring process (for llama-bench, one per test)."""
     history = schedule.history[cid]
-    threads = budget.threads(config.bench.threads)
-    row = {**base_row(config, conf), "config_id": cid, "process_index": round_, "threads": threads,
+    row = {**base_row(config, conf), "config_id": cid, "process_index": round_,
            "cpus": cpu_list(budget.engine_cpus), "rpc_cpus": cpu_list(budget.rpc_cpus or ()) if config.rpc_rig else "",
            "run_id": run_id(cid, round_)}
     progress.start(f"[{round_ + 1}/{max(schedule.processes, round_ + 1)}] {conf.label}")
@@ -146,7 +136,7 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
         progress.result(f"{status}: {reason.splitlines()[0][:200]}" if reason else status)
 
     if conf.error:
-        return finish("failed", f"cannot place: {conf.error}")
+        return finish("failed", conf.error)
     if conf.memory is not None and conf.memory.fits is False:
         return finish("skipped: predicted-oom",
                       f"predicted {conf.memory.vram_bytes / 2**20:.0f} MiB on the accelerator, "
@@ -154,8 +144,7 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
     suffix = f".p{round_}" if round_ else ""
     log_path = store.logs / f"{cid}{suffix}.log"
     row["log_file"] = str(log_path.relative_to(store.folder))
-    settings = ProcessSettings(config.bench.model_copy(update={"threads": threads}),
-                               budget.engine_cpus, config.timeouts.run_s)
+    settings = ProcessSettings(config.bench, budget.engine_cpus, config.timeouts.run_s)
     started = time.monotonic()
     row["started_at"] = _now()
     try:
@@ -174,7 +163,7 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
                actual_model_buffers=loaded.model_bytes_by_device if loaded else None)
     phases = {test.name: phase_telemetry(sampler, test) for test, _ in measured}  # marks the windows
     row.update(telemetry_file(store, f"{cid}{suffix}", sampler))
-    oversubscribed = budget.oversubscribed(threads)
+    oversubscribed = budget.oversubscribed(max(conf.threads, conf.knobs.threads_batch or 0))
     for test, argv in measured:
         history.record(round_, "ok", test.name, test.tps_mean, test.tps_samples)
         ci = history.interval(test.name)

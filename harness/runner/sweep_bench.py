@@ -11,14 +11,16 @@ import re
 from pathlib import Path
 
 from harness.config import BenchSettings
-from harness.runner.llama_bench import BenchOutputError, BenchTest, shared_args
+from harness.runner.llama_bench import BenchOutputError, BenchTest
 
 _ROW = re.compile(r"^\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|"
                   r"\s*([\d.]+)\s*\|\s*$")
 
 
 def sweep_bench_argv(binary: Path, model: Path, settings: BenchSettings, extra: list[str]) -> list[str]:
-    return [str(binary), "-m", str(model), "-c", str(settings.ctx), *shared_args(settings), *extra]
+    """`extra`: the configuration's knob and placement arguments (`harness.runner.commands`); the micro-batch
+    (`-ub`) is also its prompt-processing step."""
+    return [str(binary), "-m", str(model), "-c", str(settings.ctx), *extra]
 
 
 def parse_sweep_table(text: str) -> list[BenchTest]:

@@ -178,6 +178,40 @@ class NvmlSource:
         gpu.lost = True
         _warn(warn, f"NVML: GPU {gpu.index} dropped from telemetry: {why}; its columns stay empty from here on")
 
+    def free_bytes(self, index: int = 0) -> int | None:
+        """Free memory of GPU `index` now (the planner's VRAM budget), None when NVML cannot say."""
+        gpu = next((g for g in self._gpus if g.index == index), None)
+        try:
+            return int(self._nv.nvmlDeviceGetMemoryInfo(gpu.handle).free) if gpu else None
+        except Exception:  # noqa: BLE001 - no budget rather than no plan
+            return None
+
+    def describe_gpus(self) -> list[dict]:
+        """Name, memory, driver and PCIe link (current and max) of each GPU: the host fingerprint's part."""
+        try:
+            driver = self._nv.nvmlSystemGetDriverVersion()
+        except Exception:  # noqa: BLE001
+            driver = ""
+        out = []
+        for gpu in self._gpus:
+            try:
+                name = self._nv.nvmlDeviceGetName(gpu.handle)
+                total = int(self._nv.nvmlDeviceGetMemoryInfo(gpu.handle).total)
+            except Exception:  # noqa: BLE001 - a GPU that cannot say what it is is left out
+                continue
+            link = {}
+            for key, fn in (("pcie_gen_current", "nvmlDeviceGetCurrPcieLinkGeneration"),
+                            ("pcie_width_current", "nvmlDeviceGetCurrPcieLinkWidth")):
+                try:
+                    link[key] = int(getattr(self._nv, fn)(gpu.handle))
+                except Exception:  # noqa: BLE001 - NotSupported (vGPU): left empty
+                    link[key] = None
+            maxima = {k: int(v) for k, v in gpu.static.items()}
+            out.append({"name": name.decode() if isinstance(name, bytes) else name, "vram_total_mib": total // MIB,
+                        "driver": driver.decode() if isinstance(driver, bytes) else driver, **link,
+                        "pcie_gen_max": maxima.get("pcie_gen_max"), "pcie_width_max": maxima.get("pcie_width_max")})
+        return out
+
     def close(self) -> None:
         """Shut NVML down (once)."""
         if self._closed:

@@ -1,0 +1,133 @@
+"""Engine knobs: the settings besides the placement that change speed or memory, each a possible axis of the
+sweep's grid. bench.yaml gives each knob one value or a list (`ubatch: [512, 2048, 4096]`); every list is an
+axis, crossed with the other knobs and with each strategy's parameter grid. A configuration carries one value
+per knob (`Knobs`), and that value is part of its identity.
+
+| knob | values | engine default when left out |
+|---|---|---|
+| `ubatch`, `batch` | micro-batch / logical batch, tokens | 512 / 2048 |
+| `threads`, `threads_batch` | threads for generation / prompt processing | one per physical core / as threads |
+| `flash_attn` | true / false | the engine's (mainline auto, ik on) |
+| `op_offload` | true / false: offload host tensor operations to the accelerator | on |
+| `load_mode` | `mmap`, `no-mmap`, `mlock` (mapped and locked in RAM) | mmap |
+| `cache_type_k`, `cache_type_v` | KV cache types (f16, q8_0, ...) | f16 (always passed) |
+
+How each knob is spelled for each engine and tool is `harness.plan.knob_flags`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+KNOB_NAMES = ("ubatch", "batch", "threads", "threads_batch", "flash_attn", "op_offload", "load_mode",
+              "cache_type_k", "cache_type_v")
+LOAD_MODES = ("mmap", "no-mmap", "mlock")
+DEFAULT_UBATCH = 512     # both engines' n_ubatch default (llama_context_default_params)
+DEFAULT_BATCH = 2048     # both engines' n_batch default
+
+# Knobs that were bench settings before knobs became axes: always part of a configuration's identity, so that
+# sweeps started before keep their config ids (and resume). The others join the identity only when set.
+_LEGACY_IDENTITY = ("threads", "batch", "ubatch", "flash_attn", "cache_type_k", "cache_type_v")
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """One value per knob; None leaves the knob at the engine's default (threads: the CPU budget's)."""
+
+    ubatch: int | None = None
+    batch: int | None = None
+    threads: int | None = None
+    threads_batch: int | None = None
+    flash_attn: bool | None = None
+    op_offload: bool | None = None
+    load_mode: str | None = None
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two configurations' knobs the same (see `_LEGACY_IDENTITY`)."""
+        return {k: v for k, v in asdict(self).items() if k in _LEGACY_IDENTITY or v is not None}
+
+    def columns(self) -> dict[str, Any]:
+        """The results columns (`threads` is written by the runner: the count the engine really ran with)."""
+        return {k: v for k, v in asdict(self).items() if k != "threads"}
+
+    @property
+    def mmap(self) -> bool:
+        """Whether the engine maps the model file (decides what its CPU model buffer costs)."""
+        return self.load_mode != "no-mmap"
+
+    def effective_ubatch(self, n_ctx: int) -> int:
+        """The micro-batch the engine really uses: n_ubatch = min(ubatch, n_batch), n_batch = min(batch, n_ctx)
+        (llama_context: a causal model never batches more tokens than its context holds)."""
+        batch = min(self.batch or DEFAULT_BATCH, n_ctx)
+        return max(min(self.ubatch or DEFAULT_UBATCH, batch), 1)
+
+    def describe(self, names: tuple[str, ...] | list[str] | None = None) -> str:
+        """`ubatch=2048, threads=4`: the knobs in `names` (default: those set, cache types only when not f16)."""
+        if names is None:
+            names = [f.name for f in fields(self) if getattr(self, f.name) not in (None, "f16")]
+        return ", ".join(f"{name}={_shown(getattr(self, name))}" for name in names)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "default"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def check_knob_values(name: str, value: Any) -> Any:
+    """A knob's value or list of values from bench.yaml (a list is an axis), checked; cache types lower-cased.
+    Raises ValueError saying what is allowed."""
+    if value is None:
+        return value
+    items = value if isinstance(value, list) else [value]
+    if name.startswith("cache_type"):
+        from harness.errors import unknown_name
+        from harness.plan.memory import CACHE_TYPE_BYTES
+
+        for item in items:
+            if not isinstance(item, str) or item.lower() not in CACHE_TYPE_BYTES:
+                raise ValueError(str(unknown_name("cache type", str(item), CACHE_TYPE_BYTES, "allowed")))
+        items = [item.lower() for item in items]
+        value = items if isinstance(value, list) else items[0]
+    valid, expected = _RULES.get(name, (lambda v: True, ""))
+    if not items or not all(valid(v) for v in items):
+        raise ValueError(f"give {expected}, or a list of them")
+    if len(set(map(repr, items))) != len(items):
+        raise ValueError("a value is listed twice")
+    return value
+
+
+_RULES = {
+    **{name: (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number >= 1")
+       for name in ("ubatch", "batch", "threads", "threads_batch")},
+    **{name: (lambda v: isinstance(v, bool), "true or false") for name in ("flash_attn", "op_offload")},
+    "load_mode": (lambda v: v in LOAD_MODES, f"one of {', '.join(LOAD_MODES)}"),
+    "cache_type_k": (lambda v: True, "a cache type"),
+    "cache_type_v": (lambda v: True, "a cache type"),
+}
+
+
+def knob_values(settings: Any) -> dict[str, list]:
+    """Each knob's values from bench settings (an object with one attribute per knob: a value or a list)."""
+    out = {}
+    for name in KNOB_NAMES:
+        value = getattr(settings, name)
+        out[name] = list(value) if isinstance(value, (list, tuple)) else [value]
+    return out
+
+
+def varying_knobs(settings: Any) -> list[str]:
+    """The knobs that are axes: given more than one value."""
+    return [name for name, values in knob_values(settings).items() if len(values) > 1]
+
+
+def knob_grid(settings: Any) -> list[Knobs]:
+    """Every combination of the knobs' values, in bench.yaml's order (the last knob varies fastest)."""
+    values = knob_values(settings)
+    return [Knobs(**dict(zip(KNOB_NAMES, combo))) for combo in itertools.product(*values.values())]
