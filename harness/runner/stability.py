@@ -69,5 +69,5 @@ def row_warnings(*, repetitions: list[float], sample_ms: float | None, ci: Inter
         out.append(f"GPU throttled: {throttle}")
     n = telemetry.get("telemetry_samples")
     if n is not None and n < MIN_TELEMETRY_SAMPLES:
-        out.append(f"telemetry: {n} samples < {MIN_TELEMETRY_SAMPLES} (a reading, not a summary)")
+        out.append(f"telemetry: {n} samples < {MIN_TELEMETRY_SAMPLES}")  # a reading, not a summary
     return out
