@@ -299,3 +299,34 @@ strategies: [all-gpu, cpu-moe, {name: first-n-experts, params: {n: 2}}]
         means = [float(r["tps_mean"]) for r in rows if r["config_id"] == cid and r["test"] == "tg8"]
         low, high = float(last["tps_ci_low"]), float(last["tps_ci_high"])
         assert low < sum(means) / 3 < high  # the interval over the three processes
+
+
+def test_until_adds_rounds_only_while_the_interval_is_too_wide(mainline_engine, tmp_path):
+    """`until`: after the fixed rounds, more only for configurations whose interval is wider than the target,
+    up to max_processes."""
+    def run(ci_pct: float, out: str) -> list[dict]:
+        config = tmp_path / f"{out}.yaml"
+        config.write_text(f"""
+models: [{{synth: tiny}}]
+engines: [mainline]
+tools: [llama-bench]
+rpc_rig: true
+strategies: [all-gpu, cpu-moe, {{name: first-n-experts, params: {{n: 2}}}}]
+bench: {{prompt_tokens: [16], gen_tokens: [4], repetitions: 1, processes: 3, ctx: 256,
+        until: {{ci_pct: {ci_pct}, max_processes: 5}}}}
+""")
+        result = run_cli("run", config, "--out", tmp_path / out)
+        assert result.returncode == 0, result.stderr
+        return list(csv.DictReader((tmp_path / out / "default" / "runs.csv").open()))
+
+    tight = run(0.0001, "tight")  # never met: every configuration runs max_processes
+    assert {int(r["process_index"]) for r in tight} == set(range(5)) and len(tight) == 3 * 2 * 5
+    rows = run(30, "target")
+    for strategy in ("all-gpu", "cpu-moe", "first-n-experts"):
+        mine = [r for r in rows if r["strategy"] == strategy]
+        after_fixed = [r for r in mine if r["process_index"] == "2"]  # the intervals the decision saw
+        wide = any((float(r["tps_ci_high"]) - float(r["tps_ci_low"])) / (float(r["tps_ci_high"])
+                                                                          + float(r["tps_ci_low"])) * 100 > 30
+                   for r in after_fixed)
+        extra = max(int(r["process_index"]) for r in mine) > 2
+        assert extra == wide, (strategy, [(r["test"], r["tps_ci_low"], r["tps_ci_high"]) for r in after_fixed])
