@@ -20,17 +20,12 @@ def _cpu_model() -> str:
 
 
 def _gpus() -> list[dict]:
-    """Name, memory, driver and PCIe link of each NVIDIA GPU (through the one NVML opener,
-    `harness.telemetry.nvml.open_nvml`); empty without a driver (this is not an error)."""
-    from harness.telemetry.nvml import open_nvml
+    """Name, memory, driver and PCIe link of each NVIDIA GPU (through the process's one NVML session,
+    `harness.telemetry.nvml.shared_nvml`); empty without a driver (this is not an error)."""
+    from harness.telemetry.nvml import shared_nvml
 
-    nvml = open_nvml()
-    if nvml is None:
-        return []
-    try:
-        return nvml.describe_gpus()
-    finally:
-        nvml.close()
+    nvml = shared_nvml()
+    return nvml.describe_gpus() if nvml is not None else []
 
 
 @lru_cache(maxsize=1)

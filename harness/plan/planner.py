@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -140,15 +139,10 @@ def vram_budget_bytes(config: BenchConfig) -> int | None:
         return int(config.vram_budget_mib * MIB)
     if config.vram_limit_gib is not None:
         return int(config.vram_limit_gib * 1024 * MIB)
-    from harness.telemetry.nvml import open_nvml
+    from harness.telemetry.nvml import shared_nvml
 
-    nvml = open_nvml()
-    if nvml is None:
-        return None
-    try:
-        return nvml.free_bytes(0)
-    finally:
-        nvml.close()
+    nvml = shared_nvml()
+    return nvml.free_bytes(0) if nvml is not None else None
 
 
 def context_tokens(tool: str, bench: BenchSettings) -> int:
@@ -200,11 +194,14 @@ def check_knobs(config: BenchConfig, engines: list[Engine], budget: CpuBudget) -
 
 
 def plan_configurations(config: BenchConfig, models: list[ResolvedModel], engines: list[Engine],
-                        devices: dict[str, str], budget: CpuBudget, *, shuffle: bool = True) -> list[Configuration]:
-    """Every configuration, in the configured order (random with a seed by default, unless not `shuffle`:
-    model, strategy point, knobs, engine, tool); `devices` gives each engine's accelerator by engine name.
-    Raises UserError when a knob value cannot be set (see module doc)."""
-    syntaxes = check_knobs(config, engines, budget)
+                        devices: dict[str, str], budget: CpuBudget,
+                        syntaxes: dict[tuple[str, str], ToolSyntax] | None = None) -> list[Configuration]:
+    """Every configuration, in grid order (model, strategy point, knobs, engine, tool; the run interleaves them
+    in its own seeded order per round, `harness.runner.schedule`); `devices` gives each engine's accelerator by
+    engine name; `syntaxes`: what `check_knobs` found, when the caller has already checked. Raises UserError
+    when a knob value cannot be set (see module doc)."""
+    if syntaxes is None:
+        syntaxes = check_knobs(config, engines, budget)
     vram_budget = vram_budget_bytes(config)
     extra = {engine.name: config.engine_args.get(spec.name, []) for spec, engine in zip(config.engines, engines)}
     points = [(None, {})] if not config.strategies else [
@@ -222,8 +219,6 @@ def plan_configurations(config: BenchConfig, models: list[ResolvedModel], engine
                                              syntax=syntaxes.get((engine.name, tool)))
                         out.append(_planned(conf, config.bench, vram_budget,
                                             partial(_target, targets, engine, tool, devices)))
-    if shuffle and config.order.random:
-        random.Random(config.order.seed).shuffle(out)
     return out
 
 
@@ -272,8 +267,7 @@ def plan_sweep(config: BenchConfig) -> list[tuple[str, Configuration]]:
     engines = [find_engine(e.name, config.engine_paths()) for e in config.engines]
     budget = plan_budget(config.rpc_rig)
     models = [resolve_model(m, config, write=False) for m in config.models]
-    confs = plan_configurations(config, models, engines, accelerator_devices(config, engines), budget,
-                                shuffle=False)
+    confs = plan_configurations(config, models, engines, accelerator_devices(config, engines), budget)
     return [(config_id(config.bench, conf), conf) for conf in confs]
 
 

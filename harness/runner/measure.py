@@ -34,8 +34,8 @@ class ProcessSettings:
 
 
 def measure(conf: Configuration, settings: ProcessSettings, log_path: Path) -> list[tuple[BenchTest, list[str]]]:
-    if not conf.engine.has(conf.tool):
-        raise RunFailed(f"engine {conf.engine.name} has no {conf.tool}")
+    """One process round of a configuration the planner could place (an engine without the tool is its
+    `error`, a failed row before anything runs)."""
     if conf.tool == "llama-bench":
         return _llama_bench(conf, settings, log_path)
     if conf.tool == "llama-sweep-bench":

@@ -10,6 +10,7 @@ again. What the store already holds (resume) counts: a configuration's round is 
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -109,8 +110,6 @@ class Schedule:
 
 def history_from_rows(rows) -> dict[str, History]:
     """Each configuration's history from the rows of runs.csv (version-1 rows are process 0)."""
-    import json
-
     out: dict[str, History] = {}
     for row in rows:
         cid = row.get("config_id")

@@ -31,7 +31,7 @@ from harness.runner.rows import base_row, phase_telemetry, telemetry_file, ttft_
 from harness.runner.schedule import Schedule, history_from_rows
 from harness.runner.stability import row_warnings
 from harness.store import ResultsStore
-from harness.telemetry import Sampler, open_nvml
+from harness.telemetry import Sampler, shared_nvml
 
 
 class SweepProgress(Protocol):
@@ -77,7 +77,7 @@ def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None
                         "`name:` or --out")
     engines = [find_engine(e.name, config.engine_paths()) for e in config.engines]
     budget = plan_budget(config.rpc_rig)
-    check_knobs(config, engines, budget)  # before anything is written or started
+    syntaxes = check_knobs(config, engines, budget)  # before anything is written or started
     models = [resolve_model(m, config) for m in config.models]
     with contextlib.ExitStack() as stack:
         endpoints, rig_pids = {}, {}
@@ -86,11 +86,9 @@ def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None
                                                 log_path=store.logs / f"rpc-{engine.name}.log"))
             endpoints[engine.name], rig_pids[engine.name] = rpc.endpoint, rpc.pid
         devices = accelerator_devices(config, engines, endpoints)
-        planned = plan_configurations(config, models, engines, devices, budget)
+        planned = plan_configurations(config, models, engines, devices, budget, syntaxes)
         confs = {config_id(config.bench, conf): conf for conf in planned}
-        nvml = open_nvml() if config.telemetry.enabled else None  # once: nvmlInit can take seconds
-        if nvml is not None:
-            stack.callback(nvml.close)
+        nvml = shared_nvml() if config.telemetry.enabled else None  # the planner's and fingerprint's session
         store.write_meta({
             "moebench_version": __version__, "config": config.model_dump(mode="json"),
             "config_file": str(config.source_path), "host": host_fingerprint(),
@@ -126,7 +124,7 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
     """Round `round_` of one configuration: one measuring process (for llama-bench, one per test)."""
     history = schedule.history[cid]
     row = {**base_row(config, conf), "config_id": cid, "process_index": round_,
-           "cpus": cpu_list(budget.engine_cpus), "rpc_cpus": cpu_list(budget.rpc_cpus or ()) if config.rpc_rig else "",
+           "cpus": cpu_list(budget.engine_cpus), "rpc_cpus": cpu_list(budget.rpc_cpus or ()),
            "run_id": run_id(cid, round_)}
     progress.start(f"[{round_ + 1}/{max(schedule.processes, round_ + 1)}] {conf.label}")
 

@@ -43,7 +43,9 @@ callback of `sample` (the sampler keeps them for the results row) and to `loggin
 
 from __future__ import annotations
 
+import atexit
 import logging
+from functools import lru_cache
 from types import ModuleType
 from typing import Any, Callable
 
@@ -263,6 +265,17 @@ def open_nvml(module: ModuleType | None = None, warn: Warn | None = None) -> Nvm
             pass
         return None
     return NvmlSource(nv, gpus)
+
+
+@lru_cache(maxsize=1)
+def shared_nvml() -> NvmlSource | None:
+    """This process's one NVML session, for the host fingerprint, the planner's VRAM budget and the sweep's
+    samplers: opened on first use (nvmlInit can take seconds on a GPU without persistence mode), closed at
+    exit. None without a library, a driver or a GPU."""
+    source = open_nvml()
+    if source is not None:
+        atexit.register(source.close)
+    return source
 
 
 def _describe(exc: BaseException) -> str:
