@@ -31,7 +31,8 @@ import pandas as pd
 from scipy import stats
 
 from harness.analysis.load import load_results
-from harness.analysis.stats import headline_test, pairwise_verdicts, summarize
+from harness.analysis.stats import headline_test, summarize
+from harness.analysis.verdicts import pairwise_verdicts
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = ["model", "engine", "tool", "test"]

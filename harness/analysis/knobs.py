@@ -19,8 +19,9 @@ import math
 
 import pandas as pd
 
-KNOBS = ("ubatch", "batch", "threads", "threads_batch", "flash_attn", "op_offload", "load_mode", "cache_type_k",
-         "cache_type_v")
+from harness.plan.knobs import KNOB_NAMES
+
+KNOBS = KNOB_NAMES  # the planner's knobs (`harness.plan.knobs`), one runs.csv column each
 KNOB_LABELS = {"ubatch": "ub", "batch": "b", "threads": "t", "threads_batch": "tb", "flash_attn": "fa",
                "op_offload": "op", "load_mode": "load", "cache_type_k": "ctk", "cache_type_v": "ctv"}
 _SWITCHES = {"flash_attn", "op_offload"}

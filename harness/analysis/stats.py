@@ -24,25 +24,10 @@ import statistics
 
 import numpy as np
 import pandas as pd
-
-from harness.analysis.knobs import KNOBS
 from scipy.stats import t as scipy_t
 
-from harness.intervals import LEVEL, confidence_interval, t_critical
-
-__all__ = ["GROUP", "TABLE_COLUMNS", "best_strategies", "confidence_interval", "headline_test", "pairwise_verdicts",
-           "status_counts", "summarize", "t_critical", "unit_samples"]
-
-
-def __getattr__(name: str):
-    """`best_strategies` and `pairwise_verdicts` live in `harness.analysis.verdicts` (which imports this
-    module); importing them from here still works."""
-    if name in ("best_strategies", "pairwise_verdicts"):
-        from harness.analysis import verdicts
-
-        return getattr(verdicts, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+from harness.analysis.knobs import KNOBS
+from harness.intervals import LEVEL
 
 GROUP = ["sweep_label", "model", "engine", "tool", "strategy", "strategy_params", "placement", *KNOBS, "test"]
 
@@ -52,29 +37,6 @@ TABLE_COLUMNS = [
     "stdev", "cv_pct", "ci_low", "ci_high", "warnings", "ttft_ms_mean", "predicted_vram_mib", "vram_peak_mib",
     "pcie_mib_per_token", "loopback_mib_per_token", "joules_per_token",
 ]
-
-
-def _process_mean(row) -> float:
-    value = pd.to_numeric(pd.Series([row.get("tps_mean")]), errors="coerce").iat[0]
-    if pd.notna(value):
-        return float(value)
-    samples = row.get("samples") or []
-    return statistics.fmean(samples) if samples else math.nan
-
-
-def unit_samples(group: pd.DataFrame) -> tuple[str, list[float]]:
-    """(unit, samples) of one configuration's ok rows, by the rule in the module docstring."""
-    if len(group) >= 2:
-        values = [_process_mean(row) for _, row in group.iterrows()]
-        return "processes", [v for v in values if not math.isnan(v)]
-    if len(group) == 0:
-        return "repetitions", []
-    row = group.iloc[0]
-    samples = list(row.get("samples") or [])
-    if not samples:
-        value = _process_mean(row)
-        samples = [] if math.isnan(value) else [value]
-    return "repetitions", samples
 
 
 def join_warnings(cells) -> str:
@@ -151,20 +113,13 @@ def interval_frame(owners: np.ndarray, values: np.ndarray, groups: int) -> pd.Da
 
 
 def _unit_samples(pos: np.ndarray, process: np.ndarray, samples: list) -> tuple[str, list[float]]:
-    """`unit_samples` over precomputed process means (the rows at `pos`)."""
+    """(unit, samples) of one configuration's ok rows (at `pos`), by the rule in the module docstring."""
     if len(pos) >= 2:
         return "processes", [float(v) for v in process[pos] if not math.isnan(v)]
     values = list(samples[pos[0]] or [])
     if not values and not math.isnan(process[pos[0]]):
         values = [float(process[pos[0]])]
     return "repetitions", values
-
-
-def _mean(series) -> float:
-    if series is None:
-        return math.nan
-    values = pd.to_numeric(series, errors="coerce").dropna()
-    return float(values.mean()) if len(values) else math.nan
 
 
 def status_counts(df: pd.DataFrame) -> pd.DataFrame:

@@ -80,7 +80,8 @@ def print_summary(folder: Path, console: Console) -> None:
     """The closing summary: the report's own table and "best" (one definition, `harness.analysis`), with the
     95% intervals and the stability warnings."""
     from harness.analysis.load import load_results
-    from harness.analysis.stats import best_strategies, headline_test, summarize
+    from harness.analysis.stats import headline_test, summarize
+    from harness.analysis.verdicts import best_strategies
 
     df = load_results(folder)
     table = summarize(df)
