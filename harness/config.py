@@ -313,11 +313,10 @@ def load_config(path: Path) -> BenchConfig:
         lines = _line_index(node) if node is not None else {}
         messages = [_format_error(path, err, lines) for err in exc.errors()]
         raise UserError("\n".join(messages)) from None
+    config.source_path = path.resolve()
     problem = _context_problem(config)
     if problem:
-        loc = ("bench", "ctx")
-        raise UserError(f"{path}:{_line_for(loc, _line_index(node))}: bench.ctx: {problem}")
-    config.source_path = path.resolve()
+        raise UserError(config.where(("bench", "ctx")) + problem)
     return config
 
 

@@ -15,6 +15,15 @@ from harness.runner.llama_server import LlamaServer
 from harness import procs
 
 
+def _run_sweep(tmp_path, bench_yaml: str) -> list[dict]:
+    """`moebench run` of this bench.yaml into tmp_path/out (it must succeed); the rows it wrote."""
+    config = tmp_path / "bench.yaml"
+    config.write_text(bench_yaml)
+    result = run_cli("run", config, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    return list(csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open()))
+
+
 def test_llama_bench_measures_pp_and_tg(engine, tiny_model, tmp_path):
     settings = BenchSettings(prompt_tokens=[64], gen_tokens=[16], repetitions=2)
     argv = bench_argv(engine.tool("llama-bench"), tiny_model, settings, ["-t", "2"])
@@ -109,8 +118,7 @@ def _as_planned(argv: list[str]) -> list[str]:
 
 
 def test_predicted_oom_and_unplaceable_become_rows(mainline_engine, ik_engine, tmp_path):
-    config = tmp_path / "bench.yaml"
-    config.write_text("""
+    rows = _run_sweep(tmp_path, """
 models: [{synth: tiny}]
 engines: [mainline, ik]
 tools: [llama-bench]
@@ -122,9 +130,6 @@ strategies:
   - name: first-n-experts
     params: {n: 6}
 """)
-    result = run_cli("run", config, "--out", tmp_path / "out")
-    assert result.returncode == 0, result.stderr
-    rows = list(csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open()))
     by = {(r["engine"].split("-")[0], r["strategy"]): r for r in rows}
     assert by["mainline", "all-gpu"]["status"] == "skipped: predicted-oom"
     assert "budget 16 MiB" in by["mainline", "all-gpu"]["reason"]
@@ -151,12 +156,8 @@ def _unloadable_gguf(path):
 def test_engine_failure_becomes_a_failed_row(mainline_engine, tiny_model, tmp_path):
     """A model the engine cannot load: the run fails, the row says why with the log tail, the sweep goes on."""
     broken = _unloadable_gguf(tmp_path / "broken.gguf")
-    config = tmp_path / "bench.yaml"
-    config.write_text(f"models:\n  - path: {broken}\n  - path: {tiny_model}\nengines: [mainline]\n"
+    rows = _run_sweep(tmp_path, f"models:\n  - path: {broken}\n  - path: {tiny_model}\nengines: [mainline]\n"
                       "bench:\n  prompt_tokens: [32]\n  gen_tokens: [4]\n  repetitions: 1\n  processes: 1\n")
-    result = run_cli("run", config, "--out", tmp_path / "out")
-    assert result.returncode == 0, result.stderr
-    rows = list(csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open()))
     failed = [r for r in rows if r["status"] == "failed"]
     ok = [r for r in rows if r["status"] == "ok"]
     assert len(failed) == 1 and failed[0]["model_file"] == str(broken)
@@ -165,13 +166,9 @@ def test_engine_failure_becomes_a_failed_row(mainline_engine, tiny_model, tmp_pa
 
 
 def test_hung_engine_is_killed_at_the_timeout(mainline_engine, tiny_model, tmp_path):
-    config = tmp_path / "bench.yaml"
-    config.write_text(f"models:\n  - path: {tiny_model}\nengines: [mainline]\n"
+    rows = _run_sweep(tmp_path, f"models:\n  - path: {tiny_model}\nengines: [mainline]\n"
                       "bench:\n  prompt_tokens: [4096]\n  gen_tokens: [512]\n  repetitions: 50\n  ctx: 8192\n"
                       "timeouts:\n  run_s: 2\n")
-    result = run_cli("run", config, "--out", tmp_path / "out")
-    assert result.returncode == 0, result.stderr
-    rows = list(csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open()))
     assert len(rows) == 1 and rows[0]["status"] == "failed"
     assert rows[0]["reason"].startswith("timed out after 2 s")
     assert float(rows[0]["duration_s"]) < 30
@@ -213,16 +210,12 @@ strategies: [all-gpu, cpu-moe]
 
 
 def test_ik_sweep_bench_measures_speed_over_depth(ik_engine, mainline_engine, tmp_path):
-    config = tmp_path / "bench.yaml"
-    config.write_text("""
+    rows = _run_sweep(tmp_path, """
 models: [{synth: tiny-glm}]
 engines: [ik, mainline]
 tools: [llama-sweep-bench]
 bench: {ctx: 256, ubatch: 64, processes: 1}
 """)
-    result = run_cli("run", config, "--out", tmp_path / "out")
-    assert result.returncode == 0, result.stderr
-    rows = list(csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open()))
     ik = [r for r in rows if r["engine_dialect"] == "ik"]
     assert {r["test"] for r in ik} == {f"{kind}@d{d}" if d else kind for kind in ("pp64", "tg16")
                                        for d in (0, 64, 128, 192)}
@@ -235,16 +228,12 @@ bench: {ctx: 256, ubatch: 64, processes: 1}
 
 
 def test_server_concurrency_gives_aggregate_generation_speed(mainline_engine, tmp_path):
-    config = tmp_path / "bench.yaml"
-    config.write_text("""
+    rows = {r["test"]: r for r in _run_sweep(tmp_path, """
 models: [{synth: tiny}]
 engines: [mainline]
 tools: [llama-server]
 bench: {prompt_tokens: [32], gen_tokens: [16], repetitions: 2, processes: 1, ctx: 256, concurrency: [1, 3]}
-""")
-    result = run_cli("run", config, "--out", tmp_path / "out")
-    assert result.returncode == 0, result.stderr
-    rows = {r["test"]: r for r in csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open())}
+""")}
     assert set(rows) == {"pp32", "tg16", "tg16x3"}
     assert all(r["status"] == "ok" for r in rows.values())
     assert "-np" in json.loads(rows["tg16x3"]["command"])
@@ -270,17 +259,13 @@ def test_missing_model_and_engine_are_one_line_errors(mainline_engine, tmp_path)
 def test_processes_are_replicated_in_interleaved_rounds(mainline_engine, tmp_path):
     """Each configuration in fresh processes, round after round; each row its process's mean, the interval over
     the processes so far, and the stability warnings (these tests are deliberately too short)."""
-    config = tmp_path / "bench.yaml"
-    config.write_text("""
+    rows = _run_sweep(tmp_path, """
 models: [{synth: tiny}]
 engines: [mainline]
 rpc_rig: true
 bench: {prompt_tokens: [32], gen_tokens: [8], repetitions: 2, processes: 3, ctx: 256}
 strategies: [all-gpu, cpu-moe, {name: first-n-experts, params: {n: 2}}]
 """)
-    result = run_cli("run", config, "--out", tmp_path / "out")
-    assert result.returncode == 0, result.stderr
-    rows = list(csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open()))
     assert len(rows) == 3 * 2 * 3 and all(r["status"] == "ok" for r in rows)
     rounds = [int(r["process_index"]) for r in rows]
     assert rounds == sorted(rounds)  # round after round
