@@ -26,7 +26,10 @@ from pydantic import (
     BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
 )
 
-from harness.errors import UserError, unknown_name
+from harness.config_devices import RpcRig, device_problems
+from harness.config_lines import format_error, line_for, line_index
+from harness.config_lines import unknown_message as _unknown
+from harness.errors import UserError
 from harness.plan.knobs import KNOB_NAMES, check_knob_values
 
 
@@ -172,9 +175,12 @@ class BenchConfig(_Strict):
     tools: list[Literal["llama-bench", "llama-server", "llama-sweep-bench"]] = Field(
         default_factory=lambda: ["llama-bench"])
     strategies: list[StrategySpec] = Field(default_factory=list)
-    devices: list[str] = Field(default_factory=list, description="the accelerator as engines name it")
-    rpc_rig: bool = Field(False, description="start each engine's own RPC server on loopback as the accelerator")
-    vram_budget_mib: float | None = Field(None, gt=0)
+    # the accelerators and their budgets (harness/config_devices.py)
+    devices: list[str] = Field(default_factory=list, description="the accelerators as engines name them")
+    rpc: list[str] = Field(default_factory=list, description="remote RPC servers (host:port), a device each")
+    rpc_rig: RpcRig | None = Field(None, description="each engine's own RPC server(s) on loopback as devices "
+                                                    "(true: one; {servers: 2})")
+    vram_budget_mib: float | list[float] | None = Field(None, description="per device: one number, or a list")
     vram_limit_gib: float | None = Field(None, gt=0, description="emulate a card this size: reserve the rest")
     vram_limit_device: int = Field(0, ge=0, description="the CUDA device index vram_limit_gib applies to")
     bench: BenchSettings = Field(default_factory=BenchSettings)
@@ -190,6 +196,11 @@ class BenchConfig(_Strict):
         if isinstance(value, list):
             return [{"name": v} if isinstance(v, str) else v for v in value]
         return value
+
+    @field_validator("rpc_rig", mode="before")
+    @classmethod
+    def _rig_shorthand(cls, value: Any) -> Any:
+        return {"servers": 1} if value is True else None if value is False else value
 
     # set by load_config: where the file lives, for resolving relative paths
     source_path: Path | None = Field(None, exclude=True)
@@ -213,76 +224,14 @@ class BenchConfig(_Strict):
         if self.source_path is None:
             return ""
         try:
-            line = _line_for(key, _line_index(yaml.compose(self.source_path.read_text())))
+            line = line_for(key, line_index(yaml.compose(self.source_path.read_text())))
         except (OSError, yaml.YAMLError):
             line = None
-        return f"{self.source_path}:{line}: {'.'.join(key)}: " if line else f"{self.source_path}: {'.'.join(key)}: "
+        name = ".".join(map(str, key))
+        return f"{self.source_path}:{line}: {name}: " if line else f"{self.source_path}: {name}: "
 
     def engine_paths(self) -> dict[str, Path]:
         return {e.name: self.resolve(e.path) for e in self.engines if e.path is not None}
-
-
-def _unknown(what: str, value: str, known) -> str:
-    return str(unknown_name(what, value, known, "allowed"))
-
-
-def _line_index(node: yaml.Node, path: tuple = (), index: dict | None = None) -> dict[tuple, int]:
-    """Map each key path (as pydantic reports it) to its 1-based line in the YAML file."""
-    index = {} if index is None else index
-    index.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key_path = path + (key_node.value,)
-            index[key_path] = key_node.start_mark.line + 1
-            _line_index(value_node, key_path, index)
-            index[key_path] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_index(item, path + (i,), index)
-    return index
-
-
-def _line_for(loc: tuple, lines: dict[tuple, int]) -> int | None:
-    while loc:
-        if loc in lines:
-            return lines[loc]
-        loc = loc[:-1]
-    return lines.get(())
-
-
-def _allowed_keys(loc: tuple) -> list[str]:
-    model: type[BaseModel] = BenchConfig
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return []
-        annotation = field.annotation
-        inner = getattr(annotation, "__args__", (annotation,))[0]
-        if isinstance(inner, type) and issubclass(inner, BaseModel):
-            model = inner
-        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        else:
-            return []
-    return [k for k in model.model_fields if k != "source_path"]
-
-
-def _format_error(path: Path, err: dict, lines: dict[tuple, int]) -> str:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    key = ".".join(str(p) for p in loc) or "(top level)"
-    line = _line_for(loc, lines)
-    where = f"{path}:{line}" if line else str(path)
-    if err["type"] == "extra_forbidden":
-        allowed = _allowed_keys(loc)
-        return f"{where}: {_unknown('key', str(loc[-1]), allowed)} (at {key})"
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "missing":
-        return f"{where}: missing required key {key!r}"
-    value = err.get("input")
-    shown = f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) else ""
-    return f"{where}: {key}: {msg}{shown}"
 
 
 def load_config(path: Path) -> BenchConfig:
@@ -310,13 +259,16 @@ def load_config(path: Path) -> BenchConfig:
     try:
         config = BenchConfig.model_validate(data)
     except ValidationError as exc:
-        lines = _line_index(node) if node is not None else {}
-        messages = [_format_error(path, err, lines) for err in exc.errors()]
+        lines = line_index(node) if node is not None else {}
+        messages = [format_error(BenchConfig, path, err, lines) for err in exc.errors()]
         raise UserError("\n".join(messages)) from None
     config.source_path = path.resolve()
     problem = _context_problem(config)
     if problem:
         raise UserError(config.where(("bench", "ctx")) + problem)
+    problems = device_problems(config)
+    if problems:
+        raise UserError("\n".join(config.where(key) + message for key, message in problems))
     return config
 
 

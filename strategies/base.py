@@ -15,7 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from harness.errors import UserError, did_you_mean
 from harness.models.inspect import ModelInfo
@@ -26,6 +26,30 @@ class StrategyParams(BaseModel):
     """Parameters of a strategy; unknown names are rejected."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SplitParams(StrategyParams):
+    """Parameters of a strategy that can share its accelerator layers out over several devices: `split`, one
+    weight per accelerator (`[3, 1]`, or "3,1"); none: everything on the first accelerator. The layers go
+    out in contiguous blocks by mainline's `-ts` rule (`harness.plan.split`)."""
+
+    split: tuple[float, ...] | None = None
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def _split(cls, value):
+        if isinstance(value, str):
+            value = [p.strip() for p in value.replace("/", ",").split(",") if p.strip()]
+        if isinstance(value, (int, float)):
+            value = [value]
+        if value is not None:
+            from harness.plan.split import check_split
+
+            try:
+                check_split([float(v) for v in value])
+            except (UserError, TypeError, ValueError) as exc:
+                raise ValueError(f"{list(value)} is not a split: {exc}") from None
+        return value
 
 
 class Strategy(ABC):
@@ -54,7 +78,17 @@ class Strategy(ABC):
             raise UserError(f"strategy {self.name}: " + "; ".join(messages)) from None
 
     def params_dict(self, params: StrategyParams) -> dict[str, Any]:
-        return params.model_dump()
+        """The parameters a placement records; a split that was not given is left out (one device)."""
+        out = params.model_dump()
+        if out.get("split", 0) is None:
+            del out["split"]
+        elif "split" in out:
+            out["split"] = [int(v) if float(v).is_integer() else v for v in out["split"]]
+        return out
+
+    @property
+    def takes_split(self) -> bool:
+        return "split" in self.Params.model_fields
 
     @abstractmethod
     def place(self, model: ModelInfo, params: StrategyParams) -> Placement:

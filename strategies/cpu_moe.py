@@ -2,7 +2,8 @@
 
 from harness.models.tensor_groups import TensorGroup
 from harness.plan.placement import build_placement, select
-from strategies.base import Strategy, StrategyParams
+from harness.plan.split import offload
+from strategies.base import SplitParams, Strategy
 
 
 class CpuMoe(Strategy):
@@ -10,6 +11,10 @@ class CpuMoe(Strategy):
     needs_experts = True
     summary = "all routed experts on the CPU, attention, shared experts and the rest on the accelerator"
 
-    def place(self, model, params: StrategyParams):
+    Params = SplitParams
+
+    def place(self, model, params: SplitParams):
         experts = select(model, groups=[TensorGroup.ROUTED_EXPERTS])
-        return build_placement(self.name, {}, model, moved_to_cpu=experts)
+        layers, output = offload(model.n_layers, 0, params.split)
+        return build_placement(self.name, self.params_dict(params), model, layer_devices=layers,
+                               output_device=output, moved_to_cpu=experts)

@@ -6,7 +6,8 @@ from pydantic import Field
 from harness.errors import UserError
 from harness.models.tensor_groups import TensorGroup
 from harness.plan.placement import build_placement, select
-from strategies.base import Strategy, StrategyParams
+from harness.plan.split import offload
+from strategies.base import SplitParams, Strategy
 
 
 def expert_layers(model, n: int, *, from_end: bool, strategy: str) -> list[int]:
@@ -24,10 +25,12 @@ class FirstNExperts(Strategy):
     needs_experts = True
     summary = "routed experts of the first n expert layers on the CPU (mainline --n-cpu-moe)"
 
-    class Params(StrategyParams):
+    class Params(SplitParams):
         n: int = Field(ge=0, description="how many expert layers, counted from the first")
 
     def place(self, model, params):
         layers = expert_layers(model, params.n, from_end=False, strategy=self.name)
         experts = select(model, groups=[TensorGroup.ROUTED_EXPERTS], layers=layers)
-        return build_placement(self.name, self.params_dict(params), model, moved_to_cpu=experts)
+        layers, output = offload(model.n_layers, 0, params.split)
+        return build_placement(self.name, self.params_dict(params), model, layer_devices=layers,
+                               output_device=output, moved_to_cpu=experts)

@@ -5,7 +5,8 @@ from pydantic import Field
 from harness.errors import UserError
 from harness.models.tensor_groups import TensorGroup
 from harness.plan.placement import build_placement, select
-from strategies.base import Strategy, StrategyParams
+from harness.plan.split import offload
+from strategies.base import SplitParams, Strategy
 from strategies.first_n_experts import expert_layers
 
 
@@ -14,7 +15,7 @@ class HeadTailExperts(Strategy):
     needs_experts = True
     summary = "routed experts of the first `head` and last `tail` expert layers on the CPU"
 
-    class Params(StrategyParams):
+    class Params(SplitParams):
         head: int = Field(ge=0)
         tail: int = Field(ge=0)
 
@@ -25,4 +26,6 @@ class HeadTailExperts(Strategy):
         layers = (expert_layers(model, params.head, from_end=False, strategy=self.name)
                   + expert_layers(model, params.tail, from_end=True, strategy=self.name))
         experts = select(model, groups=[TensorGroup.ROUTED_EXPERTS], layers=layers)
-        return build_placement(self.name, self.params_dict(params), model, moved_to_cpu=experts)
+        layers, output = offload(model.n_layers, 0, params.split)
+        return build_placement(self.name, self.params_dict(params), model, layer_devices=layers,
+                               output_device=output, moved_to_cpu=experts)

@@ -6,7 +6,8 @@ from pydantic import Field, field_validator
 
 from harness.models.tensor_groups import TensorGroup
 from harness.plan.placement import build_placement, select
-from strategies.base import Strategy, StrategyParams
+from harness.plan.split import offload
+from strategies.base import SplitParams, Strategy
 from strategies.first_n_experts import expert_layers
 
 Matrix = Literal["gate", "up", "down", "gate_up"]
@@ -17,7 +18,7 @@ class PartialExperts(Strategy):
     needs_experts = True
     summary = "only the chosen expert matrices (parts=down, or gate,up) of n expert layers on the CPU"
 
-    class Params(StrategyParams):
+    class Params(SplitParams):
         n: int = Field(ge=0)
         parts: tuple[Matrix, ...] = ("down",)
         side: Literal["first", "last"] = "first"
@@ -32,5 +33,7 @@ class PartialExperts(Strategy):
     def place(self, model, params):
         layers = expert_layers(model, params.n, from_end=params.side == "last", strategy=self.name)
         tensors = select(model, groups=[TensorGroup.ROUTED_EXPERTS], layers=layers, matrices=params.parts)
+        layers, output = offload(model.n_layers, 0, params.split)
         return build_placement(self.name, {**self.params_dict(params), "parts": ",".join(params.parts)}, model,
-                               moved_to_cpu=tensors)
+                               layer_devices=layers,
+                               output_device=output, moved_to_cpu=tensors)

@@ -652,3 +652,30 @@ def test_rpc_rig_loopback_traffic_carries_the_weights(mainline_engine, tiny_mode
     summary = summarize_phase(s.samples, [(0.0, s.samples[-1]["t_s"])], tokens=2 * (64 + 16))
     assert summary["loopback_mib_per_token"] == pytest.approx(moved_mib / 160, rel=0.02)
     assert summary["rss_peak_mib"] >= bench_peak_mib + rpc_rss_before  # both roots' trees are summed
+
+
+def test_each_gpu_has_its_own_columns(install_fake, tmp_path):
+    """Two GPUs doing different things in one phase: each one's VRAM peak, PCIe and utilization in its own
+    runs.csv columns, beside the aggregates (fullest GPU, summed PCIe, mean utilization)."""
+    from harness.store import COLUMNS, ResultsStore
+
+    busy, light = FakeGpu(), FakeGpu()
+    install_fake(busy, light)
+    with Sampler(no_process, hz=100) as s:
+        busy.set("pp")
+        light.set("tg")
+        time.sleep(0.05)
+        start = s.now()
+        time.sleep(0.3)
+        s.mark_phase("pp", start, s.now(), tokens=512)
+        time.sleep(0.05)
+    pp = s.summarize("pp")
+    assert (pp["vram_peak_mib_gpu0"], pp["vram_peak_mib_gpu1"], pp["vram_peak_mib"]) == (6000, 6100, 6100)
+    assert (pp["pcie_rx_mib_s_mean_gpu0"], pp["pcie_rx_mib_s_mean_gpu1"], pp["pcie_rx_mib_s_mean"]) == (500, 100, 600)
+    assert (pp["pcie_tx_mib_s_mean_gpu0"], pp["pcie_tx_mib_s_mean_gpu1"]) == (10, 5)
+    assert (pp["gpu_util_pct_mean_gpu0"], pp["gpu_util_pct_mean_gpu1"], pp["gpu_util_pct_mean"]) == (90, 40, 65)
+    assert pp["vram_peak_mib_gpu2"] is None and "vram_peak_mib_gpu7" in pp
+    store = ResultsStore(tmp_path)
+    store.append({"run_id": "r", "status": "ok", **pp})
+    row = store.rows()[0]
+    assert float(row["vram_peak_mib_gpu1"]) == 6100 and "vram_peak_mib_gpu1" in COLUMNS

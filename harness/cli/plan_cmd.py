@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     flags.add_argument("params", nargs="*", metavar="name=value", help="strategy parameters, e.g. n=4")
     flags.add_argument("--engine", default="mainline", help="mainline, ik, a cached engine id or a folder")
     flags.add_argument("--tool", default="llama-server", choices=TOOLS)
-    flags.add_argument("--device", help="the accelerator as the engine names it: CUDA0, RPC0[127.0.0.1:50052]")
+    flags.add_argument("--device", help="the accelerator(s) as the engine names them: CUDA0, CUDA0,CUDA1, "
+                       "RPC0[127.0.0.1:50052]")
     flags.add_argument("--ctx", type=int, default=4096, help="context size for the KV cache prediction")
     flags.add_argument("--json", action="store_true", help="argument list and predicted bytes per device")
     flags.set_defaults(func=cmd_flags)
@@ -50,13 +51,14 @@ def cmd_flags(args: argparse.Namespace) -> int:
     model = inspect_model(args.model)
     placement = get_strategy(args.strategy).placement(model, parse_assignments(args.params))
     engine = find_engine(args.engine)
-    target = resolve_target(engine, args.tool, args.device)
+    target = resolve_target(engine, args.tool, args.device.split(",") if args.device else None)
     compiled = compile_flags(placement, model, target)
     memory = predict_memory(placement, model, MemorySettings(n_ctx=args.ctx))
-    device_names = {"cpu": "CPU", "accel0": target.buffer_type}
+    device_names = {"cpu": "CPU", **{f"accel{i}": b for i, b in enumerate(target.buffer_types)}}
     if args.json:
         json.dump({
             "engine": engine.name, "dialect": engine.dialect, "tool": args.tool, "device": target.buffer_type,
+            "devices": list(target.buffer_types),
             "strategy": placement.describe(), "args": compiled.args,
             "predicted_weights_bytes": {device_names.get(d, d): b for d, b in memory.weights_bytes.items()},
             "predicted_model_buffer_bytes": predicted_model_buffers(placement, model, target, compiled),
@@ -84,7 +86,7 @@ def plan_rows(config) -> list[dict]:
             "engine": conf.engine.name, "dialect": conf.engine.dialect, "tool": conf.tool,
             "strategy": conf.strategy, "params": conf.params, "knobs": asdict(conf.knobs), "threads": conf.threads,
             "status": status(conf), "error": conf.error,
-            "device": conf.target.buffer_type if conf.target else None,
+            "device": conf.target.buffer_type if conf.target else None, "devices": conf.device_names,
             "args": conf.flags.args if conf.flags else None, "knob_args": conf.knob_args,
             "engine_args": conf.engine_args, "commands": commands(conf, config.bench),
             "memory": conf.memory.to_dict() if conf.memory else None,
@@ -114,12 +116,31 @@ def cmd_plan(args: argparse.Namespace) -> int:
         shown = (escape("\n".join(shlex.join(argv) for argv in r["commands"])) if r["commands"]
                  else f"[red]{escape(r['error'] or '')}")
         table.add_row(r["model"], f"{r['strategy']}({params})" if params else str(r["strategy"] or "defaults"),
-                      *knobs, r["engine"], r["tool"], f"{memory['vram_mib']:.0f}" if memory else "-",
-                      f"{memory['ram_mib']:.0f}" if memory else "-", fits, escape(buffers), shown)
+                      *knobs, r["engine"], r["tool"], _vram_cell(memory, r["devices"]),
+                      f"{memory['ram_mib']:.0f}" if memory else "-", _fits_cell(memory, fits), escape(buffers), shown)
     Console(width=240).print(table)
     print(f"{len(rows)} configurations; ports shown as RPC_PORT (the RPC rig's server) and SERVER_PORT "
           "(llama-server) are chosen when the run starts")
     return 0
+
+
+def _vram_cell(memory: dict | None, names: dict[str, str]) -> str:
+    """The predicted VRAM; with several devices, each on its own line (MiB, of its budget where known)."""
+    if not memory:
+        return "-"
+    lines = [f"{memory['vram_mib']:.0f}"]
+    if len(memory["vram_mib_by_device"]) > 1:
+        budgets = memory["budget_mib_by_device"]
+        lines += [escape(f"{names.get(d, d)}: {mib:.0f}" + (f" of {budgets[d]:.0f}" if d in budgets else ""))
+                  for d, mib in memory["vram_mib_by_device"].items()]
+    return "\n".join(lines)
+
+
+def _fits_cell(memory: dict | None, fits: str) -> str:
+    if not memory or len(memory["vram_mib_by_device"]) < 2:
+        return fits
+    per = memory["fits_by_device"]
+    return "\n".join([fits, *(("yes" if per[d] else "NO") if d in per else "?" for d in memory["vram_mib_by_device"])])
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:

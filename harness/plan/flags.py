@@ -6,8 +6,9 @@ llama-server, llama-sweep-bench).
    (`-cmoe`, `-ncmoe N`) is used only where the regex that flag generates *on this engine and tool* selects
    exactly those tensors of this model; otherwise anchored `-ot` patterns are emitted, each checked to match
    exactly the intended tensors and no other.
-3. The device: `-dev NAME` where the tool has it, `--rpc host:port` for an RPC device, `--fit off` where an
-   engine would otherwise re-fit the placement on its own.
+3. The devices: `-dev NAME[,NAME]` where the tool has it, `--rpc host:port[,host:port]` for RPC devices, `-ts`
+   for several accelerators (`harness.plan.device_flags`), `--fit off` where an engine would otherwise re-fit
+   the placement on its own.
 
 Which flags a binary has comes from its `--help` (probed once per binary hash), never from version tables.
 """
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 from harness.errors import UserError
 from harness.models.inspect import ModelInfo
+from harness.plan.device_flags import device_args, layer_split, rpc_args
 from harness.plan.placement import CPU, Placement, is_accelerator, loaded_tensors, runs_on
 
 TOOLS = ("llama-bench", "llama-server", "llama-sweep-bench")
@@ -42,6 +44,16 @@ class Target:
     buffer_type: str                # its buffer type name, for -ot: CUDA0, RPC0[127.0.0.1:50052]
     rpc: tuple[str, ...] = ()       # RPC servers (host:port) to register
     accepted: frozenset[str] = frozenset()  # flags the binary parses although its --help omits them
+    more: tuple[tuple[str, str], ...] = ()  # (device, buffer type) of accel1, accel2, ...
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return (self.device, *(d for d, _ in self.more))
+
+    @property
+    def buffer_types(self) -> tuple[str, ...]:
+        """accel0's, accel1's, ... buffer type (their -ot names and the names of their load report lines)."""
+        return (self.buffer_type, *(b for _, b in self.more))
 
     def has(self, flag: str) -> bool:
         if flag in self.accepted:
@@ -162,24 +174,20 @@ def compile_flags(placement: Placement, model: ModelInfo, target: Target) -> Com
     """The arguments (besides -m, prompt sizes and such) that realize `placement` on `target`."""
     if target.tool not in TOOLS:
         raise UserError(f"unknown tool {target.tool!r}; tools: {', '.join(TOOLS)}")
-    args: list[str] = []
-    for endpoint in target.rpc:
-        args += ["--rpc", endpoint]
-    if target.has("-dev"):
-        args += ["-dev", target.device]
+    args = [*rpc_args(target), *device_args(target)]
     if placement.deferred:
         return CompiledFlags(args + _fit_flags(placement, target), native=["fit"])
 
     names = [t.name for t in loaded_tensors(model)]
-    if _ngl_places_weights(target):
-        args += ["-ngl", str(gpu_layers_flag(placement, model, target.dialect))]
-        layer_devices, output_device = placement.layer_devices, placement.output_device
+    places = _ngl_places_weights(target)
+    ts_args, layer_devices, output_device = layer_split(placement, target, places)
+    if places:
+        args += ["-ngl", str(gpu_layers_flag(placement, model, target.dialect)), *ts_args]
     else:
         if target.tool == "llama-bench":
             raise UserError("ik_llama.cpp's llama-bench cannot place weights on an RPC device "
                             "(only CPU buffer types are accepted in its -ot); use llama-server")
         args += ["-ngl", "999"]  # without it ik's server crashes when -ot names an RPC buffer
-        layer_devices, output_device = (CPU,) * len(placement.layer_devices), CPU
     wanted: dict[str, set[str]] = defaultdict(set)
     for name in names:
         device = placement.tensor_devices[name]
@@ -196,9 +204,8 @@ def compile_flags(placement: Placement, model: ModelInfo, target: Target) -> Com
     elif cpu_wanted:
         rules.append(_checked_rule(sorted(cpu_wanted), names, "CPU"))
     for device, tensors in sorted(wanted.items()):
-        if device != "accel0":
-            raise UserError(f"{placement.describe()}: only one accelerator is supported, not {device}")
-        rules.append(_checked_rule(sorted(tensors), names, target.buffer_type))
+        buffer_type = target.buffer_types[int(device.removeprefix("accel"))]
+        rules.append(_checked_rule(sorted(tensors), names, buffer_type))
     if rules and not target.has("-ot"):
         raise UserError(f"this {target.dialect} {target.tool} has no -ot/--override-tensor to place tensors with")
     for rule in rules:

@@ -25,10 +25,20 @@ def expand_values(value: Any) -> list[Any]:
     return [value]
 
 
+VECTOR_PARAMS = frozenset({"split"})
+"""Parameters whose one value is a list (`split: [3, 1]`): a list of lists (or of "3,1" strings) is their axis."""
+
+
+def expand_vector(value: Any) -> list[Any]:
+    if isinstance(value, list) and value and all(isinstance(v, (list, tuple, str)) for v in value):
+        return [list(v) if isinstance(v, (list, tuple)) else v for v in value]
+    return [list(value) if isinstance(value, (list, tuple)) else value]
+
+
 def expand_grid(params: dict[str, Any]) -> list[dict[str, Any]]:
     """Every combination of the parameters' values, in a stable order."""
     keys = list(params)
-    values = [expand_values(params[k]) for k in keys]
+    values = [expand_vector(params[k]) if k in VECTOR_PARAMS else expand_values(params[k]) for k in keys]
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
 
 

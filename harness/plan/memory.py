@@ -16,6 +16,7 @@ into its compute buffer: one layer's worth at a time, so the largest layer's RAM
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from harness.models.inspect import ModelInfo
 from harness.models.tensor_groups import layer_index
@@ -48,7 +49,7 @@ class MemoryPrediction:
     weights_bytes: dict[str, int]
     kv_bytes: dict[str, int]
     compute_bytes: dict[str, int]          # estimate
-    budget_bytes: int | None = None        # VRAM budget of the accelerator, None when unknown
+    budgets: dict[str, int] = field(default_factory=dict)  # VRAM budget per accelerator (accel0, ...), if known
     notes: list[str] = field(default_factory=list)
 
     def device_bytes(self, device: str) -> int:
@@ -67,17 +68,43 @@ class MemoryPrediction:
         return self.device_bytes(CPU)
 
     @property
+    def vram_bytes_by_device(self) -> dict[str, int]:
+        return {d: self.device_bytes(d) for d in self.devices if is_accelerator(d)}
+
+    @property
+    def budget_bytes(self) -> int | None:
+        """The budgets of the accelerators this placement uses, together; None when unknown."""
+        used = [self.budgets[d] for d in self.vram_bytes_by_device if d in self.budgets]
+        return sum(used) if used else None
+
+    def over_budget(self) -> dict[str, tuple[int, int]]:
+        """Each accelerator predicted over its own budget: device -> (predicted bytes, budget bytes)."""
+        return {d: (b, self.budgets[d]) for d, b in self.vram_bytes_by_device.items()
+                if d in self.budgets and b > self.budgets[d]}
+
+    @property
     def fits(self) -> bool | None:
-        """True/False against the budget; None when no budget is known."""
-        return None if self.budget_bytes is None else self.vram_bytes <= self.budget_bytes
+        """True/False: every accelerator within its own budget; None when no budget is known."""
+        if not self.budgets:
+            return None
+        return not self.over_budget()
+
+    def oom_reason(self, names: Mapping[str, str] | None = None) -> str:
+        """Why it does not fit, per device (`names`: accel0 -> CUDA0, ...)."""
+        return "; ".join(f"predicted {b / MIB:.0f} MiB on {(names or {}).get(d, d)}, budget {cap / MIB:.0f} MiB"
+                         for d, (b, cap) in self.over_budget().items())
 
     def to_dict(self) -> dict:
+        by_device = self.vram_bytes_by_device
         return {
             "weights_mib": {d: round(b / MIB, 2) for d, b in self.weights_bytes.items()},
             "kv_mib": {d: round(b / MIB, 2) for d, b in self.kv_bytes.items()},
             "compute_mib_estimate": {d: round(b / MIB, 2) for d, b in self.compute_bytes.items()},
             "vram_mib": round(self.vram_bytes / MIB, 1), "ram_mib": round(self.ram_bytes / MIB, 1),
             "budget_mib": None if self.budget_bytes is None else round(self.budget_bytes / MIB, 1),
+            "vram_mib_by_device": {d: round(b / MIB, 1) for d, b in by_device.items()},
+            "budget_mib_by_device": {d: round(b / MIB, 1) for d, b in self.budgets.items()},
+            "fits_by_device": {d: b <= self.budgets[d] for d, b in by_device.items() if d in self.budgets},
             "fits": self.fits, "notes": self.notes,
         }
 
@@ -120,7 +147,8 @@ def _largest_ram_layer_bytes(placement: Placement, model: ModelInfo) -> int:
 
 
 def predict_memory(placement: Placement, model: ModelInfo, settings: MemorySettings = MemorySettings(),
-                   budget_bytes: int | None = None) -> MemoryPrediction:
+                   budget_bytes: int | Mapping[str, int] | None = None) -> MemoryPrediction:
+    """`budget_bytes`: one budget for every accelerator, or one per device (`accel0`, ...)."""
     weights = placement.weight_bytes_by_device(model)
     kv: dict[str, int] = {}
     per_layer = kv_bytes_per_layer(model, settings)
@@ -137,4 +165,8 @@ def predict_memory(placement: Placement, model: ModelInfo, settings: MemorySetti
     if placement.deferred:
         notes.append("the engine decides this placement at load time; figures are for everything on the "
                      "accelerator and are replaced by the engine's own report after the run")
-    return MemoryPrediction(weights, kv, compute, budget_bytes, notes)
+    if isinstance(budget_bytes, int):
+        budgets = {d: budget_bytes for d in accelerators or ["accel0"]}
+    else:
+        budgets = dict(budget_bytes or {})
+    return MemoryPrediction(weights, kv, compute, budgets, notes)

@@ -26,13 +26,13 @@ from harness.plan.flags import CompiledFlags, Target, compile_flags
 from harness.plan.grid import expand_grid
 from harness.plan.knob_flags import KnobUnsupported, ToolSyntax, knob_args, knob_problems, tool_syntax
 from harness.plan.knobs import Knobs, knob_grid
-from harness.plan.memory import MIB, MemoryPrediction, MemorySettings, predict_memory
+from harness.plan.devices import RPC_PORT, accelerator_devices, default_split, vram_budgets  # noqa: F401
+from harness.plan.memory import MemoryPrediction, MemorySettings, predict_memory
 from harness.plan.placement import Placement
 from harness.plan.targets import resolve_target
 from harness.plan.verify import predicted_model_buffers
 from strategies.registry import get_strategy
 
-RPC_PORT = "RPC_PORT"          # what `moebench plan` shows for the RPC rig's port, chosen when the run starts
 GGUF_ALIGNMENT = 32            # gguf's default general.alignment: each tensor's data starts at a multiple
 CONTEXT_PADDING = 256          # both engines round a context up to a multiple of 256 tokens
 
@@ -67,6 +67,11 @@ class Configuration:
     @property
     def placement_args(self) -> list[str]:
         return list(self.flags.args) if self.flags else []
+
+    @property
+    def device_names(self) -> dict[str, str]:
+        """accel0, accel1, ... -> the engine's name for it (its buffer type: CUDA0, RPC0[host:port])."""
+        return {f"accel{i}": b for i, b in enumerate(self.target.buffer_types)} if self.target else {}
 
     @property
     def label(self) -> str:
@@ -122,29 +127,6 @@ def _with_layout_offsets(info: ModelInfo) -> ModelInfo:
     return replace(info, tensors=records)
 
 
-def accelerator_devices(config: BenchConfig, engines: list[Engine],
-                        rpc_endpoints: dict[str, str] | None = None) -> dict[str, str]:
-    """Each engine's accelerator by engine name: on the RPC rig its own server (`rpc_endpoints`, else the
-    placeholder port), else the configured device (None: the first the engine lists)."""
-    if config.rpc_rig:
-        endpoints = rpc_endpoints or {}
-        return {e.name: f"RPC0[{endpoints.get(e.name, f'127.0.0.1:{RPC_PORT}')}]" for e in engines}
-    return {e.name: config.devices[0] for e in engines} if config.devices else {}
-
-
-def vram_budget_bytes(config: BenchConfig) -> int | None:
-    """The budget from bench.yaml, else the size of an emulated card, else the free memory NVML reports for
-    the first GPU, else unknown."""
-    if config.vram_budget_mib is not None:
-        return int(config.vram_budget_mib * MIB)
-    if config.vram_limit_gib is not None:
-        return int(config.vram_limit_gib * 1024 * MIB)
-    from harness.telemetry.nvml import shared_nvml
-
-    nvml = shared_nvml()
-    return nvml.free_bytes(0) if nvml is not None else None
-
-
 def context_tokens(tool: str, bench: BenchSettings) -> int:
     """The context the tool's engine allocates, before padding: llama-bench sizes it per test (prompt or
     generation plus depth; one process per test), llama-server holds `ctx` per request slot, sweep-bench `ctx`."""
@@ -194,15 +176,17 @@ def check_knobs(config: BenchConfig, engines: list[Engine], budget: CpuBudget) -
 
 
 def plan_configurations(config: BenchConfig, models: list[ResolvedModel], engines: list[Engine],
-                        devices: dict[str, str], budget: CpuBudget,
+                        devices: dict[str, list[str]], budget: CpuBudget,
                         syntaxes: dict[tuple[str, str], ToolSyntax] | None = None) -> list[Configuration]:
     """Every configuration, in grid order (model, strategy point, knobs, engine, tool; the run interleaves them
-    in its own seeded order per round, `harness.runner.schedule`); `devices` gives each engine's accelerator by
-    engine name; `syntaxes`: what `check_knobs` found, when the caller has already checked. Raises UserError
-    when a knob value cannot be set (see module doc)."""
+    in its own seeded order per round, `harness.runner.schedule`); `devices` gives each engine's accelerators by
+    engine name (`harness.plan.devices`); a strategy that takes a split and has none gets the devices' budgets'
+    proportions when there are several; `syntaxes`: what `check_knobs` found, when the caller has already
+    checked. Raises UserError when a knob value cannot be set (see module doc)."""
     if syntaxes is None:
         syntaxes = check_knobs(config, engines, budget)
-    vram_budget = vram_budget_bytes(config)
+    vram_budget = vram_budgets(config)
+    split = default_split(config)
     extra = {engine.name: config.engine_args.get(spec.name, []) for spec, engine in zip(config.engines, engines)}
     points = [(None, {})] if not config.strategies else [
         (spec.name, params) for spec in config.strategies for params in expand_grid(spec.params)]
@@ -217,12 +201,14 @@ def plan_configurations(config: BenchConfig, models: list[ResolvedModel], engine
                                              budget.threads(knobs.threads),
                                              engine_args=list(extra.get(engine.name, [])),
                                              syntax=syntaxes.get((engine.name, tool)))
+                        if split and strategy and get_strategy(strategy).takes_split:
+                            conf.params.setdefault("split", split)  # several devices: by their budgets
                         out.append(_planned(conf, config.bench, vram_budget,
                                             partial(_target, targets, engine, tool, devices)))
     return out
 
 
-def _target(cache: dict, engine: Engine, tool: str, devices: dict[str, str]) -> Target:
+def _target(cache: dict, engine: Engine, tool: str, devices: dict[str, list[str]]) -> Target:
     """The accelerator of an engine's tool, resolved once (without a named device the engine is asked)."""
     key = (engine.name, tool)
     if key not in cache:
@@ -235,7 +221,7 @@ def _target(cache: dict, engine: Engine, tool: str, devices: dict[str, str]) -> 
     return cache[key]
 
 
-def _planned(conf: Configuration, bench: BenchSettings, vram_budget: int | None, target) -> Configuration:
+def _planned(conf: Configuration, bench: BenchSettings, vram_budget, target) -> Configuration:
     if conf.syntax is None:
         conf.error = f"engine {conf.engine.name} has no {conf.tool}"
         return conf

@@ -13,7 +13,10 @@ from harness.plan.model_buffers import (
     CPU_ALIGNMENT, CUDA_ALIGNMENT, CUDA_ROW_PADDING, engine_maps_weights, expected_model_buffer_bytes,
     mainline_repacked,
 )
-from harness.plan.placement import CPU, Placement, loaded_tensors
+from harness.plan.placement import CPU, Placement, accel, loaded_tensors
+
+
+IK_CPU_BUFFER_EXTRA = 32  # IK: ggml-backend.cpp ggml_backend_cpu_buffer_type_alloc_buffer, size += TENSOR_ALIGNMENT
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,8 @@ class DeviceCheck:
 
 
 def engine_device_names(target: Target) -> dict[str, str]:
-    return {CPU: "CPU", "accel0": target.buffer_type}
+    """Placement device -> the name the engine reports its buffers under (`CPU`, `CUDA1`, `RPC0[host:port]`)."""
+    return {CPU: "CPU", **{accel(i): buffer_type for i, buffer_type in enumerate(target.buffer_types)}}
 
 
 def predicted_model_buffers(placement: Placement, model: ModelInfo, target: Target, compiled: CompiledFlags,
@@ -43,12 +47,17 @@ def predicted_model_buffers(placement: Placement, model: ModelInfo, target: Targ
     overridden_to_cpu = "CPU" in compiled.patterns or bool(compiled.native)
     maps = engine_maps_weights(target.dialect, mmap=mmap, tensors_overridden_to_cpu=overridden_to_cpu)
     repacked = mainline_repacked(model.tensors, cpu_names, repack=repack) if target.dialect == "mainline" else ()
-    cuda = target.buffer_type.startswith("CUDA")
-    accel = target.buffer_type
-    return expected_model_buffer_bytes(
+    cuda = [b for b in target.buffer_types if b.startswith("CUDA")]
+    out = expected_model_buffer_bytes(
         model.tensors, device_of, mmap=maps, cpu_device="CPU",
-        alignment={accel: CUDA_ALIGNMENT if cuda else CPU_ALIGNMENT, "CPU": CPU_ALIGNMENT},
-        row_padding={accel: CUDA_ROW_PADDING} if cuda else None, repacked=repacked)
+        alignment={**{b: CPU_ALIGNMENT for b in target.buffer_types}, **{b: CUDA_ALIGNMENT for b in cuda},
+                   "CPU": CPU_ALIGNMENT},
+        row_padding={b: CUDA_ROW_PADDING for b in cuda}, repacked=repacked)
+    if target.dialect == "ik":  # ik's CPU buffers (its RPC server's too) allocate 32 bytes more than asked
+        for device, size in out.items():
+            if size and (device == "CPU" and not maps or device.startswith("RPC")):
+                out[device] = size + IK_CPU_BUFFER_EXTRA
+    return out
 
 
 def check_against_report(predicted: dict[str, int], report: EngineReport) -> list[DeviceCheck]:

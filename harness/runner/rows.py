@@ -22,13 +22,15 @@ def base_row(config: BenchConfig, conf: Configuration) -> dict:
     return {
         "sweep": config.name, "tool": conf.tool, "strategy": conf.strategy or "",
         "strategy_params": conf.params or "", "placement": conf.placement.describe() if conf.placement else "",
-        "device": conf.target.buffer_type if conf.target else "", "repetitions": config.bench.repetitions,
+        "device": "+".join(conf.target.buffer_types) if conf.target else "", "repetitions": config.bench.repetitions,
         "engine": engine.name, "engine_dialect": engine.dialect, "engine_version": engine.version,
         "engine_build": engine.build_number, "engine_commit": engine.commit,
         "model": conf.model.label, "model_file": str(conf.model.path), "model_arch": conf.model.info.architecture,
         "model_quant": next(iter(conf.model.info.quant_bytes), ""),  # the type holding the most bytes
         "model_size_bytes": conf.model.path.stat().st_size, "threads": conf.threads, **conf.knobs.columns(),
         "predicted_vram_bytes": memory.vram_bytes if memory else None,
+        "predicted_vram_bytes_by_device": {conf.device_names.get(d, d): b for d, b in
+                                           memory.vram_bytes_by_device.items()} if memory else None,
         "predicted_ram_bytes": memory.ram_bytes if memory else None,
         "predicted_model_buffers": conf.predicted_buffers, **host_fingerprint(),
     }

@@ -18,7 +18,6 @@ from harness import __version__, procs
 from harness.config import BenchConfig
 from harness.cpus import CpuBudget, cpu_list, plan_budget
 from harness.engines.discover import find_engine
-from harness.engines.rpc import RpcServer
 from harness.errors import UserError
 from harness.gpu.vram_limit import VramReservation
 from harness.hostinfo import host_fingerprint
@@ -27,6 +26,7 @@ from harness.plan.planner import (
     Configuration, accelerator_devices, check_knobs, config_id, plan_configurations, resolve_model, stable_id,
 )
 from harness.runner.measure import ProcessSettings, RunFailed, measure
+from harness.runner.rig import start_rig
 from harness.runner.rows import base_row, phase_telemetry, telemetry_file, ttft_columns
 from harness.runner.schedule import Schedule, history_from_rows
 from harness.runner.stability import row_warnings
@@ -80,12 +80,8 @@ def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None
     syntaxes = check_knobs(config, engines, budget)  # before anything is written or started
     models = [resolve_model(m, config) for m in config.models]
     with contextlib.ExitStack() as stack:
-        endpoints, rig_pids = {}, {}
-        for engine in engines if config.rpc_rig else ():
-            rpc = stack.enter_context(RpcServer(engine, threads=budget.rpc_threads, cpus=budget.rpc_cpus,
-                                                log_path=store.logs / f"rpc-{engine.name}.log"))
-            endpoints[engine.name], rig_pids[engine.name] = rpc.endpoint, rpc.pid
-        devices = accelerator_devices(config, engines, endpoints)
+        rig = start_rig(stack, config, engines, budget, store.logs)  # the RPC servers, one or more per engine
+        devices = accelerator_devices(config, engines, rig.endpoints)
         planned = plan_configurations(config, models, engines, devices, budget, syntaxes)
         confs = {config_id(config.bench, conf): conf for conf in planned}
         nvml = shared_nvml() if config.telemetry.enabled else None  # the planner's and fingerprint's session
@@ -94,7 +90,7 @@ def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None
             "config_file": str(config.source_path), "host": host_fingerprint(),
             "python": platform.python_version(), "engines": [e.describe() for e in engines],
             "devices": devices, "configurations": len(confs), "started_at": _now(),
-            "cpus": {"engine": cpu_list(budget.engine_cpus), "rpc": cpu_list(budget.rpc_cpus or ())},
+            "cpus": {"engine": cpu_list(budget.engine_cpus), "rpc": budget.describe_rpc()},
         })
         schedule = Schedule(list(confs), config.bench.processes, config.bench.until, seed=config.order.seed,
                             shuffle=config.order.random, history=history)
@@ -103,7 +99,7 @@ def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None
         for round_, ids in schedule.rounds():
             for cid in ids:
                 conf = confs[cid]
-                others = {pid for name, pid in rig_pids.items() if name != conf.engine.name}
+                others = rig.other_pids(conf.engine.name)
                 sampler = _sampler(config, others, nvml)
                 _run_process(config, store, conf, cid, round_, schedule, budget, progress, sampler)
     return folder
@@ -124,7 +120,7 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
     """Round `round_` of one configuration: one measuring process (for llama-bench, one per test)."""
     history = schedule.history[cid]
     row = {**base_row(config, conf), "config_id": cid, "process_index": round_,
-           "cpus": cpu_list(budget.engine_cpus), "rpc_cpus": cpu_list(budget.rpc_cpus or ()),
+           "cpus": cpu_list(budget.engine_cpus), "rpc_cpus": budget.describe_rpc(),
            "run_id": run_id(cid, round_)}
     progress.start(f"[{round_ + 1}/{max(schedule.processes, round_ + 1)}] {conf.label}")
 
@@ -136,9 +132,7 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
     if conf.error:
         return finish("failed", conf.error)
     if conf.memory is not None and conf.memory.fits is False:
-        return finish("skipped: predicted-oom",
-                      f"predicted {conf.memory.vram_bytes / 2**20:.0f} MiB on the accelerator, "
-                      f"budget {conf.memory.budget_bytes / 2**20:.0f} MiB")
+        return finish("skipped: predicted-oom", conf.memory.oom_reason(conf.device_names))
     suffix = f".p{round_}" if round_ else ""
     log_path = store.logs / f"{cid}{suffix}.log"
     row["log_file"] = str(log_path.relative_to(store.folder))

@@ -10,7 +10,8 @@ what ran just before and after. `telemetry_samples` counts only samples inside t
 every figure came from neighbouring samples. A metric with no data at all is None, never 0.
 
 Multi-GPU: `vram_*` is the fullest GPU of each sample (what decides whether a placement fits); PCIe and power
-are summed over GPUs; utilization is averaged over GPUs.
+are summed over GPUs; utilization is averaged over GPUs. Each GPU's own VRAM peak, PCIe and utilization are in
+the `*_gpu<i>` columns (`harness.telemetry.per_gpu`).
 
 Energy: with a total-energy counter on every GPU that reports power, joules are the counter's increase over
 each window, the counter linearly interpolated at the window's edges (when a window reaches past the first or
@@ -47,6 +48,8 @@ import re
 import statistics
 from typing import Callable, Iterable, Sequence
 
+from harness.telemetry.per_gpu import PER_GPU_COLUMNS, per_gpu_figures
+
 Window = tuple[float, float]
 Sample = dict[str, float]
 Points = list[tuple[float, float]]
@@ -58,7 +61,7 @@ TELEMETRY_COLUMNS: list[str] = [
     "rss_peak_mib", "uss_peak_mib", "cpu_pct_mean", "ram_available_min_mib", "swap_used_peak_mib",
     "loopback_mib_s_mean", "loopback_mib_per_token",
     "other_cpu_pct_mean", "swap_io_pages_s_peak", "gpu_throttle_reasons",
-    "telemetry_samples",
+    "telemetry_samples", *PER_GPU_COLUMNS,
 ]
 
 CLOCK_EVENT_REASONS: dict[int, str] = {
@@ -130,6 +133,8 @@ def summarize_phase(samples: Sequence[Sample], windows: Iterable[Window], tokens
     reasons = pick(lambda s: _reduce(s, gpus.get("clock_event_reasons"), _bit_or))
     out["gpu_throttle_reasons"] = None if not reasons else throttle_names(_bit_or(reasons))
     out["telemetry_samples"] = sum(1 for s in rows if any(a <= s["t_s"] <= b for a, b in windows))
+    if gpus:
+        out.update(per_gpu_figures(pick))
     return out
 
 

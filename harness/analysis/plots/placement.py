@@ -16,10 +16,26 @@ GROUP_ORDER = ("embeddings", "attention", "norms", "router", "shared_experts", "
                "output", "other")
 PLACEMENT = ["strategy", "strategy_params", "placement"]
 MAX_MAPS = 12
+# one colour per device: the CPU, accel0, accel1, ... (accelerators beyond the palette share its last colour),
+# and a cell whose tensors sit on different devices
+DEVICE_COLOURS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+MIXED_COLOUR = "#c9a0dc"
+MIXED = len(DEVICE_COLOURS)
+_COLOUR_NAMES = ["blue", "orange", "green", "red", "purple", "brown", "pink", "grey", "violet"]
+
+
+def device_code(device: str) -> int:
+    """0 for the CPU, 1 + i for accel<i> (the palette's last colour for any beyond it)."""
+    return 0 if device == "cpu" else min(1 + int(device.removeprefix("accel") or 0), len(DEVICE_COLOURS) - 1)
+
+
+def _device_label(code: int) -> str:
+    return "CPU (RAM)" if code == 0 else "mixed" if code == MIXED else f"accel{code - 1} (VRAM)"
 
 
 def placement_grid(model, strategy: str, params: dict | None) -> tuple[list[str], list[str], np.ndarray] | None:
-    """(row labels, group labels, matrix) for one strategy: 0 CPU, 1 accelerator, 0.5 mixed, NaN none.
+    """(row labels, group labels, matrix) for one strategy: 0 CPU, 1 + i accelerator i, `MIXED` several devices,
+    NaN none.
     Rows are `global` (tensors outside blocks) and each layer. None when the strategy cannot be rebuilt
     offline (an unknown plugin, a strategy that needs the engine)."""
     from harness.models import classify_tensor, layer_index
@@ -34,12 +50,11 @@ def placement_grid(model, strategy: str, params: dict | None) -> tuple[list[str]
     for name, device in placement.tensor_devices.items():
         layer = layer_index(name)
         row = 0 if layer is None else layer + 1
-        cells.setdefault((row, classify_tensor(name).value), []).append(0 if device == "cpu" else 1)
+        cells.setdefault((row, classify_tensor(name).value), []).append(device_code(device))
     groups = [g for g in GROUP_ORDER if any(k[1] == g for k in cells)]
     grid = np.full((n_layers + 1, len(groups)), np.nan)
     for (row, group), devices in cells.items():
-        share = sum(devices) / len(devices)
-        grid[row, groups.index(group)] = share if share in (0, 1) else 0.5
+        grid[row, groups.index(group)] = devices[0] if len(set(devices)) == 1 else MIXED
     return ["global"] + [f"blk.{i}" for i in range(n_layers)], groups, grid
 
 
@@ -65,7 +80,8 @@ def _title(row, names) -> str:
 
 def plot_placement_map(df: pd.DataFrame, model_file: str | None = None, configs=None, names: dict | None = None,
                        limit: int = MAX_MAPS):
-    """One panel per placement: layers × tensor groups, blue CPU, orange accelerator. `configs`: the
+    """One panel per placement: layers × tensor groups, each device in its own colour (blue CPU, orange accel0,
+    green accel1, ...). `configs`: the
     config_keys to draw (default: the fastest); `names`: config_key -> why it is shown (e.g. "best for tg")."""
     from matplotlib.colors import ListedColormap
 
@@ -88,15 +104,17 @@ def plot_placement_map(df: pd.DataFrame, model_file: str | None = None, configs=
     cols = min(4, len(grids))
     rows_n = math.ceil(len(grids) / cols)
     fig, axes = plt.subplots(rows_n, cols, figsize=(3.6 * cols, 3.6 * rows_n), squeeze=False)
-    cmap = ListedColormap(["#4c72b0", "#c9a0dc", "#dd8452"])
+    cmap = ListedColormap([*DEVICE_COLOURS, MIXED_COLOUR])
+    used = set()
     for ax, (name, (ylabels, groups, grid)) in zip(axes.flat, grids):
-        ax.imshow(grid, cmap=cmap, vmin=0, vmax=1, aspect="auto")
+        ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=MIXED + 0.5, aspect="auto", interpolation="nearest")
+        used |= {int(v) for v in grid[~np.isnan(grid)].ravel()}
         ax.set_xticks(range(len(groups)), [g.replace("_", "\n") for g in groups], fontsize=6)
         ax.set_yticks(range(len(ylabels)), ylabels, fontsize=6)
         ax.set_title(name, fontsize=8)
     for ax in list(axes.flat)[len(grids):]:
         ax.axis("off")
-    fig.suptitle("Placement maps: blue = CPU (RAM), orange = accelerator (VRAM), violet = mixed; "
-                 "rows = layers, columns = tensor groups", fontsize=9)
+    legend = ", ".join(f"{_COLOUR_NAMES[code]} = {_device_label(code)}" for code in sorted(used))
+    fig.suptitle(f"Placement maps: {legend}\nrows = layers, columns = tensor groups", fontsize=9)
     fig.tight_layout()
     return fig
