@@ -23,6 +23,9 @@ repetitions while there is only one); `warnings` the stability checks; `sample_m
 the engine knobs, one column each (`ubatch`, `batch`, `threads_batch`, `flash_attn`, `op_offload`,
 `load_mode`, `cache_type_k`, `cache_type_v`: the configuration's value, empty where the engine's default was
 left; `threads`: the count the engine ran with).
+`graph_splits` the backend segments the engine logged; `predicted_graph_splits`, `predicted_pp_tps` /
+`predicted_tg_tps` (the row's own test), `roofline_tg_tps` and `efficiency_pct` (measured / roofline) from the
+performance model where the engine and device are calibrated (`harness.perf`), else empty.
 Version-1 rows read as process 0 with no interval (and no knob columns but `threads`)."""
 
 COLUMNS = (
@@ -35,6 +38,8 @@ COLUMNS = (
     "model", "model_file", "model_arch", "model_quant", "model_size_bytes", "model_n_params",
     "predicted_vram_bytes", "predicted_vram_bytes_by_device", "predicted_ram_bytes", "predicted_model_buffers",
     "actual_model_buffers",
+    "graph_splits", "predicted_graph_splits", "predicted_pp_tps", "predicted_tg_tps", "roofline_tg_tps",
+    "efficiency_pct",
     *TELEMETRY_COLUMNS, "telemetry_file", "telemetry_warnings",
     "threads", "threads_batch", "batch", "ubatch", "flash_attn", "op_offload", "load_mode", "cache_type_k",
     "cache_type_v", "cpus", "rpc_cpus", "command", "log_file",

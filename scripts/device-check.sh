@@ -50,6 +50,11 @@ $MB plan "$OUT/bench.yaml" > "$OUT/plan.txt"
 phase "sweep"
 $MB run "$OUT/bench.yaml" --out "$OUT/results" 2>&1 | tail -40
 
+phase "performance model"  # calibrate on tiny, predict other models (issue 12's benchmark)
+if [ "${DRY_RUN:-0}" = 1 ]; then acc=(--engines mainline); else acc=(--engines mainline-11434.0.0-cuda90 --device CUDA0); fi
+MOEBENCH_CALIBRATION="$OUT/calibration" $PY benchmarks/model_accuracy.py "${acc[@]}" --processes 2 \
+  --out "$OUT/accuracy" 2>&1 | tail -60 | tee "$OUT/model_accuracy.txt" || true
+
 phase "report"
 if $MB report --help >/dev/null 2>&1; then
   $MB report "$OUT/results/h200-24gb-emulated"

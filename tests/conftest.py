@@ -47,3 +47,15 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     """Run the real `moebench` command line in a child process."""
     return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], cwd=cwd or REPO,
                           capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def rig_calibration(mainline_engine, tmp_path_factory):
+    """mainline's llama-bench calibrated on the RPC rig (one process per configuration), in its own folder:
+    (the environment that points moebench at it, the calibration as `moebench calibrate --json` printed it)."""
+    import json
+
+    env = {"MOEBENCH_CALIBRATION": str(tmp_path_factory.mktemp("calibration"))}
+    result = run_cli("calibrate", "--rpc-rig", "--tool", "llama-bench", "--processes", "1", "--json", env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return env, json.loads(result.stdout)

@@ -1,6 +1,7 @@
 """Checked against reality, on the RPC rig (each engine's own RPC server on loopback as the accelerator):
 every built-in strategy on both engines and two model families; the model bytes per device that moebench
-predicts agree with what the engine itself reports, within 2% or 1 MiB."""
+predicts agree with what the engine itself reports, within 2% or 1 MiB, and the performance model's graph
+(`harness.perf.graph`) has exactly the backend segments the engine logs (`graph splits`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 from harness import procs
 from harness.engines.rpc import RpcServer
 from harness.models import inspect_model, synthetic_model
+from harness.perf.workload import layout_for, reported_splits
 from harness.plan.flags import compile_flags
+from harness.plan.knobs import Knobs
 from harness.plan.load_report import parse_report
 from harness.plan.targets import resolve_target
 from harness.plan.verify import check_against_report, predicted_model_buffers
@@ -62,6 +65,9 @@ def test_every_strategy_places_what_it_predicts(rig, preset):
         if placement.deferred:  # engine-fit: the engine decided; what it placed is read back
             assert sum(report.model_bytes_by_device.values()) >= model.tensor_bytes_total * 0.99
             continue
+        splits = reported_splits(model, layout_for(placement, target, Knobs()), 512)
+        if splits != report.graph_splits:
+            failures.append(f"{name} {compiled.args}: graph splits predicted {splits}, engine {report.graph_splits}")
         predicted = predicted_model_buffers(placement, model, target, compiled)
         for check in check_against_report(predicted, report):
             checked += 1

@@ -164,13 +164,16 @@ def failure_lines(df: pd.DataFrame, limit: int = MAX_FAILED_ROWS) -> list[str]:
 
 
 def render_report(df: pd.DataFrame, table: pd.DataFrame, best: pd.DataFrame, meta: dict,
-                  plots: list[Path] = (), plots_rel: Path | None = None, table_link: str | None = TABLE_FILE) -> str:
+                  plots: list[Path] = (), plots_rel: Path | None = None, table_link: str | None = TABLE_FILE,
+                  why: str = "") -> str:
     """report.md's text (see the module docstring); `table_link`: where the full table is (None: not written)."""
     model = ["model"] if table.get("model", pd.Series(dtype=str)).nunique() > 1 else []
     lines = header_lines(df, table, meta, table_link)
     lines += [""] + best_lines(best, table, model, varying_knobs(df))
     lines += [""] + top_lines(table, model, table_link)
     lines += [""] + stability_section(df, table)
+    if why:
+        lines += ["", why.rstrip()]
     failed = failure_lines(df)
     if failed:
         lines += [""] + failed
@@ -180,6 +183,17 @@ def render_report(df: pd.DataFrame, table: pd.DataFrame, best: pd.DataFrame, met
             rel = (plots_rel / png.name) if plots_rel else png
             lines.append(f"![{png.stem}]({rel.as_posix()})")
     return "\n".join(lines) + "\n"
+
+
+def _why(folder: Path) -> str:
+    """The performance model's section (`moebench explain`), where this machine has a calibration."""
+    from harness.analysis.explain import explain_folder, explain_markdown
+    from harness.perf.calibration import calibration_dir
+
+    if not any(calibration_dir().glob("*/*.json")) or not (folder / "meta.json").is_file():
+        return ""
+    explained = explain_folder(folder)
+    return explain_markdown(explained) if explained.calibrations else ""
 
 
 def write_report(folder: str | Path, out: str | Path | None = None, with_plots: bool = True) -> dict:
@@ -196,7 +210,7 @@ def write_report(folder: str | Path, out: str | Path | None = None, with_plots: 
     table_path = out / TABLE_FILE
     table.to_csv(table_path, index=False)
     report = out / "report.md"
-    report.write_text(render_report(df, table, best, meta, plots, Path("plots"), TABLE_FILE))
+    report.write_text(render_report(df, table, best, meta, plots, Path("plots"), TABLE_FILE, _why(folder)))
     community = out / "community.csv"
     community_frame(df, table, meta.get("moebench_version")).to_csv(community, index=False)
     return {"report": report, "table_csv": table_path, "community": community, "plots": plots, "table": table,

@@ -11,7 +11,7 @@ from harness.errors import UserError
 
 def build_parser() -> argparse.ArgumentParser:
     from harness.cli import engines_cmd, models_cmd, plan_cmd, run_cmd
-    from harness.cli import analysis_cmd
+    from harness.cli import analysis_cmd, perf_cmd, tune_cmd
 
     parser = argparse.ArgumentParser(
         prog="moebench",
@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan_cmd.register(sub)
     run_cmd.register(sub)
     analysis_cmd.register(sub)
+    perf_cmd.register(sub)
+    tune_cmd.register(sub)
     return parser
 
 

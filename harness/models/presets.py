@@ -64,6 +64,15 @@ PRESETS: dict[str, MoePreset] = {
             n_leading_dense_layers=1, dense_ff=512, n_shared_experts=1, rope_dim=32, rms_norm_eps=1e-5,
         ),
         MoePreset(
+            name="small",
+            description="Qwen3-MoE layout, 16 layers, 32 experts (4 used), wider (n_embd 384), Q8_0, ~130 MB: "
+                        "a deeper model the performance model and the tuner were not calibrated on",
+            architecture="qwen3moe",
+            n_layers=16, n_embd=384, n_head=6, n_head_kv=2, head_dim=64,
+            n_experts=32, n_experts_used=4, expert_ff=192,
+            vocab_size=2048, context_length=4096, dense_ff=768,
+        ),
+        MoePreset(
             name="qwen3-30b-a3b",
             description="Qwen3-30B-A3B shapes: 48 layers, 128 experts (8 used), Q4_K/Q6_K",
             architecture="qwen3moe",

@@ -163,7 +163,7 @@ def _join_overrides(target: Target, rules: list[str]) -> list[str]:
     return ["-ot", ",".join(rules)]      # servers and ik's llama-bench: ',' (ik rejects ';')
 
 
-def _ngl_places_weights(target: Target) -> bool:
+def ngl_places_weights(target: Target) -> bool:
     """ik on an RPC device (a build without a GPU) assigns layers to the RPC device but allocates their weights
     on the CPU (it mixes a device position with a device index; docs/ENGINE_FLAGS.md section 1): there only
     -ot moves weights, so every accelerator tensor gets an explicit override."""
@@ -179,7 +179,7 @@ def compile_flags(placement: Placement, model: ModelInfo, target: Target) -> Com
         return CompiledFlags(args + _fit_flags(placement, target), native=["fit"])
 
     names = [t.name for t in loaded_tensors(model)]
-    places = _ngl_places_weights(target)
+    places = ngl_places_weights(target)
     ts_args, layer_devices, output_device = layer_split(placement, target, places)
     if places:
         args += ["-ngl", str(gpu_layers_flag(placement, model, target.dialect)), *ts_args]

@@ -36,6 +36,9 @@ _OVERRIDE = re.compile(r"^[Tt]ensor (\S+) \(.*\) buffer type overr?idd?en to (\S
 _LOAD_MODE = re.compile(r"load_mode = ([\w+]+)")
 _USING_DEVICE = re.compile(r"(?:llama_prepare_model_devices: using device (\S+) \(|^\S+: using device (\S+) - )")
 _IK_REPACKED = re.compile(r"Repacked (\d+) tensors")
+# the backend segments of the graph the engine reserved (a micro-batch of n_ubatch tokens): mainline
+# `sched_reserve: graph: nodes = 449, splits = 18, ...`, ik `llama_init_from_model: graph splits = 18`
+_GRAPH_SPLITS = re.compile(r"(?:graph: nodes = \d+, splits = |graph splits = )(\d+)")
 _FIT = re.compile(
     r"^(common_params_fit_impl|common_fit_params|common_memory_breakdown_print|common_init_: fitting"
     r"|llama_params_fit|Memory required for model|Memory available on all devices|Adding experts CPU overrides"
@@ -81,6 +84,7 @@ class ContextReport:
     compute_buffers: dict[str, int] = field(default_factory=dict)
     output_buffers: dict[str, int] = field(default_factory=dict)
     kv_layer_devices: dict[int, str] = field(default_factory=dict)  # mainline at debug level
+    graph_splits: int | None = None        # segments of the reserved (worst-case micro-batch) graph
 
 
 @dataclass
@@ -132,6 +136,11 @@ class EngineReport:
     @property
     def output_bytes_by_device(self) -> dict[str, int]:
         return _by_device(self.output_buffers)
+
+    @property
+    def graph_splits(self) -> int | None:
+        """The backend segments of the last context's reserved graph (None: not logged)."""
+        return next((c.graph_splits for c in reversed(self.contexts) if c.graph_splits is not None), None)
 
     def total_bytes_by_device(self) -> dict[str, int]:
         """Model + KV + compute + output buffers per device: what the engine allocated (or mapped)."""
@@ -204,6 +213,9 @@ def parse_load_log(text: str) -> list[EngineReport]:
             ctx.kv_layer_devices[int(m[1])] = m[2]
         elif m := _OVERRIDE.match(line):
             current.overrides[m[1]] = m[2]
+        elif m := _GRAPH_SPLITS.search(line):
+            ctx = _context(current, ctx)
+            ctx.graph_splits = int(m[1])
         elif m := _IK_REPACKED.search(line):
             current.repacked_tensors = int(m[1])
         elif current.load_mode is None and (m := _LOAD_MODE.search(line)) and "load_tensors" in line:

@@ -21,6 +21,7 @@ from harness.engines.discover import find_engine
 from harness.errors import UserError
 from harness.gpu.vram_limit import VramReservation
 from harness.hostinfo import host_fingerprint
+from harness.perf.configs import Predictor, test_of
 from harness.plan.load_report import parse_report
 from harness.plan.planner import (
     Configuration, accelerator_devices, check_knobs, config_id, plan_configurations, resolve_model, stable_id,
@@ -84,6 +85,7 @@ def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None
         devices = accelerator_devices(config, engines, rig.endpoints)
         planned = plan_configurations(config, models, engines, devices, budget, syntaxes)
         confs = {config_id(config.bench, conf): conf for conf in planned}
+        predictor = Predictor.for_configurations(planned)  # the performance model, where calibrated
         nvml = shared_nvml() if config.telemetry.enabled else None  # the planner's and fingerprint's session
         store.write_meta({
             "moebench_version": __version__, "config": config.model_dump(mode="json"),
@@ -101,7 +103,7 @@ def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None
                 conf = confs[cid]
                 others = rig.other_pids(conf.engine.name)
                 sampler = _sampler(config, others, nvml)
-                _run_process(config, store, conf, cid, round_, schedule, budget, progress, sampler)
+                _run_process(config, store, conf, cid, round_, schedule, budget, progress, sampler, predictor)
     return folder
 
 
@@ -116,7 +118,7 @@ def _sampler(config: BenchConfig, other_rig_pids: set[int], nvml) -> Sampler | N
 
 def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, cid: str, round_: int,
                  schedule: Schedule, budget: CpuBudget, progress: SweepProgress,
-                 sampler: Sampler | None) -> None:
+                 sampler: Sampler | None, predictor: Predictor) -> None:
     """Round `round_` of one configuration: one measuring process (for llama-bench, one per test)."""
     history = schedule.history[cid]
     row = {**base_row(config, conf), "config_id": cid, "process_index": round_,
@@ -170,11 +172,23 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
                       "tps_ci_low": _round(ci.low), "tps_ci_high": _round(ci.high),
                       "sample_ms_mean": _round(test.sample_ms),
                       "model_n_params": test.raw.get("model_n_params"), **ttft_columns(test),
-                      **phases[test.name]})
+                      **phases[test.name], **_model_columns(predictor, conf, config, test, loaded)})
         shown = f"{test.name}: {test.tps_mean:.1f} tokens/s"
         if ci.n >= 2:
             shown += f" (so far {ci.mean:.1f}, 95% CI ±{ci.half_width_pct:.1f}% over {ci.n} {ci.unit})"
         progress.result(shown + (f"  [{'; '.join(warnings)}]" if warnings else ""))
+
+
+def _model_columns(predictor: Predictor, conf: Configuration, config: BenchConfig, test, loaded) -> dict:
+    """The engine's graph splits and, where this engine and device are calibrated, the performance model's
+    prediction for the test (`harness.perf`)."""
+    splits = loaded.graph_splits if loaded else None
+    if bool(test.n_prompt) == bool(test.n_gen):  # a combined prompt + generation test: not modelled
+        return {"graph_splits": splits}
+    kind = "pp" if test.n_prompt else "tg"
+    model_test = test_of(kind, test.n_prompt if kind == "pp" else test.n_gen, test.n_depth or 0, conf,
+                         config.bench)
+    return predictor.columns(conf, model_test, test.tps_mean, splits)
 
 
 def _round(value: float | None) -> float | None:

@@ -214,6 +214,16 @@ class NvmlSource:
                         "pcie_gen_max": maxima.get("pcie_gen_max"), "pcie_width_max": maxima.get("pcie_width_max")})
         return out
 
+    def memory_bus(self, index: int = 0) -> tuple[float, int] | None:
+        """(max memory clock in MHz, memory bus width in bits) of a GPU: its memory bandwidth peak is
+        clock x width x 2 (double data rate) / 8 bytes per second. None where NVML does not say."""
+        try:
+            handle = self._gpus[index].handle
+            return (float(self._nv.nvmlDeviceGetMaxClockInfo(handle, self._nv.NVML_CLOCK_MEM)),
+                    int(self._nv.nvmlDeviceGetMemoryBusWidth(handle)))
+        except Exception:  # noqa: BLE001 - no such GPU, or NotSupported
+            return None
+
     def close(self) -> None:
         """Shut NVML down (once)."""
         if self._closed:

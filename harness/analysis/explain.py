@@ -1,0 +1,172 @@
+"""`moebench explain` and the report's "Why" section: the performance model's prediction against what was
+measured, per placement, and the terms that make two placements differ.
+
+The sweep is planned again from its `meta.json` (the one planner: the same placements and workloads the run
+had) and predicted with the calibration stored now for its engine, tool and device (`moebench calibrate`), so a
+sweep measured before the calibration is explained too. A prediction outside the measured 95% interval is
+"beyond noise": the measurement shows an effect the model lacks.
+
+Pairs explained: for every parameter value n present in both, first-n-experts(n) against last-n-experts(n) (the
+maintainers' question: why should the first N layers on the CPU beat the last N?), and the fastest placement
+against the baselines cpu-moe and all-gpu.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from harness.analysis.markdown import fmt, markdown_table
+from harness.intervals import interval, noise_verdict
+
+PAIR_STRATEGIES = ("first-n-experts", "last-n-experts")
+BASELINES = ("cpu-moe", "all-gpu")
+
+
+@dataclass
+class Explained:
+    rows: pd.DataFrame                                   # per configuration and test
+    pairs: list[dict] = field(default_factory=list)
+    calibrations: list[str] = field(default_factory=list)
+    problem: str = ""                                    # why nothing could be predicted
+
+    def to_json(self) -> str:
+        return json.dumps({"calibrations": self.calibrations, "problem": self.problem, "pairs": self.pairs,
+                           "rows": json.loads(self.rows.to_json(orient="records"))}, indent=1)
+
+
+def _plan(folder: Path):
+    from harness.config import BenchConfig
+    from harness.plan.planner import plan_sweep
+
+    meta = json.loads((folder / "meta.json").read_text())
+    config = BenchConfig.model_validate(meta["config"])
+    return config, dict(plan_sweep(config))
+
+
+def explain_folder(folder: Path) -> Explained:
+    from harness.errors import UserError
+    from harness.perf.configs import Predictor, test_of
+    from harness.perf.model import TERM_LABELS
+    from harness.perf.workload import layout_for, reported_splits
+
+    try:
+        config, confs = _plan(Path(folder))
+    except (OSError, ValueError, KeyError, UserError) as exc:
+        return Explained(pd.DataFrame(), problem=f"cannot plan the sweep again: {exc}")
+    predictor = Predictor.for_configurations(list(confs.values()))
+    raw = pd.read_csv(Path(folder) / "runs.csv")
+    raw = raw[(raw["status"] == "ok") & raw["config_id"].isin(list(confs))]
+    records = []
+    for (cid, test_name), group in raw.groupby(["config_id", "test"], sort=False):
+        conf, first = confs[cid], group.iloc[0]
+        if bool(first["n_prompt"]) == bool(first["n_gen"]):
+            continue
+        kind = "pp" if first["n_prompt"] else "tg"
+        tokens = int(first["n_prompt"] if kind == "pp" else first["n_gen"])
+        measured = interval(list(group["tps_mean"].astype(float)))
+        record = {"engine": conf.engine.name, "tool": conf.tool, "model": conf.model.label,
+                  "strategy": conf.strategy or "", "params": conf.params, "test": test_name, "kind": kind,
+                  "placement": conf.placement.describe() if conf.placement else (conf.strategy or ""),
+                  "measured_tps": measured.mean, "ci_low": measured.low, "ci_high": measured.high,
+                  "measured_median_tps": float(group["tps_mean"].astype(float).median()),
+                  "processes": measured.n, "graph_splits": first.get("graph_splits")}
+        test = test_of(kind, tokens, int(first.get("n_depth") or 0), conf, config.bench)
+        found = predictor.prediction(conf, test)
+        if found is not None:
+            w, pred = found
+            record.update(crossings_per_pass=w.crossings / max(w.passes, 1), predicted_tps=None,
+                          predicted_graph_splits=reported_splits(
+                              conf.model.info, layout_for(conf.placement, conf.target, conf.knobs), test.ubatch))
+            if pred is not None:
+                beyond = not (measured.low <= pred.tps <= measured.high) if measured.n >= 2 else None
+                record.update(predicted_tps=pred.tps, error_pct=100 * (pred.tps / measured.mean - 1),
+                              beyond_noise=beyond, dominant=pred.dominant(),
+                              terms_s={TERM_LABELS[k]: v for k, v in pred.terms_s.items()})
+        records.append(record)
+    rows = pd.DataFrame(records)
+    calibrations = sorted({f"{c.engine} on {c.device} ({', '.join(c.tools)}; {c.created_at})"
+                           for c in predictor.calibrations.values() if c is not None})
+    problem = "" if calibrations else ("no calibration for this sweep's engines and devices: run "
+                                       "`moebench calibrate` (with the sweep's --engine and --rpc-rig/--device)")
+    return Explained(rows, _pairs(rows), calibrations, problem)
+
+
+def _pairs(rows: pd.DataFrame) -> list[dict]:
+    if rows.empty:
+        return []
+    out = []
+    for (engine, tool, model, test), g in rows.groupby(["engine", "tool", "model", "test"], sort=False):
+        by_name = {r["placement"]: r for _, r in g.iterrows()}
+        first, last = PAIR_STRATEGIES
+        for _, a in g[g["strategy"] == first].iterrows():
+            b = next((r for _, r in g[g["strategy"] == last].iterrows() if r["params"] == a["params"]), None)
+            if b is not None:
+                out.append(_pair(a, b, engine, tool, model, test))
+        best = g.loc[g["measured_tps"].idxmax()]
+        for baseline in BASELINES:
+            if baseline in by_name and best["placement"] != baseline:
+                out.append(_pair(best, by_name[baseline], engine, tool, model, test))
+    return out
+
+
+def _pair(a, b, engine, tool, model, test) -> dict:
+    verdict = noise_verdict(a["ci_low"], a["ci_high"], b["ci_low"], b["ci_high"])
+    pair = {"engine": engine, "tool": tool, "model": model, "test": test, "a": a["placement"], "b": b["placement"],
+            "measured_a": a["measured_tps"], "measured_b": b["measured_tps"], "verdict": verdict,
+            "predicted_a": a.get("predicted_tps"), "predicted_b": b.get("predicted_tps")}
+    terms_a, terms_b = a.get("terms_s"), b.get("terms_s")
+    if isinstance(terms_a, dict) and isinstance(terms_b, dict):
+        diff = {k: terms_a.get(k, 0.0) - terms_b.get(k, 0.0) for k in set(terms_a) | set(terms_b)}
+        total = sum(abs(v) for v in diff.values())
+        pair["term_differences_s"] = dict(sorted(diff.items(), key=lambda kv: -abs(kv[1])))
+        pair["why"] = _why(a, b, diff, total)
+    return pair
+
+
+def _why(a, b, diff: dict[str, float], total: float) -> str:
+    if total <= 0:
+        return (f"the model sees no difference: both do the same work per token on each device and cross "
+                f"between devices as often ({a.get('crossings_per_pass', 0):.0f} times per pass)")
+    term, seconds = next(iter(diff.items()))
+    slower = a["placement"] if seconds > 0 else b["placement"]
+    share = abs(seconds) / total
+    return (f"{slower} spends more time on {term} ({share:.0%} of the predicted difference); crossings per pass "
+            f"{a.get('crossings_per_pass', 0):.0f} vs {b.get('crossings_per_pass', 0):.0f}")
+
+
+def explain_markdown(explained: Explained, top: int = 20) -> str:
+    lines = ["## Why: the performance model against the measurements", ""]
+    if explained.calibrations:
+        lines += ["Calibrations: " + "; ".join(explained.calibrations), ""]
+    if explained.problem:
+        lines += [f"_{explained.problem}_", ""]
+    rows = explained.rows
+    if not rows.empty and "predicted_tps" in rows:
+        shown = rows.dropna(subset=["predicted_tps"]).copy()
+        shown["abs_error"] = shown["error_pct"].abs()
+        shown = shown.sort_values("abs_error", ascending=False).head(top)
+        table = pd.DataFrame([[r["engine"], r["tool"], r["model"], r["placement"], r["test"], r["measured_tps"],
+                               f"{fmt(r['ci_low'])}–{fmt(r['ci_high'])}", r["predicted_tps"], f"{r['error_pct']:+.1f}%",
+                               "yes" if r.get("beyond_noise") is True else "", r.get("dominant", "")]
+                              for _, r in shown.iterrows()],
+                             columns=["engine", "tool", "model", "placement", "test", "measured t/s", "95% CI",
+                                      "predicted t/s", "error", "beyond noise", "most time in"])
+        errors = rows["error_pct"].abs().groupby(rows["kind"]).median().to_dict() if "error_pct" in rows else {}
+        lines += ["Median absolute error: " + ", ".join(f"{k} {v:.1f}%" for k, v in errors.items()), ""]
+        lines += [markdown_table(table), ""]
+        lines += ["\"Beyond noise\": the prediction lies outside the measured 95% interval, an effect the model "
+                  "does not have.", ""]
+    for pair in explained.pairs:
+        if "why" not in pair:
+            continue
+        verdict = {"a": f"{pair['a']} faster", "b": f"{pair['b']} faster", "tie": "within noise",
+                   "untested": "untested"}[pair["verdict"]]
+        lines.append(f"- {pair['engine']} {pair['tool']} {pair['model']} {pair['test']}: **{pair['a']}** "
+                     f"{fmt(pair['measured_a'])} vs **{pair['b']}** {fmt(pair['measured_b'])} t/s "
+                     f"({verdict}); predicted {fmt(pair['predicted_a'])} vs {fmt(pair['predicted_b'])}: "
+                     f"{pair['why']}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,128 @@
+"""`moebench calibrate`, `moebench predict` and `moebench explain`: the performance model (`harness.perf`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    cal = sub.add_parser("calibrate", help="measure the performance model's constants on this machine")
+    _engine_device(cal)
+    cal.add_argument("--tool", action="append", choices=["llama-bench", "llama-server"],
+                     help="tools to calibrate (default: llama-bench and llama-server; ik on the RPC rig: the "
+                          "server only, its llama-bench cannot place weights there)")
+    cal.add_argument("--processes", type=int, default=3, help="fresh processes per configuration (default 3)")
+    cal.add_argument("--json", action="store_true", help="print the calibration as JSON")
+    cal.set_defaults(func=cmd_calibrate)
+
+    pred = sub.add_parser("predict", help="predicted pp and tg tokens/s of a placement, with its roofline")
+    pred.add_argument("model", help="a GGUF file, or synth:PRESET")
+    pred.add_argument("strategy")
+    pred.add_argument("params", nargs="*", metavar="name=value", help="strategy parameters")
+    _engine_device(pred)
+    pred.add_argument("--tool", default="llama-bench", choices=["llama-bench", "llama-server"])
+    pred.add_argument("--prompt-tokens", type=int, default=512)
+    pred.add_argument("--gen-tokens", type=int, default=128)
+    pred.add_argument("--depth", type=int, default=0)
+    pred.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE", help="an engine knob (ubatch=...)")
+    pred.add_argument("--json", action="store_true")
+    pred.set_defaults(func=cmd_predict)
+
+    exp = sub.add_parser("explain", help="predicted against measured per placement, and why placements differ")
+    exp.add_argument("results", type=Path, help="a results folder (results/<sweep>)")
+    exp.add_argument("--json", action="store_true")
+    exp.set_defaults(func=cmd_explain)
+
+
+def _engine_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", default="mainline", help="engine name (mainline, ik, a cached id) or a build "
+                                                             "folder (default: mainline)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--device", help="the accelerator as the engine names it (CUDA0); default: the first")
+    where.add_argument("--rpc-rig", action="store_true", help="the engine's own RPC server on loopback")
+
+
+def _engine_spec(text: str) -> dict:
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return {"name": path.name, "path": str(path.resolve())}
+    return {"name": text}
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from harness.cli.run_cmd import RichProgress
+    from harness.engines.discover import find_engine
+    from harness.perf.calibrate import calibrate
+
+    console = Console(stderr=True)
+    spec = _engine_spec(args.engine)
+    tools = args.tool
+    if not tools:
+        engine = find_engine(spec["name"], {spec["name"]: Path(spec["path"])} if "path" in spec else {})
+        rig_ik = args.rpc_rig and engine.dialect == "ik"
+        tools = ["llama-server"] if rig_ik else ["llama-bench", "llama-server"]
+    progress = RichProgress(console)
+    try:
+        cal = calibrate(spec, rpc_rig=args.rpc_rig, device=args.device, tools=tools, processes=args.processes,
+                        progress=progress)
+    finally:
+        progress.close()
+    if args.json:
+        print(json.dumps(cal.to_dict(), indent=1))
+        return 0
+    out = Console()
+    out.print(f"calibration of {cal.engine} on {cal.device} ({', '.join(cal.tools)})")
+    if cal.peaks:
+        out.print(f"peaks: CPU {cal.peaks.cpu_bytes_s / 1e9:.1f} GB/s, accelerator {cal.peaks.accel_bytes_s / 1e9:.1f} "
+                  f"GB/s, bus {cal.peaks.bus_bytes_s / 1e9:.2f} GB/s")
+    for tool, found in cal.tools.items():
+        errors = ", ".join(f"{k} {v:.1f}%" for k, v in found.median_abs_error_pct.items())
+        out.print(f"{tool} ({found.threads} threads): median fit error {errors}")
+        for kind, constants in (("tg", found.constants.tg), ("pp", found.constants.pp)):
+            out.print(f"  {kind}: " + ", ".join(f"{k} {v:.3g}" for k, v in constants.items()))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from harness.perf.predict_one import predict_placement
+
+    result = predict_placement(args.model, args.strategy, args.params, engine=_engine_spec(args.engine),
+                               rpc_rig=args.rpc_rig, device=args.device, tool=args.tool,
+                               prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens, depth=args.depth,
+                               knobs=args.knob)
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    out = Console()
+    out.print(f"{result['placement']}  {result['engine']} {result['tool']} on {result['device']}")
+    out.print(f"graph splits {result['graph_splits']}; calibration: {result['calibration'] or 'none (run moebench calibrate)'}")
+    table = Table("test", "predicted tokens/s", "roofline tokens/s", "where the time goes")
+    for test in result["tests"]:
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in test["shares"].items() if v >= 0.01)
+        table.add_row(test["test"], _fmt(test["predicted_tps"]), _fmt(test["roofline_tps"]), shares or "-")
+    out.print(table)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from harness.analysis.explain import explain_folder, explain_markdown
+
+    if not (args.results / "runs.csv").is_file():
+        raise UserError(f"{args.results} holds no runs.csv; give a results folder such as results/default")
+    explained = explain_folder(args.results)
+    if args.json:
+        print(explained.to_json())
+    else:
+        print(explain_markdown(explained))
+    return 0
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:,.1f}"

@@ -1,0 +1,110 @@
+"""`moebench calibrate`: measure the performance model's constants on this machine.
+
+The engine runs a fixed set of placements of the synthetic calibration model (`tiny`) through the ordinary
+runner (fresh processes in interleaved rounds; the rows are a normal results folder): everything on the
+accelerator, everything but the output layer on the CPU, half the layers, all experts on the CPU, the experts of
+the first 2/4/6 layers, and whole layers' weights on the CPU with their KV cache on the accelerator (many
+crossings). The constants are fitted per tool from the per-configuration medians, and stored with the fit's
+residuals and the device peaks (`harness.perf.calibration`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from harness.config import BenchConfig
+from harness.perf.calibration import Calibration, ToolCalibration, calibration_dir, device_key
+from harness.perf.configs import configuration_workload, test_of
+from harness.perf.model import fit_constants
+from harness.perf.peaks import measure_peaks
+from harness.perf.workload import Workload
+from harness.plan.planner import Configuration, plan_sweep
+
+CALIBRATION_MODEL = "tiny"
+CALIBRATION_STRATEGIES = [
+    {"name": "all-gpu"},
+    {"name": "gpu-layers", "params": {"k": [0, 4]}},
+    {"name": "cpu-moe"},
+    {"name": "first-n-experts", "params": {"n": [2, 4, 6]}},
+    {"name": "last-n-layers-cpu", "params": {"n": 2}},
+]
+# two sweeps, so the workloads differ in more than their placement: a short prompt and generation from an empty
+# context, and a prompt of three micro-batches with generation over a filled cache (llama-bench: -d 512;
+# llama-server generates after its prompt)
+CALIBRATION_TESTS = {
+    "short": {"prompt_tokens": [512], "gen_tokens": [128], "depth": [0]},
+    "deep": {"prompt_tokens": [1536], "gen_tokens": [128], "depth": [512]},
+}
+
+
+def calibration_configs(engine: dict, *, rpc_rig: bool, device: str | None, tools: list[str],
+                        processes: int, out: Path) -> list[BenchConfig]:
+    name = f"{engine['name']}-{'rpc-rig' if rpc_rig else device or 'default'}".replace("/", "_")
+    return [BenchConfig.model_validate({
+        "name": f"{name}-{variant}", "output": str(out), "models": [{"synth": CALIBRATION_MODEL}],
+        "engines": [engine], "tools": tools, "rpc_rig": rpc_rig, "devices": [device] if device else [],
+        "strategies": CALIBRATION_STRATEGIES, "telemetry": {"enabled": False},
+        "bench": {**tests, "repetitions": 1, "processes": processes, "ctx": 2304},
+    }) for variant, tests in CALIBRATION_TESTS.items()]
+
+
+def samples(folder: Path, config: BenchConfig) -> dict[str, list[tuple[str, Workload, float]]]:
+    """Per tool, (label, workload, median tokens/s over the processes) of every measured configuration and test
+    in a results folder planned from `config`. The median: a slow stretch of a shared machine hits some
+    processes of a configuration, not the typical one (docs/MEASUREMENT.md)."""
+    import pandas as pd
+
+    rows = pd.read_csv(folder / "runs.csv")
+    rows = rows[rows["status"] == "ok"]
+    confs: dict[str, Configuration] = dict(plan_sweep(config))
+    out: dict[str, list] = {}
+    for (cid, test_name), group in rows.groupby(["config_id", "test"]):
+        conf = confs.get(cid)
+        if conf is None:
+            continue
+        first = group.iloc[0]
+        if bool(first["n_prompt"]) == bool(first["n_gen"]):
+            continue  # combined tests are not modelled
+        kind = "pp" if first["n_prompt"] else "tg"
+        tokens = int(first["n_prompt"] if kind == "pp" else first["n_gen"])
+        w = configuration_workload(conf, test_of(kind, tokens, int(first.get("n_depth") or 0), conf,
+                                                 config.bench))
+        if w is not None:
+            label = f"{conf.placement.describe()} {test_name}"
+            out.setdefault(conf.tool, []).append((label, w, float(np.median(group["tps_mean"]))))
+    return out
+
+
+def calibrate(engine: dict, *, rpc_rig: bool, device: str | None, tools: list[str], processes: int = 3,
+              progress=None) -> Calibration:
+    """Run the calibration sweep (resumed when it was started before), fit, measure the peaks, store."""
+    from harness.runner.sweep import run_sweep
+    from harness.telemetry.nvml import shared_nvml
+
+    out = calibration_dir() / "runs"
+    configs = calibration_configs(engine, rpc_rig=rpc_rig, device=device, tools=tools, processes=processes,
+                                  out=out)
+    folders = [run_sweep(config, out, progress, resume=True) for config in configs]
+    planned = plan_sweep(configs[0])
+    target = next((conf.target for _, conf in planned if conf.target is not None), None)
+    dev = "rpc-rig" if rpc_rig else device_key(target.buffer_type if target else device or "default")
+    peaks = measure_peaks(rpc_rig, shared_nvml())
+    bus = 1.0 / peaks.bus_bytes_s
+    threads = {conf.tool: conf.threads for _, conf in planned}
+    fitted, measured = {}, {}
+    for folder, config in zip(folders, configs):
+        for tool, found in samples(folder, config).items():
+            measured.setdefault(tool, []).extend(found)
+    for tool, found in measured.items():
+        fit = fit_constants(found, bus)
+        fitted[tool] = ToolCalibration(threads[tool], fit.constants, fit.residuals, fit.median_abs_error_pct)
+    if not fitted:
+        from harness.errors import UserError
+
+        raise UserError(f"no configuration of the calibration sweeps was measured; see {folders[0]}/runs.csv")
+    engine_name = planned[0][1].engine.name
+    calibration = Calibration(engine_name, dev, peaks, fitted, results=", ".join(map(str, folders)))
+    calibration.save()
+    return calibration

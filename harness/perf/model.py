@@ -1,0 +1,170 @@
+"""The performance model: a test's time is a sum of terms, each a workload quantity times a constant.
+
+    generation:         time = crossings x crossing_s
+                               + CPU weight bytes x cpu_s_per_byte + accelerator weight bytes x accel_s_per_byte
+                               + KV cache bytes x kv_s_per_byte + bus bytes x bus_s_per_byte
+    prompt processing:  time = passes x pass_s + crossings x crossing_s
+                               + CPU flops x cpu_s_per_flop + accelerator flops x accel_s_per_flop
+                               + bus bytes x bus_s_per_byte
+
+Generation has no per-pass constant: on one calibration model the weight bytes per token do not change with the
+placement (only where they are read), so a per-token constant and the per-byte ones cannot be told apart; fitted
+together, the per-pass constant took the weights' time and a 4x larger model was predicted 2.5x too fast. A fixed
+per-token cost is absorbed by the crossings (every pass that uses an accelerator crosses at least twice).
+
+tokens/s = tokens / time. The constants are fitted per engine, tool and device (`harness.perf.calibrate`) by
+non-negative least squares on relative error; the bus constant is the bus's measured peak (it cannot be told
+apart from the crossing cost on few configurations) unless the calibration holds op-offload runs. The roofline
+is the same sum with each device at its physical peak and no per-pass or per-crossing cost (generation only:
+it is bound by memory; a CPU's arithmetic peak is not something moebench can read).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.optimize import nnls
+
+from harness.perf.workload import Workload
+from harness.plan.placement import CPU, is_accelerator
+
+TERMS = {
+    "tg": ("crossing_s", "cpu_s_per_byte", "accel_s_per_byte", "kv_s_per_byte"),
+    "pp": ("pass_s", "crossing_s", "cpu_s_per_flop", "accel_s_per_flop"),
+}
+TERM_LABELS = {
+    "pass_s": "fixed cost per pass", "crossing_s": "device crossings",
+    "cpu_s_per_byte": "reading weights on the CPU", "accel_s_per_byte": "reading weights on the accelerator",
+    "kv_s_per_byte": "attention over the KV cache",
+    "cpu_s_per_flop": "arithmetic on the CPU", "accel_s_per_flop": "arithmetic on the accelerator",
+    "bus": "bytes over the bus",
+}
+
+
+def features(w: Workload) -> dict[str, float]:
+    """The quantities each constant multiplies, for this workload."""
+    per_device = w.bytes_by_device if w.test.kind == "tg" else w.flops_by_device
+    cpu = per_device.get(CPU, 0.0)
+    accel = sum(v for d, v in per_device.items() if is_accelerator(d))
+    values = {"pass_s": float(w.passes), "crossing_s": float(w.crossings), "cpu_s_per_byte": cpu,
+              "accel_s_per_byte": accel, "cpu_s_per_flop": cpu, "accel_s_per_flop": accel,
+              "kv_s_per_byte": sum(w.kv_bytes_by_device.values())}
+    return {name: values[name] for name in TERMS[w.test.kind]}
+
+
+@dataclass
+class Constants:
+    """Fitted constants of one engine, tool and device (seconds per unit)."""
+
+    tg: dict[str, float]
+    pp: dict[str, float]
+    bus_s_per_byte: float
+
+    def for_kind(self, kind: str) -> dict[str, float]:
+        return self.tg if kind == "tg" else self.pp
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Constants":
+        return cls(dict(data["tg"]), dict(data["pp"]), float(data["bus_s_per_byte"]))
+
+
+@dataclass
+class Prediction:
+    kind: str
+    tokens: int
+    seconds: float
+    terms_s: dict[str, float]                  # each term's seconds (`bus` included)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tps(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else float("inf")
+
+    def shares(self) -> dict[str, float]:
+        """Each term's share of the time, largest first."""
+        total = sum(self.terms_s.values()) or 1.0
+        return dict(sorted(((k, v / total) for k, v in self.terms_s.items()), key=lambda kv: -kv[1]))
+
+    def dominant(self) -> str:
+        return TERM_LABELS[next(iter(self.shares()))]
+
+
+def predict(w: Workload, constants: Constants) -> Prediction:
+    coef = constants.for_kind(w.test.kind)
+    terms = {name: value * coef.get(name, 0.0) for name, value in features(w).items()}
+    terms["bus"] = w.bus_bytes * constants.bus_s_per_byte
+    return Prediction(w.test.kind, w.test.tokens, sum(terms.values()), terms, list(w.notes))
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """Physical peaks: bytes per second each device's memory reads, and the bus between them."""
+
+    cpu_bytes_s: float
+    accel_bytes_s: float
+    bus_bytes_s: float
+    source: dict[str, str] = field(default_factory=dict)   # where each figure came from
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Peaks":
+        return cls(float(data["cpu_bytes_s"]), float(data["accel_bytes_s"]), float(data["bus_bytes_s"]),
+                   dict(data.get("source", {})))
+
+
+def roofline_tps(w: Workload, peaks: Peaks) -> float | None:
+    """Generation tokens/s with every device at its peak and no pass or crossing cost (None for prompts)."""
+    if w.test.kind != "tg":
+        return None
+    read = {d: w.bytes_by_device.get(d, 0.0) + w.kv_bytes_by_device.get(d, 0.0)
+            for d in set(w.bytes_by_device) | set(w.kv_bytes_by_device)}
+    seconds = read.get(CPU, 0.0) / peaks.cpu_bytes_s
+    seconds += sum(v for d, v in read.items() if is_accelerator(d)) / peaks.accel_bytes_s
+    seconds += w.bus_bytes / peaks.bus_bytes_s
+    return w.test.tokens / seconds if seconds > 0 else None
+
+
+@dataclass
+class Fit:
+    constants: Constants
+    residuals: list[dict]          # per sample: label, kind, measured and predicted tokens/s, error_pct
+
+    @property
+    def median_abs_error_pct(self) -> dict[str, float]:
+        out = {}
+        for kind in ("pp", "tg"):
+            errors = [abs(r["error_pct"]) for r in self.residuals if r["kind"] == kind]
+            if errors:
+                out[kind] = float(np.median(errors))
+        return out
+
+
+def fit_constants(samples: list[tuple[str, Workload, float]], bus_s_per_byte: float) -> Fit:
+    """Constants from measured samples (label, workload, measured tokens/s): per kind, non-negative least
+    squares on the relative error of the time, after the bus term (fixed at `bus_s_per_byte`)."""
+    fitted: dict[str, dict[str, float]] = {}
+    for kind, names in TERMS.items():
+        rows = [(w, tps) for _, w, tps in samples if w.test.kind == kind and tps > 0]
+        if not rows:
+            fitted[kind] = {name: 0.0 for name in names}
+            continue
+        a = np.array([[features(w)[n] for n in names] for w, _ in rows], dtype=float)
+        seconds = np.array([w.test.tokens / tps for w, tps in rows])
+        bus = np.array([w.bus_bytes * bus_s_per_byte for w, _ in rows])
+        scale = np.where(a.max(axis=0) > 0, a.max(axis=0), 1.0)   # columns of comparable size
+        weights = 1.0 / seconds
+        solution, _ = nnls((a / scale) * weights[:, None], (seconds - bus) * weights)
+        fitted[kind] = {n: float(v) for n, v in zip(names, solution / scale)}
+    constants = Constants(fitted["tg"], fitted["pp"], bus_s_per_byte)
+    residuals = []
+    for label, w, tps in samples:
+        predicted = predict(w, constants).tps
+        residuals.append({"label": label, "kind": w.test.kind, "measured_tps": round(tps, 3),
+                          "predicted_tps": round(predicted, 3), "error_pct": round(100 * (predicted / tps - 1), 2)})
+    return Fit(constants, residuals)

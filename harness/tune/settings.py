@@ -1,0 +1,83 @@
+"""What a tuning session is about (`TuneSettings`: model, engine, device, budget, objective, space), what it has
+measured (`Measured`, `TuneState`) and the one objective score (`score`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.config import BenchConfig
+from harness.tune.space import Candidate
+
+MIN_MODEL_ERROR = 0.05      # the predicted upper bound is at least 5% above the prediction
+ROUND_SIZE = 2              # points measured per round
+
+
+@dataclass
+class TuneSettings:
+    model: dict                      # bench.yaml model entry
+    engine: dict                     # bench.yaml engine entry
+    rpc_rig: bool
+    device: str | None
+    vram_budget_mib: float
+    objective: str = "tg"            # tg, pp or balanced
+    depth: int = 0
+    space: tuple[str, ...] = ()
+    knobs: dict = field(default_factory=dict)
+    max_runs: int = 12
+    processes: int = 3
+    out: Path = Path("results")
+    name: str = "tune"
+    prompt_tokens: int = 512
+    gen_tokens: int = 128
+
+    @property
+    def tool(self) -> str:
+        return "llama-server" if self.rpc_rig and self.engine.get("dialect") == "ik" else "llama-bench"
+
+    @property
+    def fixed_knobs(self) -> dict:
+        """The knobs given one value (not searched): the baselines run with them too."""
+        return {k: v for k, v in self.knobs.items() if not isinstance(v, list)}
+
+    def config(self, strategies: list[dict], knobs: dict | None = None) -> BenchConfig:
+        """A sweep of `strategies` with `knobs` (None: the knobs as given, lists being axes)."""
+        bench = {"prompt_tokens": [self.prompt_tokens], "gen_tokens": [self.gen_tokens], "depth": [self.depth],
+                 "repetitions": 1, "processes": self.processes,
+                 "ctx": max(1024, self.prompt_tokens + self.gen_tokens + self.depth),
+                 **(self.knobs if knobs is None else knobs)}
+        return BenchConfig.model_validate({
+            "name": self.name, "output": str(self.out), "models": [self.model], "engines": [self.engine],
+            "tools": [self.tool], "rpc_rig": self.rpc_rig, "devices": [self.device] if self.device else [],
+            "strategies": strategies, "bench": bench})
+
+
+@dataclass
+class Measured:
+    config_id: str
+    label: str
+    spec: dict
+    knobs: dict
+    tps: dict[str, tuple[float, float, float]]  # kind -> (mean, ci low, ci high)
+    failed: str = ""
+
+
+@dataclass
+class TuneState:
+    candidates: list[Candidate]
+    measured: dict[str, Measured] = field(default_factory=dict)
+    baselines: dict[str, str] = field(default_factory=dict)      # baseline name -> config id
+    model_error: dict[str, float] = field(default_factory=dict)  # kind -> relative error bound
+    rounds: list[dict] = field(default_factory=list)
+    stopped_because: str = ""
+
+
+def score(tps: dict[str, float | None], objective: str, reference: dict[str, float]) -> float | None:
+    """The objective of a point: its tg or pp tokens/s, or for `balanced` the geometric mean of both relative
+    to the best measured (as the analysis's balanced best, `harness.analysis.verdicts`)."""
+    if objective != "balanced":
+        return tps.get(objective)
+    if not tps.get("pp") or not tps.get("tg") or not reference.get("pp") or not reference.get("tg"):
+        return None
+    return math.sqrt(tps["pp"] / reference["pp"] * tps["tg"] / reference["tg"])

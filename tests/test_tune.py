@@ -1,0 +1,65 @@
+"""`moebench tune`: the stopping rule, the VRAM budget of the space, and a whole tuning session on the RPC rig
+with the real engine, where some tried configurations crash (a V cache quantized without flash attention: the
+engine refuses to create its context) and become failed rows while the search goes on."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from harness.tune.search import plan_space, stop_reason
+from harness.tune.settings import TuneSettings, score
+from tests.conftest import run_cli
+
+
+def test_stopping_rule():
+    assert stop_reason(100.0, [90.0, 99.9], runs=3, max_runs=10).startswith("the best measured")
+    assert stop_reason(100.0, [90.0, 100.5], runs=3, max_runs=10) == ""           # one could still be better
+    assert stop_reason(100.0, [90.0, None], runs=3, max_runs=10) == ""            # unpredictable: must measure
+    assert stop_reason(100.0, [90.0, 120.0], runs=10, max_runs=10).startswith("the run budget")
+    assert stop_reason(100.0, [], runs=4, max_runs=10) == "every feasible point was measured"
+    assert stop_reason(None, [90.0], runs=2, max_runs=10) == ""                   # nothing measured yet
+    assert stop_reason(float("nan"), [90.0], runs=2, max_runs=10) == ""           # one process: no interval
+
+
+def test_balanced_score_is_the_geometric_mean_of_normalized_speeds():
+    assert score({"pp": 500.0, "tg": 50.0}, "balanced", {"pp": 1000.0, "tg": 50.0}) == (0.5 * 1.0) ** 0.5
+    assert score({"pp": 500.0, "tg": 50.0}, "tg", {}) == 50.0
+    assert score({"pp": 500.0}, "balanced", {"pp": 1000.0, "tg": 50.0}) is None
+
+
+def test_space_keeps_only_points_within_the_budget(mainline_engine, tmp_path):
+    settings = TuneSettings({"synth": "tiny"}, {"name": "mainline"}, True, None, vram_budget_mib=20.0,
+                            space=("first-n-experts", "gpu-layers"), out=tmp_path)
+    candidates, planned = plan_space(settings)
+    assert 0 < len(candidates) < planned
+    assert all(c.conf.memory.vram_bytes <= 20 * 2**20 for c in candidates)
+    labels = {c.label for c in candidates}
+    assert "all-gpu" not in labels and "gpu-layers(k=0)" in labels   # all-gpu needs ~28 MiB here
+    assert all(c.workloads["tg"] is not None for c in candidates)
+
+
+def test_tune_on_the_rig_survives_crashing_configurations(rig_calibration, tmp_path):
+    env, _ = rig_calibration
+    out = tmp_path / "tune"
+    result = run_cli("tune", "synth:tiny", "--rpc-rig", "--vram-budget-mib", "24", "--objective", "tg",
+                     "--space", "first-n-experts", "--knob", "cache_type_v=f16,q4_0", "--knob", "flash_attn=off",
+                     "--max-runs", "6", "--processes", "1", "--out", out, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads((out / "tune.json").read_text())
+    assert len(answer["runs"]) <= 6 and answer["stopped_because"]
+    failed = [r for r in answer["runs"] if r["failed"]]
+    assert failed, "a q4_0 V cache without flash attention should have been tried and failed"
+    best = answer["best"]
+    assert best["knobs"].get("cache_type_v", "f16") == "f16" and best["measured"]["tg"]["mean"] > 0
+    assert set(best["commands"]) == {"llama-server", "llama-bench"}
+    assert "-ctv" in best["commands"]["llama-bench"][0] or "--cache-type-v" in " ".join(best["commands"]["llama-bench"][0])
+    assert set(answer["baselines"]) == {"engine-fit", "cpu-moe"}
+    assert "engine-fit" in best["gain_over"]
+    text = (out / "tune.md").read_text()
+    assert "llama-server" in text and "## Evidence" in text
+    with open(out / "runs.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert any(r["status"] == "failed" for r in rows) and any(r["status"] == "ok" for r in rows)
+    report = run_cli("report", out)
+    assert report.returncode == 0, report.stderr[-2000:]
