@@ -160,6 +160,15 @@ strategies:
         assert all(abs(predicted[d] - actual[d]) <= 0.005 * MIB for d in predicted), (r["strategy"], predicted, actual)
         assert len(json.loads(r["predicted_vram_bytes_by_device"])) == 2 and r["device"].count("RPC0[") == 2
         assert r["rpc_cpus"] == plan_budget(2).describe_rpc()
+    # plan == run: each executed argument list is the planned one, the servers' ports as placeholders
+    plan = {r["config_id"]: r["commands"] for r in json.loads(run_cli("plan", config, "--json").stdout)}
+    devices = json.loads((tmp_path / "out" / "default" / "meta.json").read_text())["devices"]
+    for r in ok:
+        argv = " ".join(json.loads(r["command"]))
+        for i, device in enumerate(next(v for k, v in devices.items() if k == r["engine"])):
+            argv = argv.replace(device[5:-1], "127.0.0.1:RPC_PORT" + (f"_{i}" if i else ""))
+        port = json.loads(r["command"])[json.loads(r["command"]).index("--port") + 1]
+        assert argv.replace(f"--port {port}", "--port SERVER_PORT") in [" ".join(c) for c in plan[r["config_id"]]]
     skipped = [r for r in rows if r["strategy"] == "all-gpu"]
     assert {r["status"] for r in skipped} == {"skipped: predicted-oom"}
     assert all("budget 12 MiB" in r["reason"] and "budget 30" not in r["reason"] for r in skipped)
