@@ -13,6 +13,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_stored_calibration(tmp_path_factory):
+    """Tests see no performance-model calibration but the ones they make: the cache's own (from `moebench
+    calibrate` on this machine) would add predictions and a report section to every sweep."""
+    os.environ["MOEBENCH_CALIBRATION"] = str(tmp_path_factory.mktemp("no-calibration"))
+
+
 @pytest.fixture(scope="session")
 def mainline_engine():
     return _built_engine("mainline")

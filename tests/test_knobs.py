@@ -128,7 +128,7 @@ def test_memory_follows_ubatch_context_and_cache_types(tmp_path, mainline_engine
 engines: [mainline]
 tools: [llama-server]
 rpc_rig: true
-vram_budget_mib: 20
+vram_budget_mib: 18
 strategies: [all-gpu]
 bench: {prompt_tokens: [64], gen_tokens: [16], ctx: 256, ubatch: [64, 512], cache_type_k: [f16, q8_0]}
 """)
@@ -136,7 +136,9 @@ bench: {prompt_tokens: [64], gen_tokens: [16], ctx: 256, ubatch: [64, 512], cach
     assert result.returncode == 0, result.stderr
     rows = {(r["knobs"]["ubatch"], r["knobs"]["cache_type_k"]): r for r in json.loads(result.stdout)}
     small, big = rows[64, "f16"], rows[512, "f16"]
-    assert big["memory"]["compute_mib_estimate"]["accel0"] > 4 * small["memory"]["compute_mib_estimate"]["accel0"]
+    # ub 512 is capped at the 256-token context: 4x the activations of ub 64 (flash attention: no score matrix)
+    assert big["memory"]["compute_mib_estimate"]["accel0"] == pytest.approx(
+        4 * small["memory"]["compute_mib_estimate"]["accel0"], abs=0.05)  # MiB printed with 2 decimals
     assert (small["status"], big["status"]) == ("planned", "skipped: predicted-oom")  # the micro-batch decides
     assert rows[64, "q8_0"]["memory"]["kv_mib"]["accel0"] < small["memory"]["kv_mib"]["accel0"]
     assert "-ub" in small["knob_args"] and small["knob_args"][small["knob_args"].index("-ub") + 1] == "64"

@@ -168,3 +168,15 @@ def test_calibrate_predict_and_explain_on_the_rig(rig_calibration, tmp_path):
     assert explained.returncode == 0, explained.stderr[-2000:]
     assert "first-n-experts(n=2)" in explained.stdout and "last-n-experts(n=2)" in explained.stdout
     assert "the model sees no difference" in explained.stdout  # same work and crossings on this model
+
+
+def test_explain_without_predictions_says_why():
+    """A sweep whose engines have no calibration: a table would be empty; the section says what to run."""
+    import pandas as pd
+
+    from harness.analysis.explain import Explained, explain_markdown
+
+    rows = pd.DataFrame([{"engine": "ik-0.1.5", "tool": "llama-server", "model": "synth:tiny", "placement": "cpu-moe",
+                          "test": "tg128", "kind": "tg", "measured_tps": 100.0, "ci_low": 90.0, "ci_high": 110.0}])
+    text = explain_markdown(Explained(rows, problem="no calibration for this sweep's engines and devices"))
+    assert "no calibration" in text and "| engine |" not in text

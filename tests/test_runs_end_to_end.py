@@ -66,7 +66,9 @@ def test_demo_sweep_writes_real_results(mainline_engine, tmp_path):
     csv_path = tmp_path / "default" / "runs.csv"
     assert result.stdout.strip() == f"results: {csv_path}"
     rows = list(csv.DictReader(csv_path.open()))
-    assert {r["strategy"] for r in rows} == set(available_strategies())
+    # every built-in strategy but experts-balanced, which spreads experts over several accelerators (on the
+    # one-device default rig it is first-n-experts again)
+    assert {r["strategy"] for r in rows} == set(available_strategies()) - {"experts-balanced"}
     assert {(r["tool"], r["test"]) for r in rows} == {(t, n) for t in ("llama-bench", "llama-server")
                                                      for n in ("pp64", "tg16")}
     for row in rows:

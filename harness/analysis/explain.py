@@ -145,8 +145,9 @@ def explain_markdown(explained: Explained, top: int = 20) -> str:
     if explained.problem:
         lines += [f"_{explained.problem}_", ""]
     rows = explained.rows
-    if not rows.empty and "predicted_tps" in rows:
-        shown = rows.dropna(subset=["predicted_tps"]).copy()
+    if not rows.empty and "error_pct" in rows:
+        rows = rows.dropna(subset=["error_pct"])
+        shown = rows.copy()
         shown["abs_error"] = shown["error_pct"].abs()
         shown = shown.sort_values("abs_error", ascending=False).head(top)
         table = pd.DataFrame([[r["engine"], r["tool"], r["model"], r["placement"], r["test"], r["measured_tps"],

@@ -139,14 +139,16 @@ def context_tokens(tool: str, bench: BenchSettings) -> int:
 
 def memory_settings(bench: BenchSettings, tool: str, knobs: Knobs, accelerator: str = "") -> MemorySettings:
     """What decides the KV cache and compute buffers of one configuration: its context (padded like the
-    engines pad it), the micro-batch it really uses, the cache types, flash attention (unset: counted as off,
-    the larger estimate) and op offload (on unless switched off, where the accelerator offloads ops: not an RPC
-    server)."""
+    engines pad it), the micro-batch it really uses, the cache types, flash attention (unset: on, as both
+    engines default to it: ik `flash_attn = true`, mainline `auto`, which its log shows enabled on the CPU and
+    RPC backends and CUDA supports for these head sizes) and op offload (on unless switched off, where the
+    accelerator offloads ops: not an RPC server)."""
     n_ctx = context_tokens(tool, bench)
     padded = (n_ctx + CONTEXT_PADDING - 1) // CONTEXT_PADDING * CONTEXT_PADDING
     offload = knobs.op_offload is not False and not accelerator.startswith("RPC")
     return MemorySettings(n_ctx=padded, n_ubatch=knobs.effective_ubatch(n_ctx), cache_type_k=knobs.cache_type_k,
-                          cache_type_v=knobs.cache_type_v, flash_attn=bool(knobs.flash_attn), op_offload=offload)
+                          cache_type_v=knobs.cache_type_v, flash_attn=knobs.flash_attn is not False,
+                          op_offload=offload)
 
 
 def tool_syntaxes(config: BenchConfig, engines: list[Engine]) -> dict[tuple[str, str], ToolSyntax]:
