@@ -180,3 +180,15 @@ def test_explain_without_predictions_says_why():
                           "test": "tg128", "kind": "tg", "measured_tps": 100.0, "ci_low": 90.0, "ci_high": 110.0}])
     text = explain_markdown(Explained(rows, problem="no calibration for this sweep's engines and devices"))
     assert "no calibration" in text and "| engine |" not in text
+
+
+def test_explain_names_the_term_that_differs_most():
+    from harness.analysis.explain import _pair
+
+    common = {"ci_low": 1.0, "ci_high": 2.0, "predicted_tps": 1.0}
+    a = {"placement": "all-gpu", "measured_tps": 600.0, "crossings_per_pass": 2,
+         "terms_s": {"device crossings": 1e-4, "reading weights on the CPU": 0.0}, **common}
+    b = {"placement": "cpu-moe", "measured_tps": 140.0, "crossings_per_pass": 18,
+         "terms_s": {"device crossings": 6e-3, "reading weights on the CPU": 4e-4}, **common}
+    why = _pair(a, b, "e", "t", "m", "tg128")["why"]
+    assert why.startswith("cpu-moe spends more time on device crossings (94%")

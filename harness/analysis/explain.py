@@ -121,9 +121,9 @@ def _pair(a, b, engine, tool, model, test) -> dict:
     terms_a, terms_b = a.get("terms_s"), b.get("terms_s")
     if isinstance(terms_a, dict) and isinstance(terms_b, dict):
         diff = {k: terms_a.get(k, 0.0) - terms_b.get(k, 0.0) for k in set(terms_a) | set(terms_b)}
-        total = sum(abs(v) for v in diff.values())
-        pair["term_differences_s"] = dict(sorted(diff.items(), key=lambda kv: -abs(kv[1])))
-        pair["why"] = _why(a, b, diff, total)
+        diff = dict(sorted(diff.items(), key=lambda kv: -abs(kv[1])))   # the biggest difference first
+        pair["term_differences_s"] = diff
+        pair["why"] = _why(a, b, diff, sum(abs(v) for v in diff.values()))
     return pair
 
 
