@@ -86,17 +86,20 @@ class ResultsStore:
         tmp.write_text(buf.getvalue())
         os.replace(tmp, self.csv_path)
 
-    def append(self, row: dict) -> None:
-        unknown = set(row) - set(COLUMNS)
-        if unknown:
-            raise ValueError(f"not in the results schema: {sorted(unknown)}")
-        row = {"schema_version": SCHEMA_VERSION, **row}
+    def append(self, *rows: dict) -> None:
+        """Append rows in one write() and fsync: the rows of one process (llama-bench's pp and tg) land
+        together or not at all, so a resumed sweep never finds a process half recorded."""
+        for row in rows:
+            unknown = set(row) - set(COLUMNS)
+            if unknown:
+                raise ValueError(f"not in the results schema: {sorted(unknown)}")
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
         new = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
         if new:
             writer.writeheader()
-        writer.writerow({k: _cell(v) for k, v in row.items()})
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in {"schema_version": SCHEMA_VERSION, **row}.items()})
         fd = os.open(self.csv_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, buf.getvalue().encode())

@@ -58,11 +58,12 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
 
 @pytest.fixture(scope="session")
 def rig_calibration(mainline_engine, tmp_path_factory):
-    """mainline's llama-bench calibrated on the RPC rig (one process per configuration), in its own folder:
+    """mainline's llama-bench calibrated on the RPC rig (quick: five placements, one process each), in its own folder:
     (the environment that points moebench at it, the calibration as `moebench calibrate --json` printed it)."""
     import json
 
     env = {"MOEBENCH_CALIBRATION": str(tmp_path_factory.mktemp("calibration"))}
-    result = run_cli("calibrate", "--rpc-rig", "--tool", "llama-bench", "--processes", "1", "--json", env=env)
+    result = run_cli("calibrate", "--rpc-rig", "--tool", "llama-bench", "--processes", "1", "--quick", "--json",
+                     env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     return env, json.loads(result.stdout)

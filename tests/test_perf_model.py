@@ -138,7 +138,7 @@ def test_calibrate_predict_and_explain_on_the_rig(rig_calibration, tmp_path):
     fitted = cal["tools"]["llama-bench"]
     assert cal["device"] == "rpc-rig" and cal["peaks"]["cpu_bytes_s"] > 1e8 and cal["peaks"]["bus_bytes_s"] > 1e7
     assert all(v >= 0 for kind in ("tg", "pp") for v in fitted["constants"][kind].values())
-    assert len(fitted["residuals"]) == 2 * 2 * 8                   # 2 sweeps x 2 tests x 8 placements
+    assert len(fitted["residuals"]) == 2 * 5                       # quick: 2 tests x 5 placements
     assert any(v > 0 for v in fitted["constants"]["tg"].values())
 
     predicted = run_cli("predict", "synth:tiny", "first-n-experts", "n=2", "--rpc-rig", "--json", env=env)

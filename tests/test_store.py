@@ -34,3 +34,20 @@ def test_torn_last_line_is_cut_and_complete_rows_kept(tmp_path):
 def test_unknown_column_is_refused(tmp_path):
     with pytest.raises(ValueError, match="not in the results schema"):
         ResultsStore(tmp_path).append({"run_id": "a", "tokens": 3})
+
+
+def test_a_process_rows_are_written_in_one_write(tmp_path, monkeypatch):
+    """llama-bench's pp and tg rows of one process land together (a kill between them left resume a process
+    with half its rows)."""
+    import os
+
+    store = ResultsStore(tmp_path)
+    writes = []
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: writes.append(data) or real_write(fd, data))
+    store.append({"run_id": "a", "test": "pp512"}, {"run_id": "b", "test": "tg128"})
+    assert len(writes) == 1
+    assert [r["test"] for r in store.rows()] == ["pp512", "tg128"]
+    with pytest.raises(ValueError):
+        store.append({"run_id": "c"}, {"no_such_column": 1})
+    assert len(store.rows()) == 2   # nothing of a refused batch is written

@@ -135,7 +135,7 @@ def test_full_size_plans_have_the_real_shapes():
 @pytest.mark.parametrize("name", SMALL_PRESETS)
 def test_small_preset_file_matches_its_plan(small_models, name):
     path = small_models[name]
-    assert path.stat().st_size < 20_000_000
+    assert path.stat().st_size < (150_000_000 if name == "small" else 20_000_000)  # small: 16 layers, ~130 MB
     reader = GGUFReader(path)
     plan = preset_tensor_plan(name)
     assert [t.name for t in reader.tensors] == [s.name for s in plan]

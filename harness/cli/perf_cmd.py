@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="tools to calibrate (default: llama-bench and llama-server; ik on the RPC rig: the "
                           "server only, its llama-bench cannot place weights there)")
     cal.add_argument("--processes", type=int, default=3, help="fresh processes per configuration (default 3)")
+    cal.add_argument("--quick", action="store_true", help="one sweep of five placements: a coarse calibration in "
+                                                          "a quarter of the time (no filled-cache runs)")
     cal.add_argument("--json", action="store_true", help="print the calibration as JSON")
     cal.set_defaults(func=cmd_calibrate)
 
@@ -51,8 +53,9 @@ def _engine_device(parser: argparse.ArgumentParser) -> None:
 
 def _engine_spec(text: str) -> dict:
     path = Path(text).expanduser()
-    if path.is_dir():
-        return {"name": path.name, "path": str(path.resolve())}
+    if path.is_dir():  # a build folder: named after it (the folder above a `bin`)
+        path = path.resolve()
+        return {"name": path.parent.name if path.name == "bin" else path.name, "path": str(path)}
     return {"name": text}
 
 
@@ -71,7 +74,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     progress = RichProgress(console)
     try:
         cal = calibrate(spec, rpc_rig=args.rpc_rig, device=args.device, tools=tools, processes=args.processes,
-                        progress=progress)
+                        progress=progress, quick=args.quick)
     finally:
         progress.close()
     if args.json:

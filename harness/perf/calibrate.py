@@ -30,6 +30,8 @@ CALIBRATION_STRATEGIES = [
     {"name": "first-n-experts", "params": {"n": [2, 4, 6]}},
     {"name": "last-n-layers-cpu", "params": {"n": 2}},
 ]
+QUICK_STRATEGIES = [{"name": "all-gpu"}, {"name": "gpu-layers", "params": {"k": 0}}, {"name": "cpu-moe"},
+                    {"name": "first-n-experts", "params": {"n": 2}}, {"name": "last-n-layers-cpu", "params": {"n": 2}}]
 # two sweeps, so the workloads differ in more than their placement: a short prompt and generation from an empty
 # context, and a prompt of three micro-batches with generation over a filled cache (llama-bench: -d 512;
 # llama-server generates after its prompt)
@@ -40,14 +42,18 @@ CALIBRATION_TESTS = {
 
 
 def calibration_configs(engine: dict, *, rpc_rig: bool, device: str | None, tools: list[str],
-                        processes: int, out: Path) -> list[BenchConfig]:
+                        processes: int, out: Path, quick: bool = False) -> list[BenchConfig]:
+    """The calibration sweeps; `quick`: the first only, with five placements (a coarse fit: its cache-read term
+    sees no filled cache)."""
     name = f"{engine['name']}-{'rpc-rig' if rpc_rig else device or 'default'}".replace("/", "_")
+    variants = list(CALIBRATION_TESTS.items())[:1] if quick else CALIBRATION_TESTS.items()
     return [BenchConfig.model_validate({
-        "name": f"{name}-{variant}", "output": str(out), "models": [{"synth": CALIBRATION_MODEL}],
-        "engines": [engine], "tools": tools, "rpc_rig": rpc_rig, "devices": [device] if device else [],
-        "strategies": CALIBRATION_STRATEGIES, "telemetry": {"enabled": False},
+        "name": f"{name}-{variant}" + ("-quick" if quick else ""), "output": str(out),
+        "models": [{"synth": CALIBRATION_MODEL}], "engines": [engine], "tools": tools, "rpc_rig": rpc_rig,
+        "devices": [device] if device else [], "telemetry": {"enabled": False},
+        "strategies": QUICK_STRATEGIES if quick else CALIBRATION_STRATEGIES,
         "bench": {**tests, "repetitions": 1, "processes": processes, "ctx": 2304},
-    }) for variant, tests in CALIBRATION_TESTS.items()]
+    }) for variant, tests in variants]
 
 
 def samples(folder: Path, config: BenchConfig) -> dict[str, list[tuple[str, Workload, float]]]:
@@ -78,14 +84,14 @@ def samples(folder: Path, config: BenchConfig) -> dict[str, list[tuple[str, Work
 
 
 def calibrate(engine: dict, *, rpc_rig: bool, device: str | None, tools: list[str], processes: int = 3,
-              progress=None) -> Calibration:
+              progress=None, quick: bool = False) -> Calibration:
     """Run the calibration sweep (resumed when it was started before), fit, measure the peaks, store."""
     from harness.runner.sweep import run_sweep
     from harness.telemetry.nvml import shared_nvml
 
     out = calibration_dir() / "runs"
     configs = calibration_configs(engine, rpc_rig=rpc_rig, device=device, tools=tools, processes=processes,
-                                  out=out)
+                                  out=out, quick=quick)
     folders = [run_sweep(config, out, progress, resume=True) for config in configs]
     planned = plan_sweep(configs[0])
     target = next((conf.target for _, conf in planned if conf.target is not None), None)

@@ -158,25 +158,29 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
     phases = {test.name: phase_telemetry(sampler, test) for test, _ in measured}  # marks the windows
     row.update(telemetry_file(store, f"{cid}{suffix}", sampler))
     oversubscribed = budget.oversubscribed(max(conf.threads, conf.knobs.threads_batch or 0))
+    rows, shown = [], []
     for test, argv in measured:
         history.record(round_, "ok", test.name, test.tps_mean, test.tps_samples)
         ci = history.interval(test.name)
         warnings = row_warnings(repetitions=test.tps_samples, sample_ms=test.sample_ms, ci=ci,
                                 process_means=history.means[test.name], oversubscribed=oversubscribed,
                                 telemetry=phases[test.name], n_cpus=os.cpu_count() or 1)
-        store.append({**row, "run_id": run_id(cid, round_, test.name), "status": "ok", "reason": "",
-                      "warnings": "; ".join(warnings), "test": test.name, "command": argv,
-                      "n_prompt": test.n_prompt, "n_gen": test.n_gen, "n_depth": test.n_depth,
-                      "tps_mean": round(test.tps_mean, 3), "tps_stddev": round(test.tps_stddev, 3),
-                      "tps_samples": [round(s, 3) for s in test.tps_samples],
-                      "tps_ci_low": _round(ci.low), "tps_ci_high": _round(ci.high),
-                      "sample_ms_mean": _round(test.sample_ms),
-                      "model_n_params": test.raw.get("model_n_params"), **ttft_columns(test),
-                      **phases[test.name], **_model_columns(predictor, conf, config, test, loaded)})
-        shown = f"{test.name}: {test.tps_mean:.1f} tokens/s"
+        rows.append({**row, "run_id": run_id(cid, round_, test.name), "status": "ok", "reason": "",
+                     "warnings": "; ".join(warnings), "test": test.name, "command": argv,
+                     "n_prompt": test.n_prompt, "n_gen": test.n_gen, "n_depth": test.n_depth,
+                     "tps_mean": round(test.tps_mean, 3), "tps_stddev": round(test.tps_stddev, 3),
+                     "tps_samples": [round(s, 3) for s in test.tps_samples],
+                     "tps_ci_low": _round(ci.low), "tps_ci_high": _round(ci.high),
+                     "sample_ms_mean": _round(test.sample_ms),
+                     "model_n_params": test.raw.get("model_n_params"), **ttft_columns(test),
+                     **phases[test.name], **_model_columns(predictor, conf, config, test, loaded)})
+        line = f"{test.name}: {test.tps_mean:.1f} tokens/s"
         if ci.n >= 2:
-            shown += f" (so far {ci.mean:.1f}, 95% CI ±{ci.half_width_pct:.1f}% over {ci.n} {ci.unit})"
-        progress.result(shown + (f"  [{'; '.join(warnings)}]" if warnings else ""))
+            line += f" (so far {ci.mean:.1f}, 95% CI ±{ci.half_width_pct:.1f}% over {ci.n} {ci.unit})"
+        shown.append(line + (f"  [{'; '.join(warnings)}]" if warnings else ""))
+    store.append(*rows)  # the process's rows together: a resumed sweep never finds it half recorded
+    for line in shown:
+        progress.result(line)
 
 
 def _model_columns(predictor: Predictor, conf: Configuration, config: BenchConfig, test, loaded) -> dict:

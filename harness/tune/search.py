@@ -96,8 +96,10 @@ class Tuner:
 
         s = self.settings
         found = []
-        for config in calibration_configs(s.engine, rpc_rig=s.rpc_rig, device=s.device, tools=[s.tool],
-                                          processes=1, out=calibration_dir() / "runs"):
+        configs = [config for quick in (False, True)  # the full calibration's sweeps, or the quick one's
+                   for config in calibration_configs(s.engine, rpc_rig=s.rpc_rig, device=s.device, tools=[s.tool],
+                                                     processes=1, out=calibration_dir() / "runs", quick=quick)]
+        for config in configs:
             folder = calibration_dir() / "runs" / config.name
             if (folder / "runs.csv").is_file():
                 found += samples(folder, config).get(s.tool, [])
