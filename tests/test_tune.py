@@ -61,5 +61,6 @@ def test_tune_on_the_rig_survives_crashing_configurations(rig_calibration, tmp_p
     with open(out / "runs.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert any(r["status"] == "failed" for r in rows) and any(r["status"] == "ok" for r in rows)
+    assert answer["results"] == str(out)
     report = run_cli("report", out)
     assert report.returncode == 0, report.stderr[-2000:]

@@ -233,4 +233,5 @@ def _fit_flags(placement: Placement, target: Target) -> list[str]:
         return ["--fit", "on", "--fit-target", margin]
     if not target.has("--fit"):
         raise UserError(f"this ik_llama.cpp {target.tool} has no --fit")
-    return ["--fit"]
+    fit = ["--fit", "1"] if target.tool == "llama-bench" else ["--fit"]  # ik's llama-bench takes --fit 0|1
+    return fit + (["--fit-margin", margin] if target.has("--fit-margin") else [])

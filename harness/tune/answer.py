@@ -54,7 +54,7 @@ def write_answer(tuner: Tuner, state: TuneState, out: Path) -> dict:
     answer = {
         "objective": s.objective, "depth": s.depth, "vram_budget_mib": s.vram_budget_mib,
         "engine": s.engine, "tool": s.tool, "device": "rpc-rig" if s.rpc_rig else s.device,
-        "stopped_because": state.stopped_because, "results": str(out / s.name),
+        "stopped_because": state.stopped_because, "results": str(s.out / s.name),
         "best": None if best_m is None else {
             "label": best_m.label, "strategy": best_m.spec.get("name"), "params": best_m.spec.get("params", {}),
             "knobs": best_m.knobs, "measured": _tps(best_m), "commands": _commands(tuner, best_m),

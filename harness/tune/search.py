@@ -240,8 +240,12 @@ def stop_reason(best_low: float | None, upper_bounds: list[float | None], runs: 
 
 
 def engine_fit_margin(settings: TuneSettings) -> int:
-    """The -fitt margin that leaves the engine's fit no more than the budget: the accelerator's free memory as
-    the engine lists it, minus the budget."""
+    """The fit margin that leaves the engine's fit no more than the budget: the accelerator's free memory as the
+    engine sees it, minus the budget. From the engine's `--list-devices`; ik has none: on the RPC rig the
+    server's CPU backend reports the host's total memory as free (mainline's log: `RPC0 (24105 MiB, 24105 MiB
+    free)` on a 24105 MiB host), on a GPU NVML says."""
+    import psutil
+
     from harness.engines.discover import find_engine
     from harness.engines.rpc import RpcServer
 
@@ -249,15 +253,29 @@ def engine_fit_margin(settings: TuneSettings) -> int:
                          if settings.engine.get("path") else {})
     if settings.rpc_rig:
         with RpcServer(engine, threads=1) as rpc:
-            devices = engine.devices(rpc=[rpc.endpoint]) or []
+            devices = engine.devices(rpc=[rpc.endpoint])
     else:
-        devices = engine.devices() or []
-    accel = [d for d in devices if d.is_accelerator and (settings.device is None or d.name == settings.device
-                                                         or settings.rpc_rig)]
-    if not accel or accel[0].free_mib is None:
+        devices = engine.devices()
+    accel = [d for d in devices or [] if d.is_accelerator
+             and (settings.rpc_rig or settings.device is None or d.name == settings.device)]
+    free_mib = accel[0].free_mib if accel else None
+    if free_mib is None and devices is None:
+        free_mib = psutil.virtual_memory().total / 2**20 if settings.rpc_rig else _nvml_free_mib(settings.device)
+    if free_mib is None:
         raise UserError(f"engine {engine.name} does not say how much memory its accelerator has free; "
                         "engine-fit cannot be told the budget")
-    return max(int(accel[0].free_mib - settings.vram_budget_mib), 0)
+    return max(int(free_mib - settings.vram_budget_mib), 0)
+
+
+def _nvml_free_mib(device: str | None) -> float | None:
+    import re
+
+    from harness.telemetry.nvml import shared_nvml
+
+    nvml = shared_nvml()
+    index = int(m.group(1)) if device and (m := re.fullmatch(r"CUDA(\d+)", device)) else 0
+    free = nvml.free_bytes(index) if nvml is not None else None
+    return free / 2**20 if free is not None else None
 
 
 def _short(reason: str) -> str:
