@@ -94,6 +94,7 @@ def load_folder(folder: str | Path) -> pd.DataFrame:
         raise UserError(f"{csv_path} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise UserError(f"{csv_path} is not a readable runs.csv: {str(exc).splitlines()[0]}") from None
+    df = df.copy()  # one block per dtype: read_csv leaves one per column, and every insert after warned
     if "schema_version" not in df.columns:
         raise UserError(f"{csv_path} has no schema_version column (not a moebench runs.csv)")
     versions = set(pd.to_numeric(df["schema_version"], errors="coerce").dropna().astype(int))
@@ -117,7 +118,7 @@ def load_results(folders: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     labels = _labels([Path(f["sweep_dir"].iat[0]) if len(f) else Path(".") for f in frames])
     for frame, label in zip(frames, labels):
         frame["sweep_label"] = label
-    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    df = pd.concat(frames, ignore_index=True).copy() if len(frames) > 1 else frames[0]  # copy: consolidated
     df["status"] = df["status"].fillna("").astype(str)
     df["ok"] = df["status"] == "ok"
     df["skipped"] = df["status"].str.startswith("skipped")
