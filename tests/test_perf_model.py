@@ -54,7 +54,8 @@ def test_generation_bytes_per_device_by_hand(tiny):
 
 def test_experts_on_the_cpu_cross_twice_per_layer(tiny):
     w = workload(tiny, _layout(tiny, "cpu-moe"), MeasuredTest("tg", 16))
-    assert w.segments == 18 and w.crossings == 18 * 16
+    assert w.segments == 18 and w.crossings == 18 * 16 and w.detour_passes == 16
+    assert workload(tiny, _layout(tiny, "gpu-layers", k=4), MeasuredTest("tg", 16)).detour_passes == 0
     experts = 3 * 16 * 128 * 256 * Q8 * 4 / 16 * 8
     assert w.bytes_by_device["cpu"] / 16 == pytest.approx(experts + 256 * Q8)
     first = workload(tiny, _layout(tiny, "first-n-experts", n=2), MeasuredTest("tg", 16))
@@ -104,7 +105,7 @@ def test_prediction_and_roofline_by_hand(tiny):
 
 
 def test_fit_recovers_known_constants(tiny):
-    true = Constants(tg={"crossing_s": 5e-4, "cpu_s_per_byte": 3e-10, "accel_s_per_byte": 1e-10,
+    true = Constants(tg={"crossing_s": 5e-4, "detour_s": 9e-4, "cpu_s_per_byte": 3e-10, "accel_s_per_byte": 1e-10,
                          "kv_s_per_byte": 6e-10},
                      pp={"pass_s": 0.01, "crossing_s": 2e-3, "cpu_s_per_flop": 4e-11, "accel_s_per_flop": 1e-11},
                      bus_s_per_byte=1e-9)

@@ -147,6 +147,14 @@ def segments(devices: list[str]) -> int:
     return sum(1 for i, d in enumerate(devices) if i == 0 or d != devices[i - 1])
 
 
+def detours(devices: list[str]) -> bool:
+    """Whether a pass leaves the accelerator for the CPU in the middle and comes back (a CPU segment between two
+    accelerator segments): CPU-held experts do, whole-layer splits do not."""
+    first = next((i for i, d in enumerate(devices) if is_accelerator(d)), None)
+    last = max((i for i, d in enumerate(devices) if is_accelerator(d)), default=None)
+    return first is not None and any(d == CPU for d in devices[first:last])
+
+
 def crossings(devices: list[str]) -> int:
     """Device changes a pass makes, counting the logits' way back to the host when the pass ends on an
     accelerator (the pass starts on the CPU with the embedding lookup)."""

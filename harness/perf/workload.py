@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from harness.models.inspect import ModelInfo
 from harness.models.tensor_groups import TensorGroup, classify_tensor
-from harness.perf.graph import Op, crossings, graph_ops, offloads, run_devices, segments
+from harness.perf.graph import Op, crossings, detours, graph_ops, offloads, run_devices, segments
 from harness.plan.flags import Target, ngl_places_weights
 from harness.plan.knobs import Knobs
 from harness.plan.memory import cache_type_bytes
@@ -83,6 +83,7 @@ class Workload:
     bus_bytes: float                   # activations, logits and offloaded weights over the bus, whole test
     offload_bytes: float = 0.0         # the offloaded weights' share of bus_bytes
     kv_bytes_by_device: dict[str, float] = field(default_factory=dict)  # KV cache read (generation), whole test
+    detour_passes: int = 0             # passes that leave the accelerator for the CPU mid-way (`graph.detours`)
     notes: list[str] = field(default_factory=list)
 
 
@@ -140,7 +141,7 @@ def _generation(model: ModelInfo, layout: Layout, test: MeasuredTest, ops: list[
     bus = _bus_bytes_per_pass(model, devices, tokens=1, outputs=1)
     return Workload(test, test.tokens, segments(devices), n_cross * test.tokens,
                     {d: b * test.tokens for d, b in per_token.items()}, {}, bus * test.tokens,
-                    kv_bytes_by_device=kv)
+                    kv_bytes_by_device=kv, detour_passes=test.tokens if detours(devices) else 0)
 
 
 def _bus_bytes_per_pass(model: ModelInfo, devices: list[str], *, tokens: int, outputs: int) -> float:
@@ -157,7 +158,7 @@ def _prompt(model: ModelInfo, layout: Layout, test: MeasuredTest, ops: list[Op],
     sizes = {t.name: t for t in model.tensors}
     flops: dict[str, float] = {}
     bus = offload_total = 0.0
-    passes, n_cross, first_devices = 0, 0, None
+    passes, n_cross, n_detours, first_devices = 0, 0, 0, None
     remaining = test.tokens
     while remaining > 0:
         tokens = min(test.ubatch, remaining)
@@ -181,6 +182,7 @@ def _prompt(model: ModelInfo, layout: Layout, test: MeasuredTest, ops: list[Op],
                     offload_total += copied
         bus += _bus_bytes_per_pass(model, devices, tokens=tokens, outputs=outputs)
         n_cross += crossings(devices)
+        n_detours += detours(devices)
         # attention: every token against the context before it (causal), on the layer's cache device
         pairs = tokens * (test.depth + done) + tokens * (tokens + 1) / 2
         per_pair = 2 * model.n_head * (model.head_dim_k + model.head_dim_v)
@@ -190,7 +192,7 @@ def _prompt(model: ModelInfo, layout: Layout, test: MeasuredTest, ops: list[Op],
         remaining -= tokens
     first_devices = first_devices or run_devices(ops, layout.accelerator)
     return Workload(test, passes, segments(first_devices), n_cross, {}, flops,
-                    bus + offload_total, offload_total)
+                    bus + offload_total, offload_total, detour_passes=n_detours)
 
 
 def reported_splits(model: ModelInfo, layout: Layout, ubatch: int) -> int:
