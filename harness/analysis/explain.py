@@ -49,9 +49,8 @@ def _plan(folder: Path):
 
 def explain_folder(folder: Path) -> Explained:
     from harness.errors import UserError
-    from harness.perf.configs import Predictor, test_of
+    from harness.perf.configs import Predictor, predicted_splits, test_of
     from harness.perf.model import TERM_LABELS
-    from harness.perf.workload import layout_for, reported_splits
 
     try:
         config, confs = _plan(Path(folder))
@@ -79,8 +78,7 @@ def explain_folder(folder: Path) -> Explained:
         if found is not None:
             w, pred = found
             record.update(crossings_per_pass=w.crossings / max(w.passes, 1), predicted_tps=None,
-                          predicted_graph_splits=reported_splits(
-                              conf.model.info, layout_for(conf.placement, conf.target, conf.knobs), test.ubatch))
+                          predicted_graph_splits=predicted_splits(conf, test.ubatch))
             if pred is not None:
                 beyond = not (measured.low <= pred.tps <= measured.high) if measured.n >= 2 else None
                 record.update(predicted_tps=pred.tps, error_pct=100 * (pred.tps / measured.mean - 1),

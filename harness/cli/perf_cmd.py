@@ -51,7 +51,8 @@ def _engine_device(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--rpc-rig", action="store_true", help="the engine's own RPC server on loopback")
 
 
-def _engine_spec(text: str) -> dict:
+def engine_spec(text: str) -> dict:
+    """The bench.yaml engine entry of a command line's --engine: a name, or a build folder."""
     path = Path(text).expanduser()
     if path.is_dir():  # a build folder: named after it (the folder above a `bin`)
         path = path.resolve()
@@ -61,14 +62,14 @@ def _engine_spec(text: str) -> dict:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from harness.cli.run_cmd import RichProgress
-    from harness.engines.discover import find_engine
+    from harness.engines.discover import find_engine_entry
     from harness.perf.calibrate import calibrate
 
     console = Console(stderr=True)
-    spec = _engine_spec(args.engine)
+    spec = engine_spec(args.engine)
     tools = args.tool
     if not tools:
-        engine = find_engine(spec["name"], {spec["name"]: Path(spec["path"])} if "path" in spec else {})
+        engine = find_engine_entry(spec)
         rig_ik = args.rpc_rig and engine.dialect == "ik"
         tools = ["llama-server"] if rig_ik else ["llama-bench", "llama-server"]
     progress = RichProgress(console)
@@ -96,7 +97,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from harness.perf.predict_one import predict_placement
 
-    result = predict_placement(args.model, args.strategy, args.params, engine=_engine_spec(args.engine),
+    result = predict_placement(args.model, args.strategy, args.params, engine=engine_spec(args.engine),
                                rpc_rig=args.rpc_rig, device=args.device, tool=args.tool,
                                prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens, depth=args.depth,
                                knobs=args.knob)

@@ -47,20 +47,19 @@ def _knobs(items: list[str]) -> dict:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from harness.cli.perf_cmd import _engine_spec
+    from harness.cli.perf_cmd import engine_spec
     from harness.cli.run_cmd import RichProgress
-    from harness.engines.discover import find_engine
-    from harness.perf.predict_one import _model_spec
+    from harness.engines.discover import find_engine_entry
+    from harness.perf.predict_one import model_spec
     from harness.tune.answer import write_answer
     from harness.tune.search import Tuner
     from harness.tune.settings import TuneSettings
 
     console = Console(stderr=True)
-    engine = _engine_spec(args.engine)
-    found = find_engine(engine["name"], {engine["name"]: Path(engine["path"])} if "path" in engine else {})
-    engine["dialect"] = found.dialect
+    engine = engine_spec(args.engine)
+    engine["dialect"] = find_engine_entry(engine).dialect
     space = tuple(name.strip() for name in args.space.split(",") if name.strip())
-    settings = TuneSettings(_model_spec(args.model), engine, args.rpc_rig, args.device, args.vram_budget_mib,
+    settings = TuneSettings(model_spec(args.model), engine, args.rpc_rig, args.device, args.vram_budget_mib,
                             args.objective, args.depth, space, _knobs(args.knob), args.max_runs, args.processes,
                             args.out.parent, args.out.name)
     progress = RichProgress(console)

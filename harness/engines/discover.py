@@ -132,6 +132,12 @@ def all_engines(configured: dict[str, Path] | None = None) -> list[Engine]:
     return engines
 
 
+def find_engine_entry(entry: dict) -> Engine:
+    """The engine of a bench.yaml-style entry: `{name}`, or `{name, path}` for a build folder."""
+    path = entry.get("path")
+    return find_engine(entry["name"], {entry["name"]: Path(path)} if path else None)
+
+
 def find_engine(name: str, configured: dict[str, Path] | None = None) -> Engine:
     """Resolve what a user typed: a configured name, a cached engine id ("mainline-11434.0.0"), a buildable
     engine name ("mainline", "ik": its default portable build in the cache), or a folder path."""

@@ -83,6 +83,17 @@ def samples(folder: Path, config: BenchConfig) -> dict[str, list[tuple[str, Work
     return out
 
 
+def stored_samples(configs: list[BenchConfig]) -> dict[str, list[tuple[str, Workload, float]]]:
+    """Per tool, the samples of every calibration sweep of `configs` that has rows (`samples`)."""
+    out: dict[str, list] = {}
+    for config in configs:
+        folder = Path(config.output) / config.name
+        if (folder / "runs.csv").is_file():
+            for tool, found in samples(folder, config).items():
+                out.setdefault(tool, []).extend(found)
+    return out
+
+
 def calibrate(engine: dict, *, rpc_rig: bool, device: str | None, tools: list[str], processes: int = 3,
               progress=None, quick: bool = False) -> Calibration:
     """Run the calibration sweep (resumed when it was started before), fit, measure the peaks, store."""
@@ -99,11 +110,8 @@ def calibrate(engine: dict, *, rpc_rig: bool, device: str | None, tools: list[st
     peaks = measure_peaks(rpc_rig, shared_nvml())
     bus = 1.0 / peaks.bus_bytes_s
     threads = {conf.tool: conf.threads for _, conf in planned}
-    fitted, measured = {}, {}
-    for folder, config in zip(folders, configs):
-        for tool, found in samples(folder, config).items():
-            measured.setdefault(tool, []).extend(found)
-    for tool, found in measured.items():
+    fitted = {}
+    for tool, found in stored_samples(configs).items():
         fit = fit_constants(found, bus)
         fitted[tool] = ToolCalibration(threads[tool], fit.constants, fit.residuals, fit.median_abs_error_pct)
     if not fitted:

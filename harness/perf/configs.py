@@ -11,10 +11,6 @@ from harness.perf.model import Prediction, predict, roofline_tps
 from harness.perf.workload import MeasuredTest, Workload, layout_for, reported_splits, workload
 from harness.plan.planner import Configuration, context_tokens
 
-PREDICTION_COLUMNS = ("graph_splits", "predicted_graph_splits", "predicted_pp_tps", "predicted_tg_tps",
-                      "roofline_tg_tps", "efficiency_pct")
-
-
 def test_of(kind: str, tokens: int, depth: int, conf: Configuration, bench: BenchSettings) -> MeasuredTest:
     """The model's view of a measured test: llama-server generates after the sweep's first prompt (its
     generation test is one request of that prompt), so its cache holds that many tokens more."""
@@ -29,6 +25,11 @@ def configuration_workload(conf: Configuration, test: MeasuredTest) -> Workload 
     if conf.placement is None or conf.placement.deferred or conf.target is None:
         return None
     return workload(conf.model.info, layout_for(conf.placement, conf.target, conf.knobs), test)
+
+
+def predicted_splits(conf: Configuration, ubatch: int) -> int:
+    """The graph splits the engine will log for a placed configuration (`workload.reported_splits`)."""
+    return reported_splits(conf.model.info, layout_for(conf.placement, conf.target, conf.knobs), ubatch)
 
 
 @dataclass
@@ -69,8 +70,7 @@ class Predictor:
         if found is None:
             return out
         w, pred = found
-        out["predicted_graph_splits"] = reported_splits(
-            conf.model.info, layout_for(conf.placement, conf.target, conf.knobs), test.ubatch)
+        out["predicted_graph_splits"] = predicted_splits(conf, test.ubatch)
         if pred is not None:
             out[f"predicted_{test.kind}_tps"] = round(pred.tps, 3)
         cal = self.calibration(conf)

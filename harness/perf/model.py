@@ -84,7 +84,6 @@ class Prediction:
     tokens: int
     seconds: float
     terms_s: dict[str, float]                  # each term's seconds (`bus` included)
-    notes: list[str] = field(default_factory=list)
 
     @property
     def tps(self) -> float:
@@ -103,7 +102,7 @@ def predict(w: Workload, constants: Constants) -> Prediction:
     coef = constants.for_kind(w.test.kind)
     terms = {name: value * coef.get(name, 0.0) for name, value in features(w).items()}
     terms["bus"] = w.bus_bytes * constants.bus_s_per_byte
-    return Prediction(w.test.kind, w.test.tokens, sum(terms.values()), terms, list(w.notes))
+    return Prediction(w.test.kind, w.test.tokens, sum(terms.values()), terms)
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,14 @@ from pathlib import Path
 
 from harness.config import BenchConfig
 from harness.errors import UserError
-from harness.perf.configs import Predictor, test_of
+from harness.perf.configs import Predictor, predicted_splits, test_of
 from harness.perf.model import TERM_LABELS, roofline_tps
 from harness.plan.grid import parse_assignments
 from harness.plan.planner import plan_sweep
 
 
-def _model_spec(model: str) -> dict:
+def model_spec(model: str) -> dict:
+    """The bench.yaml model entry of a command line's MODEL: `synth:PRESET` or a GGUF file."""
     if model.startswith("synth:"):
         return {"synth": model.split(":", 1)[1]}
     if not Path(model).is_file():
@@ -26,7 +27,7 @@ def predict_placement(model: str, strategy: str, params: list[str], *, engine: d
     bench = {"prompt_tokens": [prompt_tokens], "gen_tokens": [gen_tokens], "depth": [depth],
              "ctx": max(prompt_tokens + gen_tokens + depth, 256), **parse_assignments(knobs)}
     config = BenchConfig.model_validate({
-        "models": [_model_spec(model)], "engines": [engine], "tools": [tool], "rpc_rig": rpc_rig,
+        "models": [model_spec(model)], "engines": [engine], "tools": [tool], "rpc_rig": rpc_rig,
         "devices": [device] if device else [], "telemetry": {"enabled": False},
         "strategies": [{"name": strategy, "params": parse_assignments(params)}], "bench": bench})
     planned = [conf for _, conf in plan_sweep(config)]
@@ -51,10 +52,7 @@ def predict_placement(model: str, strategy: str, params: list[str], *, engine: d
                       "terms_s": pred.terms_s if pred else {}, "crossings_per_pass": w.crossings / max(w.passes, 1),
                       "bytes_by_device": w.bytes_by_device, "flops_by_device": w.flops_by_device,
                       "bus_bytes": w.bus_bytes})
-    from harness.perf.workload import layout_for, reported_splits
-
-    splits = reported_splits(conf.model.info, layout_for(conf.placement, conf.target, conf.knobs),
-                             test_of("pp", prompt_tokens, depth, conf, config.bench).ubatch)
+    splits = predicted_splits(conf, test_of("pp", prompt_tokens, depth, conf, config.bench).ubatch)
     return {"placement": conf.placement.describe(), "engine": conf.engine.name, "tool": conf.tool,
             "device": conf.target.buffer_type, "threads": conf.threads, "graph_splits": splits,
             "calibration": (f"{cal.engine} on {cal.device}, {cal.created_at}" if cal and cal.constants_for(

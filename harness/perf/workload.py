@@ -84,7 +84,6 @@ class Workload:
     offload_bytes: float = 0.0         # the offloaded weights' share of bus_bytes
     kv_bytes_by_device: dict[str, float] = field(default_factory=dict)  # KV cache read (generation), whole test
     detour_passes: int = 0             # passes that leave the accelerator for the CPU mid-way (`graph.detours`)
-    notes: list[str] = field(default_factory=list)
 
 
 def _elements(shape: tuple[int, ...]) -> int:
@@ -145,13 +144,18 @@ def _generation(model: ModelInfo, layout: Layout, test: MeasuredTest, ops: list[
 
 
 def _bus_bytes_per_pass(model: ModelInfo, devices: list[str], *, tokens: int, outputs: int) -> float:
-    """Activations across the internal crossings, and the logits back to the host when the pass ends on an
-    accelerator."""
-    internal = max(segments(devices) - 1, 0) + (1 if devices and devices[0] != CPU else 0)
-    out = internal * tokens * model.n_embd * ACTIVATION_BYTES
-    if devices and devices[-1] != CPU:
-        out += outputs * model.vocab_size * ACTIVATION_BYTES
-    return out
+    """Activations across the crossings inside the pass, and the logits back to the host when the pass ends on
+    an accelerator (the last of its `crossings`)."""
+    logits_back = bool(devices) and devices[-1] != CPU
+    out = (crossings(devices) - logits_back) * tokens * model.n_embd * ACTIVATION_BYTES
+    return out + (outputs * model.vocab_size * ACTIVATION_BYTES if logits_back else 0.0)
+
+
+def _offloaded(ops: list[Op], model: ModelInfo, layout: Layout, *, tokens: int, outputs: int) -> set[int]:
+    """The ops (by index) the accelerator takes over for a micro-batch of `tokens` tokens (`graph.offloads`)."""
+    return {i for i, op in enumerate(ops)
+            if offloads(op, dialect=layout.dialect, tokens=tokens, outputs=outputs, model=model,
+                        enabled=layout.offload)}
 
 
 def _prompt(model: ModelInfo, layout: Layout, test: MeasuredTest, ops: list[Op], kv_devices) -> Workload:
@@ -164,9 +168,7 @@ def _prompt(model: ModelInfo, layout: Layout, test: MeasuredTest, ops: list[Op],
         tokens = min(test.ubatch, remaining)
         done = test.tokens - remaining
         outputs = 1 if remaining == tokens else 0  # the last token's logits only
-        moved = {i for i, op in enumerate(ops)
-                 if offloads(op, dialect=layout.dialect, tokens=tokens, outputs=outputs, model=model,
-                             enabled=layout.offload)}
+        moved = _offloaded(ops, model, layout, tokens=tokens, outputs=outputs)
         devices = run_devices(ops, layout.accelerator, moved)
         first_devices = first_devices or devices
         for i, op in enumerate(ops):
@@ -199,7 +201,5 @@ def reported_splits(model: ModelInfo, layout: Layout, ubatch: int) -> int:
     """The graph splits an engine logs for this layout: those of the graph it reserves, a micro-batch of
     `ubatch` tokens all producing logits."""
     ops = graph_ops(model, layout.placement, layout.kv_devices)
-    moved = {i for i, op in enumerate(ops)
-             if offloads(op, dialect=layout.dialect, tokens=ubatch, outputs=ubatch, model=model,
-                         enabled=layout.offload)}
-    return segments(run_devices(ops, layout.accelerator, moved))
+    return segments(run_devices(ops, layout.accelerator, _offloaded(ops, model, layout, tokens=ubatch,
+                                                                    outputs=ubatch)))

@@ -105,7 +105,7 @@ def render_markdown(answer: dict, state: TuneState, tuner: Tuner) -> str:
         "score": score({k: v["mean"] for k, v in r["measured"].items()}, answer["objective"], ref),
         "failed": r["failed"]} for r in answer["runs"]]).sort_values("score", ascending=False, na_position="last")
     lines += ["", "## Evidence", "", markdown_table(table), "",
-              f"Model error bound used for the stopping rule: " + ", ".join(
+              "Model error bound used for the stopping rule: " + ", ".join(
                   f"{k} ±{v:.0%}" for k, v in answer["model_error"].items()), ""]
     return "\n".join(lines)
 

@@ -11,7 +11,6 @@ rounds, failed rows for crashes), so `moebench report` and the notebooks work on
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -19,8 +18,7 @@ import pandas as pd
 
 from harness.errors import UserError
 from harness.intervals import interval
-from harness.perf.calibrate import calibrate, calibration_configs, samples
-from harness.perf.calibration import load_calibration
+from harness.perf.calibrate import calibrate, calibration_configs, stored_samples
 from harness.perf.configs import Predictor, configuration_workload, test_of
 from harness.perf.model import fit_constants, predict
 from harness.plan.planner import plan_sweep
@@ -92,18 +90,14 @@ class Tuner:
 
     # -- the model -------------------------------------------------------------------------------------------
     def _calibration_samples(self) -> list:
+        """What the calibration measured: the full calibration's sweeps, or the quick one's, whichever exist."""
         from harness.perf.calibration import calibration_dir
 
         s = self.settings
-        found = []
-        configs = [config for quick in (False, True)  # the full calibration's sweeps, or the quick one's
+        configs = [config for quick in (False, True)
                    for config in calibration_configs(s.engine, rpc_rig=s.rpc_rig, device=s.device, tools=[s.tool],
                                                      processes=1, out=calibration_dir() / "runs", quick=quick)]
-        for config in configs:
-            folder = calibration_dir() / "runs" / config.name
-            if (folder / "runs.csv").is_file():
-                found += samples(folder, config).get(s.tool, [])
-        return found
+        return stored_samples(configs).get(s.tool, [])
 
     def _refit(self, state: TuneState, base: list, bus_s_per_byte: float) -> None:
         """Refit the constants on the calibration plus everything measured here; predict every candidate again
@@ -129,15 +123,13 @@ class Tuner:
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self) -> TuneState:
         s = self.settings
-        self._ensure_calibration()
         candidates, planned = plan_space(s)
         if not candidates:
             raise UserError(f"no placement in the space ({', '.join(s.space)}) is predicted to fit "
                             f"{s.vram_budget_mib:g} MiB; raise --vram-budget-mib")
         self.report(f"{len(candidates)} of {planned} points fit {s.vram_budget_mib:g} MiB")
+        bus = self._calibrated(candidates[0].conf).bus_s_per_byte
         state = TuneState(candidates)
-        cal = load_calibration(*self._calibration_key(candidates[0].conf))
-        bus = cal.tools[s.tool].constants.bus_s_per_byte if cal and s.tool in cal.tools else 0.0
         base = self._calibration_samples()
         self._baselines(state)
         while True:
@@ -163,36 +155,30 @@ class Tuner:
                 state.measured[c.config_id] = self._measured(rows, c.config_id, c.label, c.spec, _knob_values(c.conf))
                 if state.measured[c.config_id].failed:
                     self.report(f"  {c.label} failed: {state.measured[c.config_id].failed} (the search goes on)")
-            state.rounds.append({"measured": [c.label for c in chosen], "best_before": best[0] if best else None})
         return state
 
-    def _calibration_key(self, conf) -> tuple[str, str]:
-        from harness.perf.calibration import device_key
-
-        return conf.engine.name, device_key(conf.target.buffer_type)
-
-    def _ensure_calibration(self) -> None:
+    def _calibrated(self, conf):
+        """The constants of `conf`'s engine, tool and device; calibrated first when there are none."""
         s = self.settings
-        probe = [conf for _, conf in plan_sweep(s.config([{"name": "all-gpu"}]))][0]
-        cal = load_calibration(*self._calibration_key(probe)) if probe.target else None
-        if cal is None or cal.constants_for(s.tool, probe.threads) is None:
-            self.report(f"no calibration of {probe.engine.name} {s.tool} on this device: calibrating first")
-            calibrate(s.engine, rpc_rig=s.rpc_rig, device=s.device, tools=[s.tool], processes=s.processes,
-                      progress=self.progress)
+        cal = Predictor.for_configurations([conf]).calibration(conf)
+        if cal is None or cal.constants_for(s.tool, conf.threads) is None:
+            self.report(f"no calibration of {conf.engine.name} {s.tool} on this device: calibrating first")
+            cal = calibrate(s.engine, rpc_rig=s.rpc_rig, device=s.device, tools=[s.tool], processes=s.processes,
+                            progress=self.progress)
+        return cal.tools[s.tool].constants
 
     def _baselines(self, state: TuneState) -> None:
         s = self.settings
-        specs = [{"name": "engine-fit", "params": {"margin_mib": engine_fit_margin(s)}}]
-        cpu_moe = plan_sweep(s.config([{"name": "cpu-moe"}], s.fixed_knobs))[0][1]
-        if fits(cpu_moe, s.vram_budget_mib):
-            specs.append({"name": "cpu-moe"})
-        else:
+        specs = [{"name": "engine-fit", "params": {"margin_mib": engine_fit_margin(s)}}, {"name": "cpu-moe"}]
+        planned = {conf.strategy: (cid, conf) for cid, conf in plan_sweep(s.config(specs, s.fixed_knobs))}
+        if not fits(planned["cpu-moe"][1], s.vram_budget_mib):
             self.report(f"baseline cpu-moe does not fit {s.vram_budget_mib:g} MiB: not measured")
+            specs.pop()
         self.report("measuring the baselines: " + ", ".join(spec["name"] for spec in specs))
         self._measure([(spec, s.fixed_knobs) for spec in specs])
         rows = self._results()
         for spec in specs:
-            cid, conf = plan_sweep(s.config([spec], s.fixed_knobs))[0]
+            cid, conf = planned[spec["name"]]
             state.baselines[spec["name"]] = cid
             label = conf.placement.describe() if conf.placement else spec["name"]
             state.measured[cid] = self._measured(rows, cid, label, spec, s.fixed_knobs)
@@ -246,11 +232,10 @@ def engine_fit_margin(settings: TuneSettings) -> int:
     free)` on a 24105 MiB host), on a GPU NVML says."""
     import psutil
 
-    from harness.engines.discover import find_engine
+    from harness.engines.discover import find_engine_entry
     from harness.engines.rpc import RpcServer
 
-    engine = find_engine(settings.engine["name"], {settings.engine["name"]: Path(settings.engine["path"])}
-                         if settings.engine.get("path") else {})
+    engine = find_engine_entry(settings.engine)
     if settings.rpc_rig:
         with RpcServer(engine, threads=1) as rpc:
             devices = engine.devices(rpc=[rpc.endpoint])

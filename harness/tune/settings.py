@@ -69,7 +69,6 @@ class TuneState:
     measured: dict[str, Measured] = field(default_factory=dict)
     baselines: dict[str, str] = field(default_factory=dict)      # baseline name -> config id
     model_error: dict[str, float] = field(default_factory=dict)  # kind -> relative error bound
-    rounds: list[dict] = field(default_factory=list)
     stopped_because: str = ""
 
 

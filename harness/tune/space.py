@@ -10,7 +10,6 @@ from harness.models.inspect import ModelInfo
 from harness.plan.planner import Configuration
 
 DEFAULT_SPACE = ("first-n-experts", "last-n-experts", "head-tail-experts", "partial-experts", "gpu-layers")
-BASELINES = ("engine-fit", "cpu-moe")
 
 
 def family_grid(name: str, model: ModelInfo) -> list[dict]:
