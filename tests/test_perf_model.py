@@ -193,3 +193,13 @@ def test_explain_names_the_term_that_differs_most():
          "terms_s": {"device crossings": 6e-3, "reading weights on the CPU": 4e-4}, **common}
     why = _pair(a, b, "e", "t", "m", "tg128")["why"]
     assert why.startswith("cpu-moe spends more time on device crossings (94%")
+
+
+def test_an_engine_by_folder_is_named_after_its_build(mainline_engine):
+    """`--engine path/to/build/bin` names the engine after the build folder, not `bin` (the calibrations and
+    rows carry that name)."""
+    result = run_cli("predict", "synth:tiny", "cpu-moe", "--rpc-rig", "--engine", mainline_engine.bin_dir, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["engine"] == mainline_engine.bin_dir.parent.name
+    missing = run_cli("predict", "no-such-model.gguf", "cpu-moe", "--rpc-rig")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no such file" in missing.stderr

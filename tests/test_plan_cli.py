@@ -83,3 +83,15 @@ strategies:
     assert "-ot" in by[("first-n-experts", '{"n": 4}', "ik", "llama-server")]["args"]
     table = run_cli("plan", config)
     assert table.returncode == 0 and "NO" in table.stdout
+
+
+def test_engine_fit_passes_its_margin_to_ik(tiny_model, ik_engine):
+    """ik's --fit keeps 1024 MiB free unless told otherwise: engine-fit's margin must reach it."""
+    server = run_cli("flags", tiny_model, "engine-fit", "margin_mib=512", "--engine", "ik", "--tool", "llama-server",
+                     "--device", RPC)
+    assert server.returncode == 0, server.stderr
+    assert server.stdout.split()[-3:] == ["--fit", "--fit-margin", "512"]
+    bench = run_cli("flags", tiny_model, "engine-fit", "margin_mib=512", "--engine", "ik", "--tool", "llama-bench",
+                    "--device", RPC)
+    assert bench.returncode == 0, bench.stderr
+    assert bench.stdout.split()[-4:] == ["--fit", "1", "--fit-margin", "512"]
