@@ -95,3 +95,20 @@ def test_engine_fit_passes_its_margin_to_ik(tiny_model, ik_engine):
                     "--device", RPC)
     assert bench.returncode == 0, bench.stderr
     assert bench.stdout.split()[-4:] == ["--fit", "1", "--fit-margin", "512"]
+
+
+def test_a_closed_pipe_ends_the_command_quietly():
+    """`moebench strategies | head -0`: the reader is gone before anything is written; no traceback, exit 141."""
+    import os
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "harness.cli", "strategies"], stdout=write_end,
+                                stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+    assert result.returncode == 141

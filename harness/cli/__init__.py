@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from harness import __version__
@@ -40,4 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("moebench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_pipe()
+
+
+def _closed_pipe() -> int:
+    """The reader of our output went away (`moebench inspect MODEL | head`): stop quietly, as a program killed
+    by SIGPIPE would (exit 141); stdout goes to /dev/null so the interpreter's final flush cannot raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 141
 
