@@ -14,7 +14,7 @@ its memory layout, caches and frequency, so they understate the spread between r
   when it has none; `unit` "repetitions". A single sample has no interval: ci_low/ci_high NaN, `n` 1.
 
 `cv_pct` is stdev / mean × 100 of those same samples, `stdev` their standard deviation, and `warnings` the
-distinct stability warnings of the group's rows, joined by "; ".
+distinct stability warnings' sentences of the group's rows, joined by "; ".
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from scipy.stats import t as scipy_t
 
 from harness.analysis.knobs import KNOBS
 from harness.intervals import LEVEL
+from harness.warnings import decode_warnings
 
 GROUP = ["sweep_label", "model", "engine", "tool", "strategy", "strategy_params", "placement", *KNOBS, "test"]
 
@@ -40,13 +41,12 @@ TABLE_COLUMNS = [
 
 
 def join_warnings(cells) -> str:
-    """The distinct warnings of some rows (each "; "-joined), in order of appearance, joined by "; "."""
+    """The distinct warnings' sentences of some rows' `warnings` cells (`harness.warnings.decode_warnings`), in
+    order of appearance, joined by "; "."""
     seen: dict[str, None] = {}
     for cell in cells:
-        for item in str(cell or "").split(";"):
-            item = item.strip()
-            if item and item.lower() != "nan":
-                seen.setdefault(item)
+        for found in decode_warnings(cell):
+            seen.setdefault(found.message)
     return "; ".join(seen)
 
 
