@@ -19,6 +19,7 @@ distinct stability warnings' sentences of the group's rows, joined by "; ".
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 
@@ -27,7 +28,7 @@ import pandas as pd
 from scipy.stats import t as scipy_t
 
 from harness.analysis.knobs import KNOBS
-from harness.intervals import LEVEL
+from harness.intervals import LEVEL, Interval, interval, replication_samples
 from harness.warnings import decode_warnings
 
 GROUP = ["sweep_label", "model", "engine", "tool", "strategy", "strategy_params", "placement", *KNOBS, "test"]
@@ -113,13 +114,24 @@ def interval_frame(owners: np.ndarray, values: np.ndarray, groups: int) -> pd.Da
 
 
 def _unit_samples(pos: np.ndarray, process: np.ndarray, samples: list) -> tuple[str, list[float]]:
-    """(unit, samples) of one configuration's ok rows (at `pos`), by the rule in the module docstring."""
-    if len(pos) >= 2:
-        return "processes", [float(v) for v in process[pos] if not math.isnan(v)]
-    values = list(samples[pos[0]] or [])
-    if not values and not math.isnan(process[pos[0]]):
-        values = [float(process[pos[0]])]
-    return "repetitions", values
+    """(unit, samples) of one configuration's ok rows (at `pos`): `harness.intervals.replication_samples`."""
+    return replication_samples(list(process[pos]), samples[pos[0]] if len(pos) == 1 else None)
+
+
+def measured_interval(rows: pd.DataFrame) -> Interval:
+    """The 95% interval of one configuration and test from its ok rows of a runs.csv (`tps_mean`, and
+    `tps_samples` as written: a JSON list): the rule of `summarize`, for `moebench tune` and `moebench explain`,
+    so that they show the report's interval."""
+    means = list(pd.to_numeric(rows["tps_mean"], errors="coerce"))
+    repetitions = None
+    if len(rows) == 1 and "tps_samples" in rows:
+        cell = rows["tps_samples"].iloc[0]
+        try:
+            repetitions = json.loads(cell) if isinstance(cell, str) and cell.strip() else cell
+        except ValueError:
+            repetitions = None
+        repetitions = repetitions if isinstance(repetitions, list) else None
+    return interval(means, repetitions)
 
 
 def status_counts(df: pd.DataFrame) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UserError
-from harness.intervals import interval
+from harness.analysis.stats import measured_interval
 from harness.perf.calibrate import calibrate, calibration_configs, stored_samples
 from harness.perf.configs import Predictor, configuration_workload, test_of
 from harness.perf.model import fit_constants, predict
@@ -83,7 +83,7 @@ class Tuner:
         for kind in ("pp", "tg"):
             ok = mine[(mine["status"] == "ok") & mine["test"].astype(str).str.startswith(kind)] if not mine.empty else mine
             if len(ok):
-                found = interval(list(ok["tps_mean"].astype(float)))
+                found = measured_interval(ok)  # the report's interval
                 tps[kind] = (found.mean, found.low, found.high)
         reason = "" if tps else (_short(str(failed["reason"].iat[0])) if len(failed) else "no rows")
         return Measured(cid, label, spec, knobs, tps, reason)
