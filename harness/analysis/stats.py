@@ -29,6 +29,7 @@ from scipy.stats import t as scipy_t
 
 from harness.analysis.knobs import KNOBS
 from harness.intervals import LEVEL, Interval, interval, replication_samples
+from harness.units import MIB
 from harness.warnings import decode_warnings
 
 GROUP = ["sweep_label", "model", "engine", "tool", "strategy", "strategy_params", "placement", *KNOBS, "test"]
@@ -91,7 +92,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     numbers = pd.DataFrame({col: pd.to_numeric(ok[col], errors="coerce") if col in ok else np.nan
                             for col in MEANS}, index=ok.index).groupby(codes).mean()
     for col, name in MEANS.items():
-        out[name] = numbers[col].to_numpy() / (2**20 if col == "predicted_vram_bytes" else 1)
+        out[name] = numbers[col].to_numpy() / (MIB if col == "predicted_vram_bytes" else 1)
     out = out[TABLE_COLUMNS]
     return out.sort_values(["sweep_label", "model", "engine", "tool", "test", "tps_mean"],
                            ascending=[True, True, True, True, True, False], kind="stable").reset_index(drop=True)
