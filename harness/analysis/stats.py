@@ -5,8 +5,9 @@ the configuration's identity (`GROUP`; `config_key` names it; two values of a kn
 mean tokens/s and its 95% Student's t interval (`harness.intervals`, computed for all groups at once by
 `interval_frame`). Only rows with status "ok" are measured; `status_counts` counts the rest.
 
-The samples of the interval (the unit of replication, pyperf's lesson: repetitions inside one process share
-its memory layout, caches and frequency, so they understate the spread between runs):
+The samples of the interval (`harness.intervals.replication_samples`, the one rule; the unit of replication,
+pyperf's lesson: repetitions inside one process share its memory layout, caches and frequency, so they
+understate the spread between runs):
 
 - 2 or more ok rows (processes, schema 2): one sample per process, that row's `tps_mean` (the mean of its
   repetitions; the mean of its `tps_samples` when `tps_mean` is empty); `unit` "processes", `n` = processes;
