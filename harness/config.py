@@ -23,14 +23,17 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
+    BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator,
 )
 
 from harness.config_devices import RpcRig, device_problems
 from harness.config_lines import format_error, line_for, line_index
 from harness.config_lines import unknown_message as _unknown
 from harness.errors import UserError
-from harness.plan.knobs import KNOB_NAMES, check_knob_values
+from harness.grid import expand_values
+from harness.knobs import KNOB_COLUMNS, KNOB_BY_NAME, KNOB_NAMES, check_knob_values
+from harness.models.presets import PRESETS
+from strategies.registry import available_strategies
 
 
 class _Strict(BaseModel):
@@ -49,8 +52,6 @@ class ModelSpec(_Strict):
         if (self.path is None) == (self.synth is None):
             raise ValueError("give exactly one of 'path' or 'synth'")
         if self.synth is not None:
-            from harness.models.presets import PRESETS
-
             if self.synth not in PRESETS:
                 raise ValueError(_unknown("synth preset", self.synth, PRESETS))
         return self
@@ -77,8 +78,6 @@ class StrategySpec(_Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        from strategies.registry import available_strategies
-
         known = available_strategies()
         if name not in known:
             raise ValueError(_unknown("strategy", name, known))
@@ -87,8 +86,6 @@ class StrategySpec(_Strict):
     @field_validator("params")
     @classmethod
     def _ranges(cls, params: dict[str, Any]) -> dict[str, Any]:
-        from harness.plan.grid import expand_values
-
         for key, value in params.items():
             expand_values(value)  # raises ValueError on a bad range
         return params
@@ -104,7 +101,9 @@ class Until(_Strict):
     max_minutes: float | None = Field(None, gt=0)
 
 
-class BenchSettings(_Strict):
+class _BenchSettingsBase(_Strict):
+    """`bench:` besides the engine knobs (`BenchSettings` adds one field per knob of `harness.knobs.KNOB_TABLE`)."""
+
     prompt_tokens: list[int] = Field(default_factory=lambda: [512])
     gen_tokens: list[int] = Field(default_factory=lambda: [128])
     depth: list[int] = Field(default_factory=lambda: [0], description="context already filled (llama-bench -d)")
@@ -115,26 +114,11 @@ class BenchSettings(_Strict):
     until: Until | None = None
     ctx: int = Field(4096, ge=16, description="llama-server's context per request slot, ik sweep-bench's "
                                               "context (llama-bench sizes its own from each test)")
-    # engine knobs (harness.plan.knobs): a value, or a list of values that becomes an axis of the grid
-    threads: int | list[int] | None = Field(None, description="default: one per physical core of the engine's CPUs")
-    threads_batch: int | list[int] | None = Field(None, description="prompt-processing threads; default: threads")
-    batch: int | list[int] | None = None
-    ubatch: int | list[int] | None = None
-    flash_attn: bool | list[bool] | None = None
-    op_offload: bool | list[bool] | None = None
-    load_mode: str | list[str] | None = Field(None, description="mmap, no-mmap or mlock (mapped and locked)")
-    cache_type_k: str | list[str] = "f16"
-    cache_type_v: str | list[str] = "f16"
 
     def identity(self) -> dict:
         """The settings besides the knobs that make a measurement what it is (not how often it is replicated);
         each configuration adds its own knob values (`Knobs.identity`)."""
         return self.model_dump(exclude={"processes", "until", *KNOB_NAMES})
-
-    @field_validator(*KNOB_NAMES, mode="before")
-    @classmethod
-    def _knob_values(cls, value: Any, info: ValidationInfo) -> Any:
-        return check_knob_values(info.field_name, value)
 
     @field_validator("concurrency")
     @classmethod
@@ -149,6 +133,26 @@ class BenchSettings(_Strict):
         if not values or any(v < 0 for v in values):
             raise ValueError("give a list of token counts >= 0")
         return values
+
+
+def _knob_field(name: str) -> tuple:
+    """A knob's bench.yaml field: a value or a list of values (an axis), None for the engine's default."""
+    knob = KNOB_BY_NAME[name]
+    kind = knob.type
+    annotation = kind | list[kind] if knob.default is not None else kind | list[kind] | None
+    return annotation, Field(knob.default, description=knob.description)
+
+
+def _knob_values(cls, value: Any, info: ValidationInfo) -> Any:
+    return check_knob_values(info.field_name, value)
+
+
+# bench.yaml's `bench:` section: the settings above and each engine knob (`harness.knobs`), a value or a list of
+# values that becomes an axis of the grid; the fields in `KNOB_COLUMNS` order, as they have always been dumped
+BenchSettings = create_model(
+    "BenchSettings", __base__=_BenchSettingsBase, __module__=__name__,
+    __validators__={"_knob_values": field_validator(*KNOB_NAMES, mode="before")(_knob_values)},
+    **{name: _knob_field(name) for name in KNOB_COLUMNS})
 
 
 class RunOrder(_Strict):

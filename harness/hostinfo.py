@@ -7,6 +7,8 @@ from functools import lru_cache
 
 import psutil
 
+from harness.units import GIB
+
 
 def _cpu_model() -> str:
     try:
@@ -36,7 +38,7 @@ def host_fingerprint() -> dict:
         "host_cpu": _cpu_model(),
         "host_cpu_cores": psutil.cpu_count(logical=False) or psutil.cpu_count(),
         "host_cpu_threads": psutil.cpu_count(),
-        "host_ram_gib": round(psutil.virtual_memory().total / (1 << 30), 1),
+        "host_ram_gib": round(psutil.virtual_memory().total / GIB, 1),
         "host_os": f"{platform.system()} {platform.release()}",
         "gpu_name": "; ".join(g["name"] for g in gpus),
         "gpu_vram_total_mib": sum(g["vram_total_mib"] for g in gpus) if gpus else None,

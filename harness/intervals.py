@@ -3,8 +3,10 @@ stopping) and the analysis (tables, best placement, verdicts).
 
 The process is the unit of replication (pyperf's lesson): repetitions inside one process do not see what
 changes from one process to the next (where the memory lands, the clocks, what else runs), so with two or more
-processes the samples are the processes' means; with only one process they are its repetitions, and the
-interval is then too narrow and says so (`unit`).
+processes the samples are the processes' means; with only one process they are its repetitions (its mean
+alone when it has none), and the interval is then too narrow and says so (`unit`). That rule is
+`replication_samples`, the one place it is written: the runner's rows, the report's tables (`harness.analysis.
+stats`), `moebench tune` and `moebench explain` all take their samples from it.
 
 - `noise_verdict(a_low, a_high, b_low, b_high)`: the one definition of "beyond noise": two configurations
   differ when their 95% intervals do not overlap ("a": a's lies wholly above b's, "b" the reverse, "tie": they
@@ -83,13 +85,23 @@ class Interval:
         return (self.high - self.low) / 2 / abs(self.mean) * 100
 
 
+def replication_samples(process_means, repetitions=None) -> tuple[str, list[float]]:
+    """(unit, samples) of one configuration and test's interval: with two or more processes, "processes" and
+    their means (missing ones left out); else "repetitions" and the single process's repetitions, or its mean
+    alone when it has none."""
+    means = list(process_means if process_means is not None else ())
+    if len(means) >= 2:
+        return "processes", _clean(means)
+    values = _clean(repetitions)
+    if not values:
+        values = _clean(means)
+    return "repetitions", values
+
+
 def interval(process_means: list[float], repetitions: list[float] | None = None) -> Interval:
-    """The interval of one configuration and test: over its processes' means when there are two or more,
-    else over the repetitions of its single process."""
-    if len(process_means) >= 2 or not repetitions:
-        samples, unit = list(process_means), "processes"
-    else:
-        samples, unit = list(repetitions), "repetitions"
+    """The interval of one configuration and test over `replication_samples` (the process means, or with one
+    process its repetitions)."""
+    unit, samples = replication_samples(process_means, repetitions)
     mean, low, high = confidence_interval(samples)
     return Interval(mean, low, high, len(samples), unit, cv_pct(samples))
 

@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from harness.knobs import KNOB_COLUMNS
 from harness.telemetry.attribution import TELEMETRY_COLUMNS
 
 SCHEMA_VERSION = 2
@@ -41,8 +42,7 @@ COLUMNS = (
     "graph_splits", "predicted_graph_splits", "predicted_pp_tps", "predicted_tg_tps", "roofline_tg_tps",
     "efficiency_pct",
     *TELEMETRY_COLUMNS, "telemetry_file", "telemetry_warnings",
-    "threads", "threads_batch", "batch", "ubatch", "flash_attn", "op_offload", "load_mode", "cache_type_k",
-    "cache_type_v", "cpus", "rpc_cpus", "command", "log_file",
+    *KNOB_COLUMNS, "cpus", "rpc_cpus", "command", "log_file",
     "host_name", "host_cpu", "host_cpu_cores", "host_cpu_threads", "host_ram_gib", "host_os",
     "gpu_name", "gpu_vram_total_mib", "gpu_driver", "gpu_pcie",
 )

@@ -250,7 +250,7 @@ def test_compare_cli_regression_gate(sweep, tmp_path):
 
 
 def test_warning_kinds():
-    from harness.analysis.stability import warning_kind
+    from harness.warnings import legacy_kind as warning_kind  # the free text of schema 1/2 rows
 
     assert warning_kind("cv 12% >= 10% across 3 processes") == "cv"
     assert warning_kind("samples 45 ms < 100 ms") == "samples"

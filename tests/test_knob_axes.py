@@ -13,6 +13,7 @@ from pathlib import Path
 
 from conftest import run_cli
 from harness.plan.load_report import agrees, engine_settings
+from harness.units import MIB
 
 HEAD = """models: [{synth: tiny}]
 engines: [mainline, ik]
@@ -116,7 +117,7 @@ strategies:
     cpu = {}
     for row in measured:
         predicted, actual = json.loads(row["predicted_model_buffers"]), json.loads(row["actual_model_buffers"])
-        assert agrees(predicted["CPU"] / 2**20, actual["CPU"] / 2**20), row
+        assert agrees(predicted["CPU"] / MIB, actual["CPU"] / MIB), row
         cpu[row["engine_dialect"], row["tool"], row["load_mode"]] = actual["CPU"]
         if row["engine_dialect"] == "mainline":
             expected = {"mmap": "mmap", "no-mmap": "none"}[row["load_mode"]]

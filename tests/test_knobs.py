@@ -15,7 +15,7 @@ from conftest import run_cli
 from harness.config import BenchSettings, load_config
 from harness.errors import UserError
 from harness.plan.knob_flags import KnobUnsupported, knob_args, tool_syntax
-from harness.plan.knobs import Knobs, knob_grid, varying_knobs
+from harness.knobs import Knobs, knob_grid, varying_knobs
 from harness.plan.load_report import engine_settings
 from harness.plan.planner import config_id, stable_id
 

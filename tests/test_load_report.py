@@ -16,11 +16,12 @@ import pytest
 from harness import procs
 from harness.engines.rpc import RpcServer
 from harness.models import inspect_model, presets, synthetic_model, write_synthetic_model
-from harness.plan.load_report import MIB, EngineReport, agrees, device_of_buffer, parse_load_log, parse_report
+from harness.plan.load_report import EngineReport, agrees, device_of_buffer, parse_load_log, parse_report
 from harness.plan.model_buffers import (
     engine_maps_weights, expected_model_buffer_bytes, mainline_repacked, mapped_span,
 )
 from harness.runner.llama_server import LlamaServer
+from harness.units import MIB
 
 pytestmark = pytest.mark.engine
 

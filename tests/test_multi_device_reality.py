@@ -15,7 +15,8 @@ from harness import procs
 from harness.engines.rpc import RpcServer
 from harness.models import inspect_model, synthetic_model
 from harness.plan.flags import compile_flags
-from harness.plan.load_report import MIB, parse_report
+from harness.plan.load_report import parse_report
+from harness.units import MIB
 from harness.plan.targets import resolve_target
 from harness.plan.verify import check_against_report, predicted_model_buffers
 from harness.runner.llama_server import LlamaServer

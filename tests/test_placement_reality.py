@@ -12,7 +12,7 @@ from harness.engines.rpc import RpcServer
 from harness.models import inspect_model, synthetic_model
 from harness.perf.workload import layout_for, reported_splits
 from harness.plan.flags import compile_flags
-from harness.plan.knobs import Knobs
+from harness.knobs import Knobs
 from harness.plan.load_report import parse_report
 from harness.plan.targets import resolve_target
 from harness.plan.verify import check_against_report, predicted_model_buffers

@@ -19,6 +19,7 @@ from harness.cpus import CpuBudget, cpu_list, plan_budget
 from harness.intervals import confidence_interval, interval, noise_verdict, t_critical
 from harness.runner.schedule import History, Schedule, history_from_rows
 from harness.runner.stability import outliers, row_warnings
+from harness.warnings import KINDS, messages
 
 
 # -- intervals ---------------------------------------------------------------------------------------------------
@@ -166,11 +167,14 @@ def test_each_stability_check_says_its_name():
                          n_cpus=2)
     assert clean == []
     noisy = interval([100.0, 130.0, 80.0])
-    text = "; ".join(row_warnings(
+    found = row_warnings(
         repetitions=[100, 101, 99, 160], sample_ms=40, ci=noisy, process_means=[100, 130, 80],
         oversubscribed="oversubscribed: 3 threads on 1 CPUs (0)",
         telemetry={"telemetry_samples": 3, "other_cpu_pct_mean": 90, "swap_io_pages_s_peak": 12.0,
-                   "gpu_throttle_reasons": "hw_thermal_slowdown"}, n_cpus=2))
+                   "gpu_throttle_reasons": "hw_thermal_slowdown"}, n_cpus=2)
+    text = messages(found)
+    assert set(KINDS) - {w.kind for w in found} == {"outlier process"}  # every other kind, each with a remedy
+    assert all(w.remedy for w in found)
     for expected in ("cv 24% >= 10% across 3 processes", "samples 40 ms < 100 ms", "oversubscribed",
                      "outlier repetition 160.0", "swap activity: 12 pages/s", "other processes used 45% of the CPU",
                      "GPU throttled: hw_thermal_slowdown", "telemetry: 3 samples < 10"):

@@ -13,6 +13,7 @@ from harness.config import BenchSettings
 from harness.runner.llama_bench import bench_argv, parse_bench_json
 from harness.runner.llama_server import LlamaServer
 from harness import procs
+from harness.units import MIB
 
 
 def _run_sweep(tmp_path, bench_yaml: str) -> list[dict]:
@@ -92,7 +93,7 @@ def test_demo_sweep_writes_real_results(mainline_engine, tmp_path):
         if row["tool"] == "llama-bench" and row["strategy"] != "engine-fit":
             predicted, actual = json.loads(row["predicted_model_buffers"]), json.loads(row["actual_model_buffers"])
             assert set(predicted) == set(actual)
-            assert all(agrees(predicted[d] / 2**20, actual[d] / 2**20) for d in predicted), row["placement"]
+            assert all(agrees(predicted[d] / MIB, actual[d] / MIB) for d in predicted), row["placement"]
     meta = json.loads((tmp_path / "default" / "meta.json").read_text())
     assert meta["config"]["name"] == "default" and meta["host"]["host_cpu"]
     # one planner: `moebench plan` listed exactly what ran (ports aside)

@@ -22,8 +22,8 @@ from harness.telemetry import TELEMETRY_COLUMNS, Sampler, open_nvml, summarize_p
 from harness.telemetry import host as host_module
 from harness.telemetry.host import HostSource
 from harness.telemetry.process import ProcessTreeSource
+from harness.units import MIB
 
-MIB = 1024 * 1024
 
 # -- a scripted fake pynvml ------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import json
 
 from harness.tune.search import plan_space, stop_reason
 from harness.tune.settings import TuneSettings, score
+from harness.units import MIB
 from tests.conftest import run_cli
 
 
@@ -33,7 +34,7 @@ def test_space_keeps_only_points_within_the_budget(mainline_engine, tmp_path):
                             space=("first-n-experts", "gpu-layers"), out=tmp_path)
     candidates, planned = plan_space(settings)
     assert 0 < len(candidates) < planned
-    assert all(c.conf.memory.vram_bytes <= 20 * 2**20 for c in candidates)
+    assert all(c.conf.memory.vram_bytes <= 20 * MIB for c in candidates)
     labels = {c.label for c in candidates}
     assert "all-gpu" not in labels and "gpu-layers(k=0)" in labels   # all-gpu needs ~28 MiB here
     assert all(c.workloads["tg"] is not None for c in candidates)

@@ -8,13 +8,14 @@ import pytest
 from harness import procs
 from harness.errors import UserError
 from harness.gpu.reserve import reservation_bytes
-from harness.gpu.vram_limit import GIB, VramReservation
+from harness.gpu.vram_limit import VramReservation
+from harness.units import GIB, MIB
 
 
 def test_reservation_leaves_the_limit_free():
     assert reservation_bytes(140 * GIB, 24 * GIB) == 116 * GIB
     assert reservation_bytes(20 * GIB, 24 * GIB) == 0           # a smaller card already: take nothing
-    assert reservation_bytes(24 * GIB + 3 * (1 << 20), 24 * GIB) == 2 << 20  # whole 2 MiB granules
+    assert reservation_bytes(24 * GIB + 3 * MIB, 24 * GIB) == 2 * MIB  # whole 2 MiB granules
 
 
 def test_without_a_driver_it_is_a_clear_error(tmp_path):

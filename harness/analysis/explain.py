@@ -20,10 +20,13 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis.markdown import fmt, markdown_table
-from harness.intervals import interval, noise_verdict
+from harness.analysis.stats import measured_interval
+from harness.intervals import noise_verdict
 
 PAIR_STRATEGIES = ("first-n-experts", "last-n-experts")
-BASELINES = ("cpu-moe", "all-gpu")
+# The baselines the fastest placement is explained against: the report's baselines (`harness.analysis.selection.
+# BASELINES`) less engine-fit, whose placement the engine chooses when it loads, so the model has no terms for it.
+EXPLAINED_BASELINES = ("cpu-moe", "all-gpu")
 
 
 @dataclass
@@ -66,13 +69,13 @@ def explain_folder(folder: Path) -> Explained:
             continue
         kind = "pp" if first["n_prompt"] else "tg"
         tokens = int(first["n_prompt"] if kind == "pp" else first["n_gen"])
-        measured = interval(list(group["tps_mean"].astype(float)))
+        measured = measured_interval(group)  # the report's interval (one process: its repetitions)
         record = {"engine": conf.engine.name, "tool": conf.tool, "model": conf.model.label,
                   "strategy": conf.strategy or "", "params": conf.params, "test": test_name, "kind": kind,
                   "placement": conf.placement.describe() if conf.placement else (conf.strategy or ""),
                   "measured_tps": measured.mean, "ci_low": measured.low, "ci_high": measured.high,
                   "measured_median_tps": float(group["tps_mean"].astype(float).median()),
-                  "processes": measured.n, "graph_splits": first.get("graph_splits")}
+                  "processes": len(group), "graph_splits": first.get("graph_splits")}
         test = test_of(kind, tokens, int(first.get("n_depth") or 0), conf, config.bench)
         found = predictor.prediction(conf, test)
         if found is not None:
@@ -105,7 +108,7 @@ def _pairs(rows: pd.DataFrame) -> list[dict]:
             if b is not None:
                 out.append(_pair(a, b, engine, tool, model, test))
         best = g.loc[g["measured_tps"].idxmax()]
-        for baseline in BASELINES:
+        for baseline in EXPLAINED_BASELINES:
             if baseline in by_name and best["placement"] != baseline:
                 out.append(_pair(best, by_name[baseline], engine, tool, model, test))
     return out

@@ -19,12 +19,11 @@ import math
 
 import pandas as pd
 
-from harness.plan.knobs import KNOB_NAMES
+from harness.knobs import KNOB_NAMES, KNOB_TABLE
 
-KNOBS = KNOB_NAMES  # the planner's knobs (`harness.plan.knobs`), one runs.csv column each
-KNOB_LABELS = {"ubatch": "ub", "batch": "b", "threads": "t", "threads_batch": "tb", "flash_attn": "fa",
-               "op_offload": "op", "load_mode": "load", "cache_type_k": "ctk", "cache_type_v": "ctv"}
-_SWITCHES = {"flash_attn", "op_offload"}
+KNOBS = KNOB_NAMES  # the knobs of `harness.knobs.KNOB_TABLE`, one runs.csv column each
+KNOB_LABELS = {knob.name: knob.short for knob in KNOB_TABLE}
+_SWITCHES = {knob.name for knob in KNOB_TABLE if knob.switch}
 _ON, _OFF = {"true", "1", "on", "yes", "enabled"}, {"false", "0", "off", "no", "disabled"}
 DEFAULT_LABEL = "default"
 

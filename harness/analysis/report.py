@@ -33,6 +33,7 @@ from harness.analysis.selection import TOP_N, top_configurations
 from harness.analysis.stability import stability_section
 from harness.analysis.stats import status_counts, summarize
 from harness.analysis.verdicts import best_strategies
+from harness.units import MIB
 
 TABLE_FILE = "table.csv"
 MAX_FAILED_ROWS = 30
@@ -85,7 +86,7 @@ def header_lines(df: pd.DataFrame, table: pd.DataFrame, meta: dict, table_link: 
     lines = [f"# moebench report: {sweep}", "", f"- **Hardware:** {hardware_line(df)}"]
     for _, m in df.drop_duplicates("model").iterrows():
         size = m.get("model_size_bytes")
-        size_txt = f", {float(size) / 2**20:,.1f} MiB" if pd.notna(size) else ""
+        size_txt = f", {float(size) / MIB:,.1f} MiB" if pd.notna(size) else ""
         lines.append(f"- **Model:** {m['model']} ({m.get('model_arch')}, {m.get('model_quant')}{size_txt})")
     for _, e in df.drop_duplicates("engine").iterrows():
         commit = e.get("engine_commit")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.analysis.stats import headline_test
+from harness.balanced_score import balanced_score
 
 BASELINES = ("all-gpu", "cpu-moe", "engine-fit")
 SCOPE = ["sweep_label", "model", "engine", "tool"]
@@ -44,13 +45,14 @@ def scores(group: pd.DataFrame) -> pd.DataFrame:
         if test:
             values = group[group["test"] == test].groupby("config_key")["tps_mean"].max()
             frame[kind] = values
-            parts.append((values / values.max()).reindex(frame.index))
+            parts.append((values.reindex(frame.index), values.max()))
     if not parts:
         frame["score"] = float("nan")
     elif len(parts) == 1:
-        frame["score"] = parts[0]
+        frame["score"] = parts[0][0] / parts[0][1]
     else:
-        frame["score"] = (parts[0].clip(lower=0) * parts[1].clip(lower=0)) ** 0.5
+        (pp, best_pp), (tg, best_tg) = parts
+        frame["score"] = balanced_score(pp, tg, best_pp, best_tg)
     strategy = group.drop_duplicates("config_key").set_index("config_key")["strategy"]
     frame["strategy"] = strategy.reindex(frame.index)
     return frame.sort_values(["score"], ascending=False, kind="stable", na_position="last")

@@ -1,33 +1,20 @@
 """The report's "Stability" section: how the 95% intervals were computed, the noisy configurations
 (coefficient of variation ≥ `CV_LIMIT_PCT`), and the runner's stability warnings found in the rows.
 
-A warning's kind is its text up to the first digit or colon ("cv 12% >= 10%" → "cv", "samples 45 ms < 100 ms"
-→ "samples", "GPU throttled: power cap" → "GPU throttled"); a row's `warnings` cell holds several, joined by
-"; ".
+The warnings are grouped by their kind, as `harness.warnings.decode_warnings` reads a row's `warnings` cell
+(the kind written with it, or for an older row's free text the kind its sentence names).
 """
 
 from __future__ import annotations
-
-import re
 
 import pandas as pd
 
 from harness.analysis.markdown import markdown_table
 from harness.analysis.stats import join_warnings
+from harness.warnings import decode_warnings
 
 CV_LIMIT_PCT = 10.0
 CONFIG = ["sweep_label", "model", "engine", "tool", "config_key", "test"]
-
-
-def warning_kind(text: str) -> str:
-    """The kind of one warning: its text before the first digit or colon, without trailing punctuation."""
-    text = str(text).strip()
-    head = re.split(r"[\d:]", text, maxsplit=1)[0].strip(" :=<>≥≤-(")
-    return head or text
-
-
-def split_warnings(cell) -> list[str]:
-    return [w.strip() for w in str(cell or "").split(";") if w.strip() and w.strip().lower() != "nan"]
 
 
 def _config_view(frame: pd.DataFrame, many_models: bool) -> pd.DataFrame:
@@ -75,23 +62,24 @@ def cv_lines(table: pd.DataFrame, many_models: bool, limit: int = 15) -> list[st
 
 
 def warning_lines(df: pd.DataFrame, many_models: bool, worst: int = 5) -> list[str]:
-    rows = df[df["warnings"].map(lambda c: bool(split_warnings(c)))] if "warnings" in df else df.iloc[0:0]
+    decoded = [decode_warnings(cell) for cell in df["warnings"]] if "warnings" in df else []
+    rows = df[[bool(found) for found in decoded]] if "warnings" in df else df.iloc[0:0]
     if rows.empty:
         return ["- No stability warnings in the rows."]
+    decoded = [found for found in decoded if found]  # one per row of `rows`
     kinds: dict[str, dict] = {}
-    for _, row in rows.iterrows():
-        for kind in dict.fromkeys(warning_kind(w) for w in split_warnings(row["warnings"])):
+    for (_, row), found in zip(rows.iterrows(), decoded):
+        for kind in dict.fromkeys(w.kind for w in found):
             entry = kinds.setdefault(kind, {"rows": 0, "configs": set(), "example": None})
             entry["rows"] += 1
             entry["configs"].add(tuple(row[c] for c in CONFIG))
-            entry["example"] = entry["example"] or next(w for w in split_warnings(row["warnings"])
-                                                        if warning_kind(w) == kind)
+            entry["example"] = entry["example"] or next(w.message for w in found if w.kind == kind)
     ordered = sorted(kinds.items(), key=lambda kv: -kv[1]["rows"])
     per_kind = pd.DataFrame([{"warning": k, "rows": v["rows"], "configurations": len(v["configs"]),
                               "example": v["example"]} for k, v in ordered])
     lines = [f"- Stability warnings in {len(rows)} of {len(df)} rows (the runner's checks, per process):", "",
              markdown_table(per_kind), ""]
-    counted = rows.assign(count=rows["warnings"].map(lambda c: len(split_warnings(c))))
+    counted = rows.assign(count=[len(found) for found in decoded])
     grouped = counted.groupby(CONFIG, sort=False, dropna=False).agg(
         count=("count", "sum"), rows=("count", "size"), warnings=("warnings", join_warnings)).reset_index()
     grouped = grouped.sort_values(["count", "rows"], ascending=False, kind="stable").head(worst)

@@ -5,8 +5,9 @@ the configuration's identity (`GROUP`; `config_key` names it; two values of a kn
 mean tokens/s and its 95% Student's t interval (`harness.intervals`, computed for all groups at once by
 `interval_frame`). Only rows with status "ok" are measured; `status_counts` counts the rest.
 
-The samples of the interval (the unit of replication, pyperf's lesson: repetitions inside one process share
-its memory layout, caches and frequency, so they understate the spread between runs):
+The samples of the interval (`harness.intervals.replication_samples`, the one rule; the unit of replication,
+pyperf's lesson: repetitions inside one process share its memory layout, caches and frequency, so they
+understate the spread between runs):
 
 - 2 or more ok rows (processes, schema 2): one sample per process, that row's `tps_mean` (the mean of its
   repetitions; the mean of its `tps_samples` when `tps_mean` is empty); `unit` "processes", `n` = processes;
@@ -14,11 +15,12 @@ its memory layout, caches and frequency, so they understate the spread between r
   when it has none; `unit` "repetitions". A single sample has no interval: ci_low/ci_high NaN, `n` 1.
 
 `cv_pct` is stdev / mean × 100 of those same samples, `stdev` their standard deviation, and `warnings` the
-distinct stability warnings of the group's rows, joined by "; ".
+distinct stability warnings' sentences of the group's rows, joined by "; ".
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 
@@ -27,7 +29,9 @@ import pandas as pd
 from scipy.stats import t as scipy_t
 
 from harness.analysis.knobs import KNOBS
-from harness.intervals import LEVEL
+from harness.intervals import LEVEL, Interval, interval, replication_samples
+from harness.units import MIB
+from harness.warnings import decode_warnings
 
 GROUP = ["sweep_label", "model", "engine", "tool", "strategy", "strategy_params", "placement", *KNOBS, "test"]
 
@@ -40,13 +44,12 @@ TABLE_COLUMNS = [
 
 
 def join_warnings(cells) -> str:
-    """The distinct warnings of some rows (each "; "-joined), in order of appearance, joined by "; "."""
+    """The distinct warnings' sentences of some rows' `warnings` cells (`harness.warnings.decode_warnings`), in
+    order of appearance, joined by "; "."""
     seen: dict[str, None] = {}
     for cell in cells:
-        for item in str(cell or "").split(";"):
-            item = item.strip()
-            if item and item.lower() != "nan":
-                seen.setdefault(item)
+        for found in decode_warnings(cell):
+            seen.setdefault(found.message)
     return "; ".join(seen)
 
 
@@ -90,7 +93,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     numbers = pd.DataFrame({col: pd.to_numeric(ok[col], errors="coerce") if col in ok else np.nan
                             for col in MEANS}, index=ok.index).groupby(codes).mean()
     for col, name in MEANS.items():
-        out[name] = numbers[col].to_numpy() / (2**20 if col == "predicted_vram_bytes" else 1)
+        out[name] = numbers[col].to_numpy() / (MIB if col == "predicted_vram_bytes" else 1)
     out = out[TABLE_COLUMNS]
     return out.sort_values(["sweep_label", "model", "engine", "tool", "test", "tps_mean"],
                            ascending=[True, True, True, True, True, False], kind="stable").reset_index(drop=True)
@@ -113,13 +116,24 @@ def interval_frame(owners: np.ndarray, values: np.ndarray, groups: int) -> pd.Da
 
 
 def _unit_samples(pos: np.ndarray, process: np.ndarray, samples: list) -> tuple[str, list[float]]:
-    """(unit, samples) of one configuration's ok rows (at `pos`), by the rule in the module docstring."""
-    if len(pos) >= 2:
-        return "processes", [float(v) for v in process[pos] if not math.isnan(v)]
-    values = list(samples[pos[0]] or [])
-    if not values and not math.isnan(process[pos[0]]):
-        values = [float(process[pos[0]])]
-    return "repetitions", values
+    """(unit, samples) of one configuration's ok rows (at `pos`): `harness.intervals.replication_samples`."""
+    return replication_samples(list(process[pos]), samples[pos[0]] if len(pos) == 1 else None)
+
+
+def measured_interval(rows: pd.DataFrame) -> Interval:
+    """The 95% interval of one configuration and test from its ok rows of a runs.csv (`tps_mean`, and
+    `tps_samples` as written: a JSON list): the rule of `summarize`, for `moebench tune` and `moebench explain`,
+    so that they show the report's interval."""
+    means = list(pd.to_numeric(rows["tps_mean"], errors="coerce"))
+    repetitions = None
+    if len(rows) == 1 and "tps_samples" in rows:
+        cell = rows["tps_samples"].iloc[0]
+        try:
+            repetitions = json.loads(cell) if isinstance(cell, str) and cell.strip() else cell
+        except ValueError:
+            repetitions = None
+        repetitions = repetitions if isinstance(repetitions, list) else None
+    return interval(means, repetitions)
 
 
 def status_counts(df: pd.DataFrame) -> pd.DataFrame:

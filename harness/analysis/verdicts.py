@@ -4,9 +4,9 @@
 intervals do not overlap. A single sample has no interval, so such a lead is never called beyond noise.
 
 `best_strategies`: per (sweep, model, engine, tool) the best configuration for prompt processing (pp), for
-generation (tg) and a balanced one (the geometric mean of pp and tg, each normalized to the best of its kind;
-its interval is the score computed from the lower bounds and from the upper bounds), with the runner-up and
-the noise verdict between the two.
+generation (tg) and a balanced one (`harness.balanced_score`: the geometric mean of pp and tg, each normalized
+to the best of its kind; its interval is the score computed from the lower bounds and from the upper bounds),
+with the runner-up and the noise verdict between the two.
 
 `pairwise_verdicts`: every unordered pair of configurations per (sweep, model, engine, tool, test) with the
 same verdict, so that two runs of a sweep can be checked for agreeing conclusions.
@@ -19,6 +19,7 @@ import math
 
 import pandas as pd
 
+from harness.balanced_score import balanced_score
 from harness.intervals import noise_verdict
 from harness.analysis.stats import headline_test
 
@@ -78,8 +79,7 @@ def _balanced(pp: pd.DataFrame, tg: pd.DataFrame) -> pd.DataFrame | None:
     best_pp, best_tg = pp.loc[both, "tps_mean"].max(), tg.loc[both, "tps_mean"].max()
 
     def score(col: str):
-        ratio = (pp.loc[both, col] / best_pp).clip(lower=0) * (tg.loc[both, col] / best_tg).clip(lower=0)
-        return (ratio ** 0.5).values
+        return balanced_score(pp.loc[both, col], tg.loc[both, col], best_pp, best_tg).values
 
     scores = pd.DataFrame({"config_key": both, "tps_mean": score("tps_mean"), "ci_low": score("ci_low"),
                            "ci_high": score("ci_high"),

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from harness.config import load_config
 from harness.plan.flags import TOOLS
+from harness.units import MIB
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,7 +43,7 @@ def cmd_flags(args: argparse.Namespace) -> int:
     from harness.engines.discover import find_engine
     from harness.models import inspect_model
     from harness.plan.flags import compile_flags
-    from harness.plan.grid import parse_assignments
+    from harness.grid import parse_assignments
     from harness.plan.memory import MemorySettings, predict_memory
     from harness.plan.targets import resolve_target
     from harness.plan.verify import predicted_model_buffers
@@ -95,7 +96,7 @@ def plan_rows(config) -> list[dict]:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from harness.plan.knobs import varying_knobs
+    from harness.knobs import varying_knobs
 
     config = load_config(args.config)
     rows = plan_rows(config)
@@ -111,7 +112,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
         memory = r["memory"]
         fits = {True: "yes", False: "NO", None: "?"}[memory["fits"]] if memory else "-"
-        buffers = ", ".join(f"{d}: {b / 2**20:.1f}" for d, b in (r["predicted_model_buffers"] or {}).items())
+        buffers = ", ".join(f"{d}: {b / MIB:.1f}" for d, b in (r["predicted_model_buffers"] or {}).items())
         knobs = [", ".join(f"{k}={r['knobs'][k]}" for k in knob_names)] if knob_names else []
         shown = (escape("\n".join(shlex.join(argv) for argv in r["commands"])) if r["commands"]
                  else f"[red]{escape(r['error'] or '')}")

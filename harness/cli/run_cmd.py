@@ -110,7 +110,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from harness.cpus import plan_budget
     from harness.engines.discover import find_engine
     from harness.errors import UserError
-    from harness.plan.knobs import knob_grid, varying_knobs
+    from harness.knobs import knob_grid, varying_knobs
     from harness.plan.planner import check_knobs
 
     config = load_config(args.config)

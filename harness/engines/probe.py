@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harness import procs
 from harness.paths import cache_dir
+from harness.units import MIB
 
 PROBE_TIMEOUT_S = 60.0
 
@@ -18,7 +19,7 @@ PROBE_TIMEOUT_S = 60.0
 def binary_hash(binary: Path) -> str:
     digest = hashlib.sha256()
     with open(binary, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
+        for chunk in iter(lambda: fh.read(MIB), b""):
             digest.update(chunk)
     return digest.hexdigest()
 

@@ -11,8 +11,7 @@ import time
 
 from harness import procs
 from harness.errors import UserError
-
-GIB = 1 << 30
+from harness.units import GIB
 
 
 class VramReservation:

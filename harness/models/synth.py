@@ -27,8 +27,9 @@ from harness.models.blocks import block_geometry, constant_f32_bytes, random_ten
 from harness.models.plan import FILL_ONES, TensorSpec, plan_tensor_bytes, tensor_plan
 from harness.models.presets import MoePreset, get_preset
 from harness.models.vocab import BOS_ID, EOS_ID, UNK_ID, build_vocabulary
+from harness.units import MIB
 
-CHUNK_BYTES = 4 * 1024 * 1024
+CHUNK_BYTES = 4 * MIB
 """Largest random chunk generated per tensor; bigger tensors repeat it."""
 
 _FILE_TYPES = {"Q8_0": LlamaFileType.MOSTLY_Q8_0, "Q4_K": LlamaFileType.MOSTLY_Q4_K_M,
@@ -112,7 +113,7 @@ def _add_metadata(writer: GGUFWriter, preset: MoePreset, seed: int) -> None:
 
 def _check_free_space(folder: Path, needed_bytes: int) -> None:
     free_bytes = shutil.disk_usage(folder).free
-    if free_bytes < needed_bytes + 256 * 1024 * 1024:
+    if free_bytes < needed_bytes + 256 * MIB:
         raise UserError(f"not enough disk space in {folder}: the model needs {needed_bytes / 1e9:.1f} GB, "
                         f"{free_bytes / 1e9:.1f} GB free")
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from harness.perf.model import Peaks
+from harness.units import MIB
 
 # usable bytes per second per lane after line coding: PCIe 1.x-2.x 8b/10b, 3.0 onwards 128b/130b
 PCIE_LANE_BYTES_S = {1: 250e6, 2: 500e6, 3: 984.6e6, 4: 1969e6, 5: 3938e6, 6: 7563e6}
@@ -36,7 +37,7 @@ def ram_read_bytes_s(n_bytes: int = 256 << 20, threads: int | None = None, repea
 def loopback_bytes_s(n_bytes: int = 128 << 20, repeats: int = 3) -> float:
     """The best of `repeats` transfers of `n_bytes` over a TCP connection on 127.0.0.1 (the RPC rig's bus)."""
     best = 0.0
-    chunk = bytes(1 << 20)
+    chunk = bytes(MIB)
     for _ in range(repeats):
         with socket.create_server(("127.0.0.1", 0)) as server:
             port = server.getsockname()[1]
@@ -45,7 +46,7 @@ def loopback_bytes_s(n_bytes: int = 128 << 20, repeats: int = 3) -> float:
             def receive() -> None:
                 conn, _ = server.accept()
                 with conn:
-                    buffer = bytearray(1 << 20)
+                    buffer = bytearray(MIB)
                     while received[0] < n_bytes:
                         got = conn.recv_into(buffer)
                         if not got:

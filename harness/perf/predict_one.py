@@ -8,7 +8,7 @@ from harness.config import BenchConfig
 from harness.errors import UserError
 from harness.perf.configs import Predictor, predicted_splits, test_of
 from harness.perf.model import TERM_LABELS, roofline_tps
-from harness.plan.grid import parse_assignments
+from harness.grid import parse_assignments
 from harness.plan.planner import plan_sweep
 
 

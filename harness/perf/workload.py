@@ -25,7 +25,7 @@ from harness.models.inspect import ModelInfo
 from harness.models.tensor_groups import TensorGroup, classify_tensor
 from harness.perf.graph import Op, crossings, detours, graph_ops, offloads, run_devices, segments
 from harness.plan.flags import Target, ngl_places_weights
-from harness.plan.knobs import Knobs
+from harness.knobs import Knobs
 from harness.plan.memory import cache_type_bytes
 from harness.plan.placement import CPU, Placement, loaded_tensors
 

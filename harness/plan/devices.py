@@ -10,7 +10,7 @@ import re
 
 from harness.config import BenchConfig
 from harness.config_devices import budgets_mib, device_count, rig_servers
-from harness.plan.memory import MIB
+from harness.units import GIB, MIB
 from harness.plan.placement import accel
 
 RPC_PORT = "RPC_PORT"          # what `moebench plan` shows for the RPC rig's port, chosen when the run starts
@@ -47,7 +47,7 @@ def vram_budgets(config: BenchConfig) -> int | dict[str, int] | None:
             return {accel(i): int(b * MIB) for i, b in enumerate(configured)}
         return int(configured[0] * MIB)
     if config.vram_limit_gib is not None:
-        return int(config.vram_limit_gib * 1024 * MIB)
+        return int(config.vram_limit_gib * GIB)
     if config.rpc_rig or config.rpc:
         return None  # an RPC server's memory is not on this host's GPUs
     from harness.telemetry.nvml import shared_nvml

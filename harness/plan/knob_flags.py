@@ -1,4 +1,4 @@
-"""Each knob (`harness.plan.knobs`) spelled for one engine binary: which flag, which value syntax, found in the
+"""Each knob (`harness.knobs`) spelled for one engine binary: which flag, which value syntax, found in the
 binary's own `--help` (probed once per binary hash, `harness.engines.probe`), never from version tables. A flag
 the help omits but the binary parses (ik's server `-op`; ik's llama-sweep-bench lists no options at all) is
 found by asking the binary to parse it (`probe.accepts`, cached the same way). A knob the binary cannot take
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from harness.errors import UserError
-from harness.plan.knobs import Knobs
+from harness.knobs import Knobs
 
 
 class KnobUnsupported(UserError):
@@ -149,6 +149,8 @@ SPELLINGS: dict[str, list[Spelling]] = {
         Spelling("-tgb", lambda v, s: [], "1,1"),  # ik llama-bench: given with the threads as -tgb N,M (below)
     ],
 }
+# the order of the knob arguments on a command line: every knob of `harness.knobs.KNOB_TABLE` (threads is spelled
+# with the thread count, `_threads`); kept as it was, so that the argument lists stay the same
 _ORDER = ("cache_type_k", "cache_type_v", "threads", "threads_batch", "batch", "ubatch", "flash_attn",
           "op_offload", "load_mode")
 

@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-MIB = 1024 * 1024
+from harness.units import MIB
+
 
 # mainline llama-server prefixes each line with "0.00.081.523 I "
 _SERVER_PREFIX = re.compile(r"^\d+\.\d+\.\d+\.\d+ [A-Z] (?:\S{3,4}  ?)?")

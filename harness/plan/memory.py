@@ -20,17 +20,11 @@ from typing import Mapping
 
 from harness.models.inspect import ModelInfo
 from harness.models.tensor_groups import layer_index
+from harness.knobs import CACHE_TYPE_BYTES
 from harness.plan.placement import CPU, INPUT_TENSORS, Placement, is_accelerator
-
-MIB = 1 << 20
+from harness.units import MIB
 
 # bytes per element of the KV cache types the engines accept (-ctk / -ctv)
-CACHE_TYPE_BYTES = {
-    "f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32,
-    "q5_0": 22 / 32, "q5_1": 24 / 32, "iq4_nl": 18 / 32, "q6_0": 26 / 32,
-}
-
-
 @dataclass(frozen=True)
 class MemorySettings:
     n_ctx: int = 4096

@@ -11,7 +11,8 @@ from typing import Iterable, Mapping
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-MIB = 1024 * 1024
+from harness.units import MIB
+
 CPU_ALIGNMENT = 32      # ggml TENSOR_ALIGNMENT: the CPU buffer type's (and so a CPU-backed RPC server's) alignment
 CUDA_ALIGNMENT = 128    # ggml-cuda.cu ggml_backend_cuda_buffer_type_get_alignment
 CUDA_ROW_PADDING = 512  # MATRIX_ROW_PADDING: CUDA pads a quantized tensor by one partial row of this many elements

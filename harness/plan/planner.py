@@ -23,9 +23,9 @@ from harness.engines.discover import Engine
 from harness.errors import UserError
 from harness.models.inspect import ModelInfo
 from harness.plan.flags import CompiledFlags, Target, compile_flags
-from harness.plan.grid import expand_grid
+from harness.grid import expand_grid
 from harness.plan.knob_flags import KnobUnsupported, ToolSyntax, knob_args, knob_problems, tool_syntax
-from harness.plan.knobs import Knobs, knob_grid
+from harness.knobs import Knobs, knob_grid
 from harness.plan.devices import RPC_PORT, accelerator_devices, default_split, vram_budgets  # noqa: F401
 from harness.plan.memory import MemoryPrediction, MemorySettings, predict_memory
 from harness.plan.placement import Placement

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from harness.models.inspect import ModelInfo
 from harness.plan.flags import CompiledFlags, Target
-from harness.plan.load_report import MIB, EngineReport, agrees
+from harness.plan.load_report import EngineReport, agrees
+from harness.units import MIB
 from harness.plan.model_buffers import (
     CPU_ALIGNMENT, CUDA_ALIGNMENT, CUDA_ROW_PADDING, engine_maps_weights, expected_model_buffer_bytes,
     mainline_repacked,

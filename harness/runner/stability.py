@@ -11,6 +11,8 @@ in the report. Modelled on pyperf's checks: a figure is kept and flagged, never 
 - `GPU throttled`: NVML clock event reasons (power cap, thermal) during the measurement;
 - `telemetry: N samples`: the phase's telemetry figures come from fewer than 10 samples (a reading, not a
   summary).
+
+Each is a `harness.warnings.RowWarning` of its kind (the sentences above are their messages), with a remedy.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ import math
 import statistics
 
 from harness.intervals import Interval
+from harness.warnings import (
+    CV, FEW_TELEMETRY_SAMPLES, GPU_THROTTLED, OTHER_PROCESSES, OUTLIER_PROCESS, OUTLIER_REPETITION, OVERSUBSCRIBED,
+    SHORT_SAMPLES, SWAP, RowWarning, warning,
+)
 
 CV_LIMIT_PCT = 10.0
 MIN_SAMPLE_MS = 100.0
@@ -42,32 +48,33 @@ def outliers(samples: list[float]) -> list[float]:
 
 
 def row_warnings(*, repetitions: list[float], sample_ms: float | None, ci: Interval, process_means: list[float],
-                 oversubscribed: str | None, telemetry: dict, n_cpus: int) -> list[str]:
+                 oversubscribed: str | None, telemetry: dict, n_cpus: int) -> list[RowWarning]:
     """The warnings of one row (one test of one process), given its repetitions, the interval over all the
     configuration's processes so far, the phase's telemetry columns and the host's CPU count (`other_cpu_pct_mean`
     is host-wide: 100 = one core)."""
     out = []
     if not math.isnan(ci.cv_pct) and ci.cv_pct >= CV_LIMIT_PCT:
-        out.append(f"cv {ci.cv_pct:.0f}% >= {CV_LIMIT_PCT:.0f}% across {ci.n} {ci.unit}")
+        out.append(warning(CV, f"cv {ci.cv_pct:.0f}% >= {CV_LIMIT_PCT:.0f}% across {ci.n} {ci.unit}"))
     if sample_ms is not None and sample_ms < MIN_SAMPLE_MS:
-        out.append(f"samples {sample_ms:.0f} ms < {MIN_SAMPLE_MS:.0f} ms")
+        out.append(warning(SHORT_SAMPLES, f"samples {sample_ms:.0f} ms < {MIN_SAMPLE_MS:.0f} ms"))
     if oversubscribed:
-        out.append(oversubscribed)
-    for what, values in (("repetition", repetitions), ("process", process_means)):
+        out.append(warning(OVERSUBSCRIBED, oversubscribed))
+    for what, kind, values in (("repetition", OUTLIER_REPETITION, repetitions),
+                               ("process", OUTLIER_PROCESS, process_means)):
         odd = outliers(values)
         if odd:
             shown = ", ".join(f"{x:.1f}" for x in odd)
-            out.append(f"outlier {what} {shown} t/s (median {statistics.median(values):.1f})")
+            out.append(warning(kind, f"outlier {what} {shown} t/s (median {statistics.median(values):.1f})"))
     swap = telemetry.get("swap_io_pages_s_peak")
     if swap:
-        out.append(f"swap activity: {swap:.0f} pages/s")
+        out.append(warning(SWAP, f"swap activity: {swap:.0f} pages/s"))
     other = telemetry.get("other_cpu_pct_mean")
     if other is not None and n_cpus and other / (100 * n_cpus) > OTHER_CPU_LIMIT:
-        out.append(f"other processes used {other / n_cpus:.0f}% of the CPU")
+        out.append(warning(OTHER_PROCESSES, f"other processes used {other / n_cpus:.0f}% of the CPU"))
     throttle = telemetry.get("gpu_throttle_reasons")
     if throttle:
-        out.append(f"GPU throttled: {throttle}")
+        out.append(warning(GPU_THROTTLED, f"GPU throttled: {throttle}"))
     n = telemetry.get("telemetry_samples")
     if n is not None and n < MIN_TELEMETRY_SAMPLES:
-        out.append(f"telemetry: {n} samples < {MIN_TELEMETRY_SAMPLES}")  # a reading, not a summary
+        out.append(warning(FEW_TELEMETRY_SAMPLES, f"telemetry: {n} samples < {MIN_TELEMETRY_SAMPLES}"))  # a reading
     return out

@@ -33,6 +33,7 @@ from harness.runner.schedule import Schedule, history_from_rows
 from harness.runner.stability import row_warnings
 from harness.store import ResultsStore
 from harness.telemetry import Sampler, shared_nvml
+from harness.warnings import encode_warnings, messages
 
 
 class SweepProgress(Protocol):
@@ -166,7 +167,7 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
                                 process_means=history.means[test.name], oversubscribed=oversubscribed,
                                 telemetry=phases[test.name], n_cpus=os.cpu_count() or 1)
         rows.append({**row, "run_id": run_id(cid, round_, test.name), "status": "ok", "reason": "",
-                     "warnings": "; ".join(warnings), "test": test.name, "command": argv,
+                     "warnings": encode_warnings(warnings), "test": test.name, "command": argv,
                      "n_prompt": test.n_prompt, "n_gen": test.n_gen, "n_depth": test.n_depth,
                      "tps_mean": round(test.tps_mean, 3), "tps_stddev": round(test.tps_stddev, 3),
                      "tps_samples": [round(s, 3) for s in test.tps_samples],
@@ -177,7 +178,7 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
         line = f"{test.name}: {test.tps_mean:.1f} tokens/s"
         if ci.n >= 2:
             line += f" (so far {ci.mean:.1f}, 95% CI ±{ci.half_width_pct:.1f}% over {ci.n} {ci.unit})"
-        shown.append(line + (f"  [{'; '.join(warnings)}]" if warnings else ""))
+        shown.append(line + (f"  [{messages(warnings)}]" if warnings else ""))
     store.append(*rows)  # the process's rows together: a resumed sweep never finds it half recorded
     for line in shown:
         progress.result(line)

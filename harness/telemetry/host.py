@@ -37,7 +37,8 @@ from typing import Callable
 
 import psutil
 
-MIB = 1024 * 1024
+from harness.units import MIB
+
 _FULL = 65536  # bytes: more than any of these files holds
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 

@@ -49,9 +49,10 @@ from functools import lru_cache
 from types import ModuleType
 from typing import Any, Callable
 
+from harness.units import MIB
+
 log = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
 KIB_PER_MIB = 1024  # NVML's PCIe throughput is in KB/s, KB taken as 1024 bytes
 
 Warn = Callable[[str], None]

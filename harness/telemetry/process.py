@@ -34,8 +34,8 @@ from typing import Callable, Iterable
 import psutil
 
 from harness.telemetry.host import HostSource
+from harness.units import MIB
 
-MIB = 1024 * 1024
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 

@@ -16,6 +16,7 @@ from harness.plan.planner import plan_sweep
 from harness.runner.commands import commands
 from harness.tune.search import Tuner
 from harness.tune.settings import Measured, TuneState, score
+from harness.units import MIB
 
 
 def _tps(m: Measured) -> dict:
@@ -64,7 +65,7 @@ def write_answer(tuner: Tuner, state: TuneState, out: Path) -> dict:
                  for cid, m in state.measured.items()],
         "baselines": {name: (m.label if m else None) for name, m in baselines.items()},
         "candidates": [{"label": c.label, "config_id": c.config_id, "predicted": c.predicted,
-                        "vram_mib": round(c.conf.memory.vram_bytes / 2**20, 1) if c.conf.memory else None}
+                        "vram_mib": round(c.conf.memory.vram_bytes / MIB, 1) if c.conf.memory else None}
                        for c in state.candidates],
         "model_error": state.model_error,
     }

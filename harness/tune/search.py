@@ -17,13 +17,14 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import UserError
-from harness.intervals import interval
+from harness.analysis.stats import measured_interval
 from harness.perf.calibrate import calibrate, calibration_configs, stored_samples
 from harness.perf.configs import Predictor, configuration_workload, test_of
 from harness.perf.model import fit_constants, predict
 from harness.plan.planner import plan_sweep
 from harness.tune.settings import MIN_MODEL_ERROR, ROUND_SIZE, Measured, TuneSettings, TuneState, score
 from harness.tune.space import Candidate, fits, space_strategies, spec_of
+from harness.units import MIB
 
 def plan_space(settings: TuneSettings) -> tuple[list[Candidate], int]:
     """Every feasible point of the space with its workloads, and how many points were planned."""
@@ -83,7 +84,7 @@ class Tuner:
         for kind in ("pp", "tg"):
             ok = mine[(mine["status"] == "ok") & mine["test"].astype(str).str.startswith(kind)] if not mine.empty else mine
             if len(ok):
-                found = interval(list(ok["tps_mean"].astype(float)))
+                found = measured_interval(ok)  # the report's interval
                 tps[kind] = (found.mean, found.low, found.high)
         reason = "" if tps else (_short(str(failed["reason"].iat[0])) if len(failed) else "no rows")
         return Measured(cid, label, spec, knobs, tps, reason)
@@ -245,7 +246,7 @@ def engine_fit_margin(settings: TuneSettings) -> int:
              and (settings.rpc_rig or settings.device is None or d.name == settings.device)]
     free_mib = accel[0].free_mib if accel else None
     if free_mib is None and devices is None:
-        free_mib = psutil.virtual_memory().total / 2**20 if settings.rpc_rig else _nvml_free_mib(settings.device)
+        free_mib = psutil.virtual_memory().total / MIB if settings.rpc_rig else _nvml_free_mib(settings.device)
     if free_mib is None:
         raise UserError(f"engine {engine.name} does not say how much memory its accelerator has free; "
                         "engine-fit cannot be told the budget")
@@ -260,7 +261,7 @@ def _nvml_free_mib(device: str | None) -> float | None:
     nvml = shared_nvml()
     index = int(m.group(1)) if device and (m := re.fullmatch(r"CUDA(\d+)", device)) else 0
     free = nvml.free_bytes(index) if nvml is not None else None
-    return free / 2**20 if free is not None else None
+    return free / MIB if free is not None else None
 
 
 def _short(reason: str) -> str:

@@ -3,10 +3,10 @@ measured (`Measured`, `TuneState`) and the one objective score (`score`)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.balanced_score import balanced_score
 from harness.config import BenchConfig
 from harness.tune.space import Candidate
 
@@ -74,9 +74,9 @@ class TuneState:
 
 def score(tps: dict[str, float | None], objective: str, reference: dict[str, float]) -> float | None:
     """The objective of a point: its tg or pp tokens/s, or for `balanced` the geometric mean of both relative
-    to the best measured (as the analysis's balanced best, `harness.analysis.verdicts`)."""
+    to the best measured (`harness.balanced_score`, the analysis's balanced best)."""
     if objective != "balanced":
         return tps.get(objective)
     if not tps.get("pp") or not tps.get("tg") or not reference.get("pp") or not reference.get("tg"):
         return None
-    return math.sqrt(tps["pp"] / reference["pp"] * tps["tg"] / reference["tg"])
+    return balanced_score(tps["pp"], tps["tg"], reference["pp"], reference["tg"])

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from harness.models.inspect import ModelInfo
 from harness.plan.planner import Configuration
+from harness.units import MIB
 
 DEFAULT_SPACE = ("first-n-experts", "last-n-experts", "head-tail-experts", "partial-experts", "gpu-layers")
 
@@ -51,7 +52,7 @@ def fits(conf: Configuration, budget_mib: float) -> bool:
     """Whether the memory planner predicts every accelerator of `conf` within the budget."""
     if conf.memory is None:
         return True
-    return conf.memory.vram_bytes <= budget_mib * 2**20
+    return conf.memory.vram_bytes <= budget_mib * MIB
 
 
 def spec_of(conf: Configuration) -> dict:

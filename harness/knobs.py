@@ -3,6 +3,11 @@ sweep's grid. bench.yaml gives each knob one value or a list (`ubatch: [512, 204
 axis, crossed with the other knobs and with each strategy's parameter grid. A configuration carries one value
 per knob (`Knobs`), and that value is part of its identity.
 
+`KNOB_TABLE` is the one table of the knobs: bench.yaml's `bench:` keys (`harness.config` builds its fields and
+validation from it), the planner's `Knobs`, the runs.csv columns (`harness.store`: `KNOB_COLUMNS`), the
+analysis's short names (`ub=2048`, `harness.analysis.knobs`). Its order (`KNOB_NAMES`) is the analysis's and
+the planner's; `KNOB_COLUMNS` is the order bench.yaml's schema and runs.csv have listed them since they came.
+
 | knob | values | engine default when left out |
 |---|---|---|
 | `ubatch`, `batch` | micro-batch / logical batch, tokens | 512 / 2048 |
@@ -10,9 +15,10 @@ per knob (`Knobs`), and that value is part of its identity.
 | `flash_attn` | true / false | the engine's (mainline auto, ik on) |
 | `op_offload` | true / false: offload host tensor operations to the accelerator | on |
 | `load_mode` | `mmap`, `no-mmap`, `mlock` (mapped and locked in RAM) | mmap |
-| `cache_type_k`, `cache_type_v` | KV cache types (f16, q8_0, ...) | f16 (always passed) |
+| `cache_type_k`, `cache_type_v` | KV cache types (`CACHE_TYPE_BYTES`: f16, q8_0, ...) | f16 (always passed) |
 
-How each knob is spelled for each engine and tool is `harness.plan.knob_flags`.
+How each knob is spelled for each engine and tool is `harness.plan.knob_flags`. This module sits below config
+and the planner: it imports only `harness.errors`.
 """
 
 from __future__ import annotations
@@ -21,11 +27,61 @@ import itertools
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-KNOB_NAMES = ("ubatch", "batch", "threads", "threads_batch", "flash_attn", "op_offload", "load_mode",
-              "cache_type_k", "cache_type_v")
+from harness.errors import unknown_name
+
 LOAD_MODES = ("mmap", "no-mmap", "mlock")
+# the KV cache types the cache_type knobs allow, with their bytes per element (ggml's block size / 32 values)
+CACHE_TYPE_BYTES = {
+    "f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32,
+    "q5_0": 22 / 32, "q5_1": 24 / 32, "iq4_nl": 18 / 32, "q6_0": 26 / 32,
+}
 DEFAULT_UBATCH = 512     # both engines' n_ubatch default (llama_context_default_params)
 DEFAULT_BATCH = 2048     # both engines' n_batch default
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One engine knob: its bench.yaml key and runs.csv column (`name`), the type of a value, the short name a
+    configuration's label uses (`ub`), what the engine does when it is left out (`default_text`), the value
+    bench.yaml's schema gives it when left out (`default`: None, the engine's own; cache types f16, always
+    passed), the allowed values where they are a list, the schema's description, and its place among the
+    runs.csv columns and bench.yaml's fields (`column_rank`)."""
+
+    name: str
+    type: type
+    short: str
+    default_text: str
+    column_rank: int
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    description: str | None = None
+
+    @property
+    def column(self) -> str:
+        return self.name
+
+    @property
+    def switch(self) -> bool:
+        """An on/off knob (written true/false in bench.yaml, on/off in labels)."""
+        return self.type is bool
+
+
+KNOB_TABLE = (
+    Knob("ubatch", int, "ub", "512", 3),
+    Knob("batch", int, "b", "2048", 2),
+    Knob("threads", int, "t", "one per physical core", 0,
+         description="default: one per physical core of the engine's CPUs"),
+    Knob("threads_batch", int, "tb", "as threads", 1, description="prompt-processing threads; default: threads"),
+    Knob("flash_attn", bool, "fa", "the engine's (mainline auto, ik on)", 4),
+    Knob("op_offload", bool, "op", "on", 5),
+    Knob("load_mode", str, "load", "mmap", 6, choices=LOAD_MODES,
+         description="mmap, no-mmap or mlock (mapped and locked)"),
+    Knob("cache_type_k", str, "ctk", "f16", 7, default="f16", choices=tuple(CACHE_TYPE_BYTES)),
+    Knob("cache_type_v", str, "ctv", "f16", 8, default="f16", choices=tuple(CACHE_TYPE_BYTES)),
+)
+KNOB_NAMES = tuple(k.name for k in KNOB_TABLE)
+KNOB_BY_NAME = {k.name: k for k in KNOB_TABLE}
+KNOB_COLUMNS = tuple(k.column for k in sorted(KNOB_TABLE, key=lambda k: k.column_rank))
 
 # Knobs that were bench settings before knobs became axes: always part of a configuration's identity, so that
 # sweeps started before keep their config ids (and resume). The others join the identity only when set.
@@ -81,21 +137,19 @@ def _shown(value: Any) -> str:
 
 
 def check_knob_values(name: str, value: Any) -> Any:
-    """A knob's value or list of values from bench.yaml (a list is an axis), checked; cache types lower-cased.
-    Raises ValueError saying what is allowed."""
+    """A knob's value or list of values from bench.yaml (a list is an axis), checked against `KNOB_TABLE`;
+    cache types lower-cased. Raises ValueError saying what is allowed."""
     if value is None:
         return value
+    knob = KNOB_BY_NAME[name]
     items = value if isinstance(value, list) else [value]
     if name.startswith("cache_type"):
-        from harness.errors import unknown_name
-        from harness.plan.memory import CACHE_TYPE_BYTES
-
         for item in items:
             if not isinstance(item, str) or item.lower() not in CACHE_TYPE_BYTES:
                 raise ValueError(str(unknown_name("cache type", str(item), CACHE_TYPE_BYTES, "allowed")))
         items = [item.lower() for item in items]
         value = items if isinstance(value, list) else items[0]
-    valid, expected = _RULES.get(name, (lambda v: True, ""))
+    valid, expected = _rule(knob)
     if not items or not all(valid(v) for v in items):
         raise ValueError(f"give {expected}, or a list of them")
     if len(set(map(repr, items))) != len(items):
@@ -103,14 +157,15 @@ def check_knob_values(name: str, value: Any) -> Any:
     return value
 
 
-_RULES = {
-    **{name: (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "a whole number >= 1")
-       for name in ("ubatch", "batch", "threads", "threads_batch")},
-    **{name: (lambda v: isinstance(v, bool), "true or false") for name in ("flash_attn", "op_offload")},
-    "load_mode": (lambda v: v in LOAD_MODES, f"one of {', '.join(LOAD_MODES)}"),
-    "cache_type_k": (lambda v: True, "a cache type"),
-    "cache_type_v": (lambda v: True, "a cache type"),
-}
+def _rule(knob: Knob):
+    """(is a value valid, what to give) for one knob, from its type and choices."""
+    if knob.type is bool:
+        return (lambda v: isinstance(v, bool)), "true or false"
+    if knob.type is int:
+        return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1), "a whole number >= 1"
+    if knob.name.startswith("cache_type"):
+        return (lambda v: True), "a cache type"
+    return (lambda v: v in knob.choices), f"one of {', '.join(knob.choices)}"
 
 
 def knob_values(settings: Any) -> dict[str, list]:
