@@ -37,11 +37,10 @@ def test_every_strategy_with_a_split_is_checked():
     assert takes == set(PARAMS)
 
 
-@pytest.fixture(scope="module", params=["mainline", "ik"])
-def rig(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def rig(engine, tmp_path_factory):
     """An engine and two of its own RPC servers on loopback: two devices."""
-    engine = request.getfixturevalue(f"{request.param}_engine")
-    logs = tmp_path_factory.mktemp(f"rig2-{request.param}")
+    logs = tmp_path_factory.mktemp(f"rig2-{engine.dialect}")
     with RpcServer(engine, threads=1, log_path=logs / "rpc0.log") as a, \
             RpcServer(engine, threads=1, log_path=logs / "rpc1.log") as b:
         yield engine, [f"RPC0[{a.endpoint}]", f"RPC0[{b.endpoint}]"], logs

@@ -27,11 +27,10 @@ PARAMS = {
 PRESETS = ("tiny", "tiny-glm")
 
 
-@pytest.fixture(scope="module", params=["mainline", "ik"])
-def rig(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def rig(engine, tmp_path_factory):
     """An engine and its own RPC server on loopback."""
-    engine = request.getfixturevalue(f"{request.param}_engine")
-    logs = tmp_path_factory.mktemp(f"rig-{request.param}")
+    logs = tmp_path_factory.mktemp(f"rig-{engine.dialect}")
     with RpcServer(engine, threads=1, log_path=logs / "rpc.log") as rpc:
         yield engine, rpc, logs
 
