@@ -17,9 +17,11 @@ from harness.models import inspect_model, synthetic_model
 from harness.plan.flags import compile_flags
 from harness.plan.load_report import MIB, parse_report
 from harness.plan.targets import resolve_target
-from harness.plan.verify import check_against_report, predicted_model_buffers
+from harness.plan.verify import predicted_model_buffers
 from harness.runner.llama_server import LlamaServer
 from strategies import available_strategies, get_strategy
+
+from buffer_checks import check_against_report
 
 PARAMS = {  # every strategy that takes a split, with one that puts something on each device
     "all-gpu": {"split": [3, 1]}, "cpu-moe": {"split": [1, 1]}, "first-n-experts": {"n": 2, "split": [1, 1]},

@@ -15,9 +15,11 @@ from harness.plan.flags import compile_flags
 from harness.plan.knobs import Knobs
 from harness.plan.load_report import parse_report
 from harness.plan.targets import resolve_target
-from harness.plan.verify import check_against_report, predicted_model_buffers
+from harness.plan.verify import predicted_model_buffers
 from harness.runner.llama_server import LlamaServer
 from strategies import available_strategies, get_strategy
+
+from buffer_checks import check_against_report
 
 PARAMS = {
     "first-n-experts": {"n": 2}, "last-n-experts": {"n": 3}, "head-tail-experts": {"head": 1, "tail": 2},
