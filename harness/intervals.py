@@ -28,9 +28,6 @@ from scipy import stats as _stats
 LEVEL = 0.95
 
 
-NOISE_VERDICTS = ("a", "b", "tie", "untested")
-
-
 def _missing(value) -> bool:
     try:
         return value is None or math.isnan(float(value))

@@ -1,5 +1,13 @@
 """Shared fixtures: the real engines (built from pinned sources on first use, cached afterwards) and the tiny
-synthetic model. Nothing here is faked: tests run the real llama-bench and llama-server."""
+synthetic model. Nothing here is faked: tests run the real llama-bench and llama-server.
+
+Two tiers, told apart by the `engine` marker:
+  pytest -m "not engine"   the unit tier: no engine is built or started; passes with an empty cache
+                           (MOEBENCH_CACHE=/tmp/empty pytest -m "not engine"), goal under 60 s
+  pytest                   everything: the engine tests build llama.cpp and ik_llama.cpp on first use
+A test is marked `engine` automatically when its fixture closure (its own fixtures and every fixture they
+depend on, in any module) holds one of ENGINE_FIXTURES; a test that needs a built engine only through a
+child `moebench` process says so by requesting one of them too (or is marked by hand)."""
 
 from __future__ import annotations
 
@@ -11,6 +19,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+ENGINE_FIXTURES = frozenset({"mainline_engine", "ik_engine", "engine", "rig_calibration"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark `engine` every test whose fixture closure reaches an engine fixture (see the module docstring)."""
+    for item in items:
+        if ENGINE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.engine)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -73,7 +73,9 @@ def test_validate_cli_one_line_no_traceback(tmp_path):
 
 
 def test_examples_are_valid():
-    for path in sorted((REPO / "examples").glob("*.yaml")):
+    paths = sorted((REPO / "examples").glob("*.yaml"))
+    assert paths, f"no examples/*.yaml in {REPO}"
+    for path in paths:
         config = load_config(path)
         assert config.strategies, path
 

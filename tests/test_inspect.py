@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gguf import GGUFReader, GGUFWriter
+from gguf import GGUFEndian, GGUFReader, GGUFWriter
 
 from harness.cli import main
 from harness.errors import UserError
+from harness.models.gguf_file import BIG_ARRAY_ITEMS, read_gguf_header
 from harness.models import (
     GROUP_NAMES,
     PRESETS,
@@ -186,6 +187,50 @@ def test_inspect_file_matches_plan_and_reader(small_models, name):
         from_plan.pop(key), from_file.pop(key)
     assert from_file == from_plan
     assert info.name == f"moebench synthetic {name} seed 0"
+
+
+@pytest.mark.parametrize("endian", [GGUFEndian.LITTLE, GGUFEndian.BIG])
+def test_header_reads_what_gguf_reader_reads(tmp_path, endian):
+    """Our header reader against gguf's public GGUFReader on every kind of value, both byte orders, a
+    non-default alignment: the same metadata (long arrays: their length only) and tensor table."""
+    path = tmp_path / "odd.gguf"
+    writer = GGUFWriter(path, "qwen3moe", endianess=endian)
+    writer.add_custom_alignment(64)
+    writer.add_array("tokenizer.ggml.tokens", [f"t{i}" for i in range(BIG_ARRAY_ITEMS + 1)])
+    writer.add_array("tokenizer.ggml.scores", [float(i) for i in range(BIG_ARRAY_ITEMS + 1)])
+    writer.add_array("small.strings", ["a", "bb", "ccc"])
+    writer.add_array("small.ints", [1, 5, 3])
+    writer.add_array("nested", [[1, 2], [3, 4, 5]])
+    writer.add_bool("flag", True)
+    writer.add_float32("f32", 0.1)
+    writer.add_int64("i64", -5)
+    tensors = {"token_embd.weight": np.arange(256, dtype=np.float32).reshape(4, 64),
+               "output_norm.weight": np.ones(64, np.float16)}
+    for name, data in tensors.items():
+        writer.add_tensor_info(name, data.shape, data.dtype, data.nbytes)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    for data in tensors.values():
+        writer.write_tensor_data(data)
+    writer.close()
+    reader = GGUFReader(path)
+    expected = {}
+    for key, fld in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        if fld.types[0] == fld.types[0].ARRAY:
+            expected[f"{key}.count"] = len(fld.data)
+            if len(fld.data) > BIG_ARRAY_ITEMS:
+                continue
+        expected[key] = fld.contents()
+    header = read_gguf_header(path)
+    assert header.metadata == expected
+    assert header.metadata["tokenizer.ggml.tokens.count"] == BIG_ARRAY_ITEMS + 1
+    assert "tokenizer.ggml.tokens" not in header.metadata and header.metadata["nested"] == [1, 2, 3, 4, 5]
+    assert [(t.name, t.type_name, t.shape, t.n_bytes, t.offset) for t in header.tensors] == [
+        (t.name, t.tensor_type.name, tuple(int(d) for d in t.shape), int(t.n_bytes), t.data_offset)
+        for t in reader.tensors]
 
 
 def test_to_dict_is_json_and_lists_tensors(small_models):

@@ -30,6 +30,10 @@ def test_vocabulary_only_file_holds_no_weights(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "holds no tensors" in result.stdout and "nothing to place" in result.stdout
     assert "layer" not in result.stdout.split("weights", 1)[1]  # no per-layer table of zeros
+
+
+def test_plan_and_run_refuse_a_file_without_weights(tmp_path, mainline_engine):
+    vocab = _gguf(tmp_path / "ggml-vocab-test.gguf", {}, block_count=32)
     config = tmp_path / "bench.yaml"
     config.write_text(f"models: [{{path: {vocab}}}]\nengines: [mainline]\n")
     for command in ("plan", "run"):

@@ -18,9 +18,11 @@ from harness.plan.flags import compile_flags
 from harness.plan.load_report import parse_report
 from harness.units import MIB
 from harness.plan.targets import resolve_target
-from harness.plan.verify import check_against_report, predicted_model_buffers
+from harness.plan.verify import predicted_model_buffers
 from harness.runner.llama_server import LlamaServer
 from strategies import available_strategies, get_strategy
+
+from buffer_checks import check_against_report
 
 PARAMS = {  # every strategy that takes a split, with one that puts something on each device
     "all-gpu": {"split": [3, 1]}, "cpu-moe": {"split": [1, 1]}, "first-n-experts": {"n": 2, "split": [1, 1]},
@@ -38,11 +40,10 @@ def test_every_strategy_with_a_split_is_checked():
     assert takes == set(PARAMS)
 
 
-@pytest.fixture(scope="module", params=["mainline", "ik"])
-def rig(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def rig(engine, tmp_path_factory):
     """An engine and two of its own RPC servers on loopback: two devices."""
-    engine = request.getfixturevalue(f"{request.param}_engine")
-    logs = tmp_path_factory.mktemp(f"rig2-{request.param}")
+    logs = tmp_path_factory.mktemp(f"rig2-{engine.dialect}")
     with RpcServer(engine, threads=1, log_path=logs / "rpc0.log") as a, \
             RpcServer(engine, threads=1, log_path=logs / "rpc1.log") as b:
         yield engine, [f"RPC0[{a.endpoint}]", f"RPC0[{b.endpoint}]"], logs

@@ -15,9 +15,11 @@ from harness.plan.flags import compile_flags
 from harness.knobs import Knobs
 from harness.plan.load_report import parse_report
 from harness.plan.targets import resolve_target
-from harness.plan.verify import check_against_report, predicted_model_buffers
+from harness.plan.verify import predicted_model_buffers
 from harness.runner.llama_server import LlamaServer
 from strategies import available_strategies, get_strategy
+
+from buffer_checks import check_against_report
 
 PARAMS = {
     "first-n-experts": {"n": 2}, "last-n-experts": {"n": 3}, "head-tail-experts": {"head": 1, "tail": 2},
@@ -27,11 +29,10 @@ PARAMS = {
 PRESETS = ("tiny", "tiny-glm")
 
 
-@pytest.fixture(scope="module", params=["mainline", "ik"])
-def rig(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def rig(engine, tmp_path_factory):
     """An engine and its own RPC server on loopback."""
-    engine = request.getfixturevalue(f"{request.param}_engine")
-    logs = tmp_path_factory.mktemp(f"rig-{request.param}")
+    logs = tmp_path_factory.mktemp(f"rig-{engine.dialect}")
     with RpcServer(engine, threads=1, log_path=logs / "rpc.log") as rpc:
         yield engine, rpc, logs
 

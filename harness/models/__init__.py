@@ -16,7 +16,6 @@ from harness.models.tensor_groups import (
     TensorGroup,
     classify_tensor,
     ffn_matrix,
-    is_expert_tensor,
     layer_index,
     tensor_stem,
 )
@@ -24,6 +23,6 @@ from harness.models.tensor_groups import (
 __all__ = [
     "GROUP_NAMES", "LayerInfo", "ModelInfo", "MoePreset", "PRESETS", "TensorGroup", "TensorRecord", "TensorSpec",
     "classify_tensor", "ffn_matrix", "format_bytes", "get_preset", "inspect_model", "inspect_plan",
-    "is_expert_tensor", "layer_index", "plan_tensor_bytes", "preset_tensor_plan", "render_model_info", "summarize",
+    "layer_index", "plan_tensor_bytes", "preset_tensor_plan", "render_model_info", "summarize",
     "synthetic_model", "synthetic_model_path", "tensor_plan", "tensor_stem", "write_synthetic_model",
 ]

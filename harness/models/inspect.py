@@ -3,38 +3,24 @@
 The same summary can be made from a synthetic preset's tensor plan (`inspect_plan`) without
 writing the file, so tests and planners can reason about many-GB presets.
 
-Tensors are read with `gguf.GGUFReader`. Types the installed `gguf` package does not know (for
-example ik_llama.cpp's IQ4_KS, IQ2_KT, ... whose rows carry extra scales) are still accepted: their
-sizes are taken from the gap to the next tensor's data offset and their type is named from
-ik_llama.cpp's ggml.h where known.
+The file's metadata and tensor table are read by `harness.models.gguf_file` (types the installed `gguf`
+package does not know, such as ik_llama.cpp's IQ4_KS, are sized from the file's layout); this module groups
+the tensors and sums their bytes.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFReader, GGUFValueType
-
 from harness.errors import UserError
+from harness.models.gguf_file import read_gguf_header
 from harness.models.plan import tensor_plan
 from harness.models.presets import get_preset
 from harness.models.tensor_groups import GROUP_NAMES, TensorGroup, classify_tensor, ffn_matrix, layer_index
-
-# ggml types of ik_llama.cpp (ggml/include/ggml.h) that mainline's gguf package does not list
-_IK_TYPE_NAMES = {
-    133: "Q6_0", 134: "IQ1_BN", 135: "IQ2_BN", 137: "IQ2_K", 138: "IQ3_K", 139: "IQ4_K", 140: "IQ5_K",
-    141: "IQ6_K", 144: "IQ4_KS", 145: "IQ2_KS", 146: "IQ4_KSS", 152: "IQ5_KS", 153: "IQ2_KT",
-    154: "IQ3_KT", 155: "IQ4_KT", 156: "IQ3_KS", 157: "IQ2_KL", 158: "IQ1_KT", 202: "Q4_0_R8",
-    206: "Q5_0_R4", 208: "Q8_0_R8", 210: "Q2_K_R4", 211: "Q3_K_R4", 212: "Q4_K_R4", 213: "Q5_K_R4",
-    214: "Q6_K_R4", 220: "IQ4_NL_R4", 223: "IQ4_XS_R8",
-}
 
 
 @dataclass(frozen=True)
@@ -224,82 +210,6 @@ def summarize(tensors: list[TensorRecord], metadata: dict[str, Any], path: str |
     )
 
 
-_BIG_ARRAY_ITEMS = 1024
-
-
-class _TensorTableReader(GGUFReader):
-    """GGUFReader that records tensor infos without building numpy views of their data, so that
-    unknown (ik_llama.cpp) tensor types and truncated data can be reported instead of crashing,
-    and that skips over big metadata arrays (the vocabulary) instead of parsing every item, which
-    takes GGUFReader seconds for a 150k-token vocabulary. The fields of skipped arrays keep their
-    length (`len(field.data)`) but not their contents."""
-
-    tensor_table: list[tuple[str, int, tuple[int, ...], int]]
-
-    def _get_field_parts(self, orig_offs: int, raw_type: int) -> tuple[int, list[Any], list[int], list[GGUFValueType]]:
-        if raw_type != GGUFValueType.ARRAY or self.byte_order != "I":
-            return super()._get_field_parts(orig_offs, raw_type)
-        item_type, count = self._get(orig_offs, np.uint32), self._get(orig_offs + 4, np.uint64)
-        n_items = int(count[0])
-        if n_items <= _BIG_ARRAY_ITEMS or int(item_type[0]) == GGUFValueType.ARRAY:
-            return super()._get_field_parts(orig_offs, raw_type)
-        gtype = GGUFValueType(int(item_type[0]))
-        offs = orig_offs + 12
-        if gtype == GGUFValueType.STRING:
-            buffer = memoryview(self.data)
-            for _ in range(n_items):
-                offs += 8 + struct.unpack_from("<Q", buffer, offs)[0]
-        else:
-            offs += n_items * np.dtype(self.gguf_scalar_to_np[gtype]).itemsize
-        if offs > len(self.data):
-            raise ValueError(f"metadata array of {n_items} items runs past the end of the file")
-        return offs - orig_offs, [item_type, count], list(range(n_items)), [GGUFValueType.ARRAY, gtype]
-
-    def _build_tensors(self, start_offs: int, fields: list[Any]) -> None:
-        self.tensor_table = []
-        for fld in fields:
-            _name_len, name_data, _n_dims, dims, raw_dtype, offset_tensor = fld.parts
-            name = str(bytes(name_data), encoding="utf-8")
-            self.tensor_table.append((name, int(raw_dtype[0]), tuple(int(d) for d in dims),
-                                      int(start_offs + int(offset_tensor[0]))))
-        self.tensors = []
-
-
-def _metadata(reader: GGUFReader) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, fld in reader.fields.items():
-        if key.startswith("GGUF."):
-            continue
-        if fld.types and fld.types[0] == GGUFValueType.ARRAY:
-            out[f"{key}.count"] = len(fld.data)
-            if len(fld.data) > _BIG_ARRAY_ITEMS:  # the vocabulary, scores, merges: only their length
-                continue
-        out[key] = fld.contents()
-    return out
-
-
-def _records(path: Path, reader: _TensorTableReader, file_size: int) -> list[TensorRecord]:
-    by_offset = sorted(reader.tensor_table, key=lambda row: row[3])
-    next_offset = {row[0]: nxt[3] for row, nxt in zip(by_offset, by_offset[1:])}
-    records = []
-    for name, type_id, dims, offset in reader.tensor_table:
-        n_elements = 1
-        for d in dims:
-            n_elements *= d
-        try:
-            ggml_type = GGMLQuantizationType(type_id)
-            block, type_size = GGML_QUANT_SIZES[ggml_type]
-            n_bytes, type_name = n_elements // block * type_size, ggml_type.name
-        except (ValueError, KeyError):  # a type this gguf package does not know: size from the layout
-            n_bytes = next_offset.get(name, file_size) - offset
-            type_name = _IK_TYPE_NAMES.get(type_id, f"type{type_id}")
-        if offset + n_bytes > file_size or n_bytes < 0:
-            raise UserError(f"{path}: truncated GGUF: tensor {name} ends at byte {offset + n_bytes}, "
-                            f"the file has {file_size} bytes")
-        records.append(TensorRecord(name, type_name, dims, n_bytes, offset))
-    return records
-
-
 def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
     """Read the GGUF at `path`. UserError (one line, naming the file) if it is missing, not a GGUF
     file, or truncated/corrupt."""
@@ -316,16 +226,9 @@ def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
         raise UserError(f"{path}: cannot read: {exc.strerror}") from None
     if magic != b"GGUF":
         raise UserError(f"{path}: not a GGUF file")
-    try:
-        reader = _TensorTableReader(path)
-        metadata = _metadata(reader)
-        records = _records(path, reader, file_size)
-    except UserError:
-        raise
-    except Exception as exc:  # GGUFReader fails in many ways on a cut file: ValueError, IndexError, ...
-        detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise UserError(f"{path}: truncated or corrupt GGUF ({detail[:200]})") from None
-    return summarize(records, metadata, path=str(path), file_size_bytes=file_size)
+    header = read_gguf_header(path)
+    records = [TensorRecord(t.name, t.type_name, t.shape, t.n_bytes, t.offset) for t in header.tensors]
+    return summarize(records, header.metadata, path=str(path), file_size_bytes=file_size)
 
 
 def plan_metadata(preset_name: str) -> dict[str, Any]:

@@ -93,8 +93,3 @@ def ffn_matrix(name: str) -> str | None:
     """`gate`, `up`, `down` or `gate_up` for an FFN matrix (routed, shared or dense), else None."""
     match = _FFN_MATRIX.match(tensor_stem(name))
     return match.group(1) if match else None
-
-
-def is_expert_tensor(name: str) -> bool:
-    """True for routed-expert tensors (the ones `--n-cpu-moe` / `-ot exps=CPU` move)."""
-    return classify_tensor(name) is TensorGroup.ROUTED_EXPERTS

@@ -1,15 +1,10 @@
-"""Checked against reality: the model buffers a placement should make the engine report on a target, and
-the comparison with what it did report (`harness/plan/load_report.py`); the byte rules are
-`harness/plan/model_buffers.py`."""
+"""Checked against reality: the model buffers a placement should make the engine report on a target (what it
+did report is parsed by `harness/plan/load_report.py`); the byte rules are `harness/plan/model_buffers.py`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from harness.models.inspect import ModelInfo
 from harness.plan.flags import CompiledFlags, Target
-from harness.plan.load_report import EngineReport, agrees
-from harness.units import MIB
 from harness.plan.model_buffers import (
     CPU_ALIGNMENT, CUDA_ALIGNMENT, CUDA_ROW_PADDING, engine_maps_weights, expected_model_buffer_bytes,
     mainline_repacked,
@@ -18,18 +13,6 @@ from harness.plan.placement import CPU, Placement, accel, loaded_tensors
 
 
 IK_CPU_BUFFER_EXTRA = 32  # IK: ggml-backend.cpp ggml_backend_cpu_buffer_type_alloc_buffer, size += TENSOR_ALIGNMENT
-
-
-@dataclass(frozen=True)
-class DeviceCheck:
-    device: str                 # as the engine reports it: CPU, CUDA0, RPC0[127.0.0.1:50052]
-    predicted_bytes: int
-    actual_bytes: int | None    # None: the engine reported no model buffer there
-
-    @property
-    def ok(self) -> bool:
-        actual = self.actual_bytes or 0
-        return agrees(self.predicted_bytes / MIB, actual / MIB)
 
 
 def engine_device_names(target: Target) -> dict[str, str]:
@@ -60,8 +43,3 @@ def predicted_model_buffers(placement: Placement, model: ModelInfo, target: Targ
                 out[device] = size + IK_CPU_BUFFER_EXTRA
     return out
 
-
-def check_against_report(predicted: dict[str, int], report: EngineReport) -> list[DeviceCheck]:
-    actual = report.model_bytes_by_device
-    return [DeviceCheck(device, predicted.get(device, 0), actual.get(device))
-            for device in sorted(set(predicted) | set(actual))]
