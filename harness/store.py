@@ -27,6 +27,8 @@ left; `threads`: the count the engine ran with).
 `graph_splits` the backend segments the engine logged; `predicted_graph_splits`, `predicted_pp_tps` /
 `predicted_tg_tps` (the row's own test), `roofline_tg_tps` and `efficiency_pct` (measured / roofline) from the
 performance model where the engine and device are calibrated (`harness.perf`), else empty.
+`warnings`: free text joined with "; " until issue 18, since then a JSON list of {kind, message, remedy}
+(`harness.warnings.encode_warnings`); `decode_warnings` reads both, telling them apart by the leading "[".
 Version-1 rows read as process 0 with no interval (and no knob columns but `threads`)."""
 
 COLUMNS = (
