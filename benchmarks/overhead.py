@@ -25,7 +25,7 @@ from pathlib import Path
 from harness.engines.build import build_engine
 from harness.intervals import confidence_interval
 from harness.models import synthetic_model
-from harness.runner.llama_bench import parse_bench_json
+from harness.tools.llama_bench import parse_bench_json
 
 SEEDS = range(5)
 BENCH = "{prompt_tokens: [512], gen_tokens: [128], repetitions: 3, processes: 1}"

@@ -28,7 +28,7 @@ from harness.config import BenchSettings
 from harness.engines.build import build_engine
 from harness.engines.discover import find_engine
 from harness.models import synthetic_model
-from harness.runner.llama_bench import bench_argv, parse_bench_json
+from harness.tools.llama_bench import bench_argv, parse_bench_json
 from harness.telemetry import Sampler
 
 MODES = ("off", "off again", 10.0, 50.0)  # "off again": a second run without sampler, the noise floor

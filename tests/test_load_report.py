@@ -20,7 +20,7 @@ from harness.plan.load_report import EngineReport, agrees, device_of_buffer, par
 from harness.plan.model_buffers import (
     engine_maps_weights, expected_model_buffer_bytes, mainline_repacked, mapped_span,
 )
-from harness.runner.llama_server import LlamaServer
+from harness.tools.server_process import LlamaServer
 from harness.units import MIB
 
 pytestmark = pytest.mark.engine

@@ -16,7 +16,7 @@ from harness.knobs import Knobs
 from harness.plan.load_report import parse_report
 from harness.plan.targets import resolve_target
 from harness.plan.verify import predicted_model_buffers
-from harness.runner.llama_server import LlamaServer
+from harness.tools.server_process import LlamaServer
 from strategies import available_strategies, get_strategy
 
 from buffer_checks import check_against_report

@@ -10,8 +10,8 @@ import pytest
 
 from conftest import REPO, run_cli
 from harness.config import BenchSettings
-from harness.runner.llama_bench import bench_argv, parse_bench_json
-from harness.runner.llama_server import LlamaServer
+from harness.tools.llama_bench import bench_argv, parse_bench_json
+from harness.tools.server_process import LlamaServer
 from harness import procs
 from harness.units import MIB
 

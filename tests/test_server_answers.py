@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.runner.llama_server import LlamaServer, ServerError
+from harness.tools.server_process import LlamaServer, ServerError
 
 GOOD = {"prompt_n": 8, "prompt_per_second": 900.0, "predicted_n": 4, "predicted_per_second": 120.0}
 

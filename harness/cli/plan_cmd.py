@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.config import load_config
-from harness.plan.flags import TOOLS
+from harness.tools import TOOL_NAMES
 from harness.units import MIB
 
 
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     flags.add_argument("strategy", help="a strategy name (see `moebench strategies`)")
     flags.add_argument("params", nargs="*", metavar="name=value", help="strategy parameters, e.g. n=4")
     flags.add_argument("--engine", default="mainline", help="mainline, ik, a cached engine id or a folder")
-    flags.add_argument("--tool", default="llama-server", choices=TOOLS)
+    flags.add_argument("--tool", default="llama-server", choices=TOOL_NAMES)
     flags.add_argument("--device", help="the accelerator(s) as the engine names them: CUDA0, CUDA0,CUDA1, "
                        "RPC0[127.0.0.1:50052]")
     flags.add_argument("--ctx", type=int, default=4096, help="context size for the KV cache prediction")

@@ -9,14 +9,14 @@ from harness.config import BenchSettings
 from harness.perf.calibration import Calibration, device_key, load_calibration
 from harness.perf.model import Prediction, predict, roofline_tps
 from harness.perf.workload import MeasuredTest, Workload, layout_for, reported_splits, workload
-from harness.plan.planner import Configuration, context_tokens
+from harness.plan.planner import Configuration
 
 def test_of(kind: str, tokens: int, depth: int, conf: Configuration, bench: BenchSettings) -> MeasuredTest:
-    """The model's view of a measured test: llama-server generates after the sweep's first prompt (its
-    generation test is one request of that prompt), so its cache holds that many tokens more."""
-    if conf.tool == "llama-server" and kind == "tg":
-        depth += bench.prompt_tokens[0]
-    return MeasuredTest(kind, tokens, depth, conf.knobs.effective_ubatch(context_tokens(conf.tool, bench)))
+    """The model's view of a measured test: its depth as the tool fills the cache (llama-server generates after
+    the sweep's first prompt, `Tool.model_depth`), its micro-batch for the tool's context."""
+    tool = conf.engine_tool
+    return MeasuredTest(kind, tokens, tool.model_depth(kind, depth, bench),
+                        conf.knobs.effective_ubatch(tool.context_tokens(bench)))
 
 
 def configuration_workload(conf: Configuration, test: MeasuredTest) -> Workload | None:

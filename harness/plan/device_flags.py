@@ -18,12 +18,6 @@ from harness.plan.split import split_layers, ts_counts
 UNKNOWN = "engine-decides"  # a layer's device when the engine's own rule decides it: every weight gets an -ot
 
 
-def list_sep(target) -> str:
-    """mainline's llama-bench takes `/` within one test (`,` separates tests), ik's llama-bench `/` for -ts;
-    the servers take `,`."""
-    return "/" if target.tool == "llama-bench" else ","
-
-
 def rpc_args(target) -> list[str]:
     """One `--rpc` with every server (ik keeps only the last of repeated ones)."""
     return ["--rpc", ",".join(target.rpc)] if target.rpc else []
@@ -32,7 +26,7 @@ def rpc_args(target) -> list[str]:
 def device_args(target) -> list[str]:
     if not target.has("-dev"):
         return []
-    return ["-dev", list_sep(target).join(target.devices)]
+    return ["-dev", target.engine_tool.list_separator.join(target.devices)]
 
 
 def layer_split(placement: Placement, target, ngl_places_weights: bool
@@ -61,7 +55,7 @@ def layer_split(placement: Placement, target, ngl_places_weights: bool
     if counts is None:  # not contiguous: give each device as many layers as the placement does, pin the weights
         items = [d for d in (*layers, output) if is_accelerator(d)]
         counts = [items.count(accel(i)) for i in range(n)]
-    ts = ["-ts", list_sep(target).join(str(c) for c in counts)]
+    ts = ["-ts", target.engine_tool.list_separator.join(str(c) for c in counts)]
     if exact:
         return ts, layers, output
     if target.dialect == "mainline" and sum(counts):  # the engine's blocks by its own -ts rule

@@ -10,7 +10,8 @@ llama-server, llama-sweep-bench).
    for several accelerators (`harness.plan.device_flags`), `--fit off` where an engine would otherwise re-fit
    the placement on its own.
 
-Which flags a binary has comes from its `--help` (probed once per binary hash), never from version tables.
+Which flags a binary has comes from its `--help` (probed once per binary hash), never from version tables; what
+differs from tool to tool (separators, fit flags, what it cannot place) is its `harness.tools.Tool`'s.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from harness.errors import UserError
 from harness.models.inspect import ModelInfo
 from harness.plan.device_flags import device_args, layer_split, rpc_args
 from harness.plan.placement import CPU, Placement, is_accelerator, loaded_tensors, runs_on
-
-TOOLS = ("llama-bench", "llama-server", "llama-sweep-bench")
+from harness.tools import Tool, tool_named
 
 # The override regexes mainline's native MoE flags generate (common/common.h, LLM_FFN_EXPS_REGEX and
 # llm_ffn_exps_block_regex). Applied to the model's names to decide whether a native flag equals a
@@ -54,6 +54,10 @@ class Target:
     def buffer_types(self) -> tuple[str, ...]:
         """accel0's, accel1's, ... buffer type (their -ot names and the names of their load report lines)."""
         return (self.buffer_type, *(b for _, b in self.more))
+
+    @property
+    def engine_tool(self) -> Tool:
+        return tool_named(self.tool)
 
     def has(self, flag: str) -> bool:
         if flag in self.accepted:
@@ -155,14 +159,6 @@ def _native_expert_flag(target: Target, wanted: set[str], all_names: list[str], 
     return None
 
 
-def _join_overrides(target: Target, rules: list[str]) -> list[str]:
-    if not rules:
-        return []
-    if target.dialect == "mainline" and target.tool == "llama-bench":
-        return ["-ot", ";".join(rules)]  # mainline llama-bench: ';' within one test, ',' between tests
-    return ["-ot", ",".join(rules)]      # servers and ik's llama-bench: ',' (ik rejects ';')
-
-
 def ngl_places_weights(target: Target) -> bool:
     """ik on an RPC device (a build without a GPU) assigns layers to the RPC device but allocates their weights
     on the CPU (it mixes a device position with a device index; docs/ENGINE_FLAGS.md section 1): there only
@@ -172,11 +168,11 @@ def ngl_places_weights(target: Target) -> bool:
 
 def compile_flags(placement: Placement, model: ModelInfo, target: Target) -> CompiledFlags:
     """The arguments (besides -m, prompt sizes and such) that realize `placement` on `target`."""
-    if target.tool not in TOOLS:
-        raise UserError(f"unknown tool {target.tool!r}; tools: {', '.join(TOOLS)}")
+    tool = target.engine_tool  # an unknown tool's name raises UserError
     args = [*rpc_args(target), *device_args(target)]
     if placement.deferred:
-        return CompiledFlags(args + _fit_flags(placement, target), native=["fit"])
+        margin = str(placement.params.get("margin_mib", 1024))
+        return CompiledFlags(args + tool.fit_args(target.dialect, margin, target.has), native=["fit"])
 
     names = [t.name for t in loaded_tensors(model)]
     places = ngl_places_weights(target)
@@ -184,9 +180,9 @@ def compile_flags(placement: Placement, model: ModelInfo, target: Target) -> Com
     if places:
         args += ["-ngl", str(gpu_layers_flag(placement, model, target.dialect)), *ts_args]
     else:
-        if target.tool == "llama-bench":
-            raise UserError("ik_llama.cpp's llama-bench cannot place weights on an RPC device "
-                            "(only CPU buffer types are accepted in its -ot); use llama-server")
+        problem = tool.rpc_placement_error(target.dialect)
+        if problem:
+            raise UserError(problem)
         args += ["-ngl", "999"]  # without it ik's server crashes when -ot names an RPC buffer
     wanted: dict[str, set[str]] = defaultdict(set)
     for name in names:
@@ -210,9 +206,9 @@ def compile_flags(placement: Placement, model: ModelInfo, target: Target) -> Com
         raise UserError(f"this {target.dialect} {target.tool} has no -ot/--override-tensor to place tensors with")
     for rule in rules:
         compiled.patterns.setdefault(rule.rsplit("=", 1)[1], []).append(rule.rsplit("=", 1)[0])
-    args += _join_overrides(target, rules)
-    if target.dialect == "mainline" and target.tool == "llama-server" and target.has("--fit"):
-        args += ["--fit", "off"]  # mainline's server fits on its own by default and would move our tensors
+    if rules:
+        args += ["-ot", tool.override_separator(target.dialect).join(rules)]
+    args += tool.keep_placement_args(target.dialect, target.has)
     return compiled
 
 
@@ -224,14 +220,3 @@ def _checked_rule(tensors: list[str], all_names: list[str], buffer_type: str) ->
         raise AssertionError(f"pattern {pattern!r} contains a separator")
     return f"{pattern}={buffer_type}"
 
-
-def _fit_flags(placement: Placement, target: Target) -> list[str]:
-    margin = str(placement.params.get("margin_mib", 1024))
-    if target.dialect == "mainline":
-        if target.tool == "llama-bench":
-            return ["-fitt", margin]
-        return ["--fit", "on", "--fit-target", margin]
-    if not target.has("--fit"):
-        raise UserError(f"this ik_llama.cpp {target.tool} has no --fit")
-    fit = ["--fit", "1"] if target.tool == "llama-bench" else ["--fit"]  # ik's llama-bench takes --fit 0|1
-    return fit + (["--fit-margin", margin] if target.has("--fit-margin") else [])

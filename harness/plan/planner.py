@@ -31,6 +31,7 @@ from harness.plan.memory import MemoryPrediction, MemorySettings, predict_memory
 from harness.plan.placement import Placement
 from harness.plan.targets import resolve_target
 from harness.plan.verify import predicted_model_buffers
+from harness.tools import Tool, tool_named
 from strategies.registry import get_strategy
 
 GGUF_ALIGNMENT = 32            # gguf's default general.alignment: each tensor's data starts at a multiple
@@ -63,6 +64,11 @@ class Configuration:
     error: str | None = None                               # the reason it cannot run: a `failed` row
     engine_args: list[str] = field(default_factory=list)   # bench.yaml engine_args for this engine
     syntax: ToolSyntax | None = None                       # what the tool's binary parses
+
+    @property
+    def engine_tool(self) -> Tool:
+        """The tool this configuration measures with (`tool` is its name, in rows and ids)."""
+        return tool_named(self.tool)
 
     @property
     def placement_args(self) -> list[str]:
@@ -127,23 +133,13 @@ def _with_layout_offsets(info: ModelInfo) -> ModelInfo:
     return replace(info, tensors=records)
 
 
-def context_tokens(tool: str, bench: BenchSettings) -> int:
-    """The context the tool's engine allocates, before padding: llama-bench sizes it per test (prompt or
-    generation plus depth; one process per test), llama-server holds `ctx` per request slot, sweep-bench `ctx`."""
-    if tool == "llama-bench":
-        return max(max(bench.prompt_tokens), max(bench.gen_tokens), 1) + max(bench.depth)
-    if tool == "llama-server":
-        return bench.ctx * max(bench.concurrency)
-    return bench.ctx
-
-
 def memory_settings(bench: BenchSettings, tool: str, knobs: Knobs, accelerator: str = "") -> MemorySettings:
     """What decides the KV cache and compute buffers of one configuration: its context (padded like the
     engines pad it), the micro-batch it really uses, the cache types, flash attention (unset: on, as both
     engines default to it: ik `flash_attn = true`, mainline `auto`, which its log shows enabled on the CPU and
     RPC backends and CUDA supports for these head sizes) and op offload (on unless switched off, where the
     accelerator offloads ops: not an RPC server)."""
-    n_ctx = context_tokens(tool, bench)
+    n_ctx = tool_named(tool).context_tokens(bench)  # before padding
     padded = (n_ctx + CONTEXT_PADDING - 1) // CONTEXT_PADDING * CONTEXT_PADDING
     offload = knobs.op_offload is not False and not accelerator.startswith("RPC")
     return MemorySettings(n_ctx=padded, n_ubatch=knobs.effective_ubatch(n_ctx), cache_type_k=knobs.cache_type_k,

@@ -11,6 +11,7 @@ from harness.engines import probe
 from harness.engines.discover import Engine
 from harness.errors import UserError
 from harness.plan.flags import Target
+from harness.tools import tool_named
 
 _RPC_NAME = re.compile(r"^RPC(\d+)\[([^\]]+)\]$")
 
@@ -32,7 +33,8 @@ def resolve_target(engine: Engine, tool: str, device: str | Sequence[str] | None
     pairs = [(_device_name(engine.dialect, name, endpoints, names), name) for name in names]
     help_text = probe.help_text(binary)
     accepted = frozenset(flag for flag, value in (("-ot", "moebench-probe=CPU"),)
-                         if flag not in help_text and tool != "llama-bench" and probe.accepts(binary, flag, value))
+                         if flag not in help_text and tool_named(tool).may_parse_unlisted_flags
+                         and probe.accepts(binary, flag, value))
     (device_name, buffer_type), more = pairs[0], tuple(pairs[1:])
     return Target(engine.dialect, tool, help_text, device_name, buffer_type, tuple(endpoints), accepted, more)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from harness.config import BenchConfig
 from harness.hostinfo import host_fingerprint
 from harness.plan.planner import Configuration
-from harness.runner.llama_bench import BenchTest
+from harness.tools.measurement import BenchTest
 from harness.store import ResultsStore
 from harness.telemetry import Sampler
 

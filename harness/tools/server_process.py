@@ -1,5 +1,6 @@
-"""llama-server as a measuring tool: start it on a free loopback port, wait through 503 while it loads, send
-completions with controlled lengths and read the engine's own `timings`, stop it cleanly."""
+"""A supervised llama-server process, which `harness.tools.llama_server` measures through: start it on a free
+loopback port, wait through 503 while it loads, send completions with controlled lengths and read the engine's
+own `timings`, stop it cleanly."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""Measuring through llama-server: controlled prompt and generation lengths (token ids, `cache_prompt: false`,
-`ignore_eos`, fixed seeds), the engine's own timings, time to first token, and optionally several requests at
-once (`bench.concurrency`), the way a server is really used."""
+"""llama-server as a measuring tool: one server, every test through HTTP (`harness.tools.server_process`):
+controlled prompt and generation lengths (token ids, `cache_prompt: false`, `ignore_eos`, fixed seeds), the
+engine's own timings, time to first token, and optionally several requests at once (`bench.concurrency`), the
+way a server is really used. It holds `ctx` tokens per request slot; mainline's server logs its load report
+with `-lv 4` and would re-fit a placement on its own unless told `--fit off`."""
 
 from __future__ import annotations
 
@@ -9,19 +11,19 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from harness.config import BenchSettings
-from harness.runner.llama_bench import BenchTest
-from harness.runner.llama_server import CompletionTimings, LlamaServer, ServerError, prompt_tokens
+from harness.tools.base import SERVER_PORT, HasFlag, PlannedRun, Tool, _Syntax
+from harness.tools.measurement import BenchTest, BenchTests, ProcessSettings, failure
+from harness.tools.server_process import CompletionTimings, LlamaServer, ServerError, prompt_tokens, server_argv
 
 
-def server_args(bench: BenchSettings, extra: list[str]) -> list[str]:
-    """The server's own arguments: one slot per concurrent request, each with `ctx` tokens; `extra`: the
-    configuration's knob and placement arguments (`harness.runner.commands`)."""
+def server_args(bench: BenchTests, extra: list[str]) -> list[str]:
+    """The server's own arguments (everything after `--port`): one slot per concurrent request, each with `ctx`
+    tokens; `extra`: the configuration's knob and placement arguments (`Tool.args`)."""
     slots = max(bench.concurrency)
     return ["-c", str(bench.ctx * slots), "-np", str(slots), *extra]
 
 
-def measure_server(binary: Path, model: Path, vocab_size: int, bench: BenchSettings, args: list[str],
+def measure_server(binary: Path, model: Path, vocab_size: int, bench: BenchTests, args: list[str],
                    log_path: Path, timeout_s: float, cpus: tuple[int, ...] | None = None
                    ) -> tuple[list[str], list[BenchTest]]:
     """Start the server with `args` (`server_args`), warm it up, measure; prompt sizes with the first
@@ -82,3 +84,40 @@ def _test(n_prompt: int, n_gen: int, samples: list[float]) -> BenchTest:
     mean = statistics.fmean(samples)
     std = statistics.stdev(samples) if len(samples) > 1 else 0.0
     return BenchTest(n_prompt, n_gen, 0, mean, std, samples, {})
+
+
+class LlamaServerTool(Tool):
+    name = "llama-server"
+
+    def context_tokens(self, bench: BenchTests) -> int:
+        """`ctx` per request slot."""
+        return bench.ctx * max(bench.concurrency)
+
+    def log_args(self, dialect: str, syntax: _Syntax | None) -> list[str]:
+        if dialect == "mainline" and syntax and syntax.has("-lv"):
+            return ["-lv", "4"]
+        return []
+
+    def keep_placement_args(self, dialect: str, has: HasFlag) -> list[str]:
+        if dialect == "mainline" and has("--fit"):
+            return ["--fit", "off"]  # mainline's server fits on its own by default and would move our tensors
+        return []
+
+    def model_depth(self, kind: str, depth: int, bench: BenchTests) -> int:
+        """Its generation test is one request of the sweep's first prompt: its cache holds that many more."""
+        return depth + bench.prompt_tokens[0] if kind == "tg" else depth
+
+    def commands(self, conf: PlannedRun, bench: BenchTests, *, port: int | str = SERVER_PORT) -> list[list[str]]:
+        """One server; its port is chosen when it starts (`SERVER_PORT` in a plan)."""
+        return [server_argv(self.binary(conf), conf.model.path, port, server_args(bench, self.args(conf)))]
+
+    def measure(self, conf: PlannedRun, settings: ProcessSettings, log_path: Path
+                ) -> list[tuple[BenchTest, list[str]]]:
+        try:
+            argv, tests = measure_server(self.binary(conf), conf.model.path, conf.model.info.vocab_size,
+                                         settings.bench, server_args(settings.bench, self.args(conf)), log_path,
+                                         settings.timeout_s, cpus=settings.cpus)
+            return [(test, argv) for test in tests]
+        except ServerError as exc:
+            tail = log_path.read_text(errors="replace") if log_path.exists() else ""
+            raise failure(str(exc), tail[-4000:]) from None
