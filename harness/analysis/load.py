@@ -55,7 +55,9 @@ def parse_test(test: str) -> dict:
             "concurrency": int(match["conc"] or 1)}
 
 
-def _samples(cell) -> list[float]:
+def parse_samples(cell) -> list[float]:
+    """A `tps_samples` cell (a JSON list as written; a single number is one sample) as floats; [] when empty or
+    unreadable."""
     if cell is None or (isinstance(cell, float) and pd.isna(cell)) or str(cell).strip() == "":
         return []
     try:
@@ -122,7 +124,7 @@ def load_results(folders: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     df["status"] = df["status"].fillna("").astype(str)
     df["ok"] = df["status"] == "ok"
     df["skipped"] = df["status"].str.startswith("skipped")
-    df["samples"] = df["tps_samples"].map(_samples) if "tps_samples" in df else [[] for _ in range(len(df))]
+    df["samples"] = df["tps_samples"].map(parse_samples) if "tps_samples" in df else [[] for _ in range(len(df))]
     df["n_samples"] = df["samples"].map(len)
     parsed = pd.DataFrame([parse_test(t) for t in df["test"].fillna("")], index=df.index)
     for col in parsed.columns:

@@ -62,11 +62,11 @@ def cv_lines(table: pd.DataFrame, many_models: bool, limit: int = 15) -> list[st
 
 
 def warning_lines(df: pd.DataFrame, many_models: bool, worst: int = 5) -> list[str]:
-    decoded = [decode_warnings(cell) for cell in df["warnings"]] if "warnings" in df else []
-    rows = df[[bool(found) for found in decoded]] if "warnings" in df else df.iloc[0:0]
+    decoded = df["warnings"].map(decode_warnings) if "warnings" in df else pd.Series([[]] * len(df), index=df.index)
+    rows = df[decoded.map(bool)]
     if rows.empty:
         return ["- No stability warnings in the rows."]
-    decoded = [found for found in decoded if found]  # one per row of `rows`
+    decoded = decoded[rows.index]
     kinds: dict[str, dict] = {}
     for (_, row), found in zip(rows.iterrows(), decoded):
         for kind in dict.fromkeys(w.kind for w in found):
@@ -79,7 +79,7 @@ def warning_lines(df: pd.DataFrame, many_models: bool, worst: int = 5) -> list[s
                               "example": v["example"]} for k, v in ordered])
     lines = [f"- Stability warnings in {len(rows)} of {len(df)} rows (the runner's checks, per process):", "",
              markdown_table(per_kind), ""]
-    counted = rows.assign(count=[len(found) for found in decoded])
+    counted = rows.assign(count=decoded.map(len))
     grouped = counted.groupby(CONFIG, sort=False, dropna=False).agg(
         count=("count", "sum"), rows=("count", "size"), warnings=("warnings", join_warnings)).reset_index()
     grouped = grouped.sort_values(["count", "rows"], ascending=False, kind="stable").head(worst)

@@ -20,7 +20,6 @@ distinct stability warnings' sentences of the group's rows, joined by "; ".
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 
@@ -29,6 +28,7 @@ import pandas as pd
 from scipy.stats import t as scipy_t
 
 from harness.analysis.knobs import KNOBS
+from harness.analysis.load import parse_samples
 from harness.intervals import LEVEL, Interval, interval, replication_samples
 from harness.units import MIB
 from harness.warnings import decode_warnings
@@ -125,15 +125,8 @@ def measured_interval(rows: pd.DataFrame) -> Interval:
     `tps_samples` as written: a JSON list): the rule of `summarize`, for `moebench tune` and `moebench explain`,
     so that they show the report's interval."""
     means = list(pd.to_numeric(rows["tps_mean"], errors="coerce"))
-    repetitions = None
-    if len(rows) == 1 and "tps_samples" in rows:
-        cell = rows["tps_samples"].iloc[0]
-        try:
-            repetitions = json.loads(cell) if isinstance(cell, str) and cell.strip() else cell
-        except ValueError:
-            repetitions = None
-        repetitions = repetitions if isinstance(repetitions, list) else None
-    return interval(means, repetitions)
+    one = len(rows) == 1 and "tps_samples" in rows
+    return interval(means, parse_samples(rows["tps_samples"].iloc[0]) if one else None)
 
 
 def status_counts(df: pd.DataFrame) -> pd.DataFrame:
