@@ -50,13 +50,16 @@ strategies: [all-gpu]
 
 
 def test_server_never_healthy_is_a_failed_row(mainline_engine, tmp_path):
+    """A run limit of 1 ms: the one health probe meets a server that has only just been started (the tiny model
+    loads in ~40 ms, so with 50 ms the server was sometimes healthy, and then timed out in its warm-up: 3 of 10
+    runs failed on a different reason)."""
     config = tmp_path / "bench.yaml"
     config.write_text("""
 models: [{synth: tiny}]
 engines: [mainline]
 tools: [llama-server]
 bench: {prompt_tokens: [16], gen_tokens: [4], repetitions: 1, processes: 1}
-timeouts: {run_s: 0.05}
+timeouts: {run_s: 0.001}
 """)
     result = run_cli("run", config, "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
