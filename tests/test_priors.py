@@ -1,0 +1,37 @@
+"""Prior constants from a hardware profile: each constant is the profile's figure over its efficiency."""
+
+import pytest
+
+from harness.hardware.profile import profile_from_args
+from harness.perf.priors import PRIOR, prior_calibration, prior_constants, profile_peaks
+
+
+def test_peaks_are_the_profiles_figures():
+    peaks = profile_peaks(profile_from_args("RTX 4090", "ddr5-6000x2", 16))
+    assert (peaks.cpu_bytes_s, peaks.accel_bytes_s) == (96e9, 1008e9)
+    assert peaks.bus_bytes_s == pytest.approx(16 * 1969e6)
+
+
+def test_constants_scale_with_the_box():
+    slow = prior_constants(profile_from_args("RTX 3060", "ddr4-3200x2", 8))
+    fast = prior_constants(profile_from_args("RTX 4090", "ddr5-6400x2", 16))
+    assert slow.tg["cpu_s_per_byte"] / fast.tg["cpu_s_per_byte"] == pytest.approx(102.4 / 51.2)
+    assert slow.tg["accel_s_per_byte"] / fast.tg["accel_s_per_byte"] == pytest.approx(1008 / 360)
+    assert slow.pp["cpu_s_per_flop"] / fast.pp["cpu_s_per_flop"] == pytest.approx(2)
+    assert fast.tg["accel_s_per_byte"] == pytest.approx(1 / (PRIOR.gpu_read * 1008e9))
+
+
+def test_efficiencies_change_only_their_own_constant():
+    box = profile_from_args("RTX 3090", "ddr4-3600x2", 12)
+    base, halved = prior_constants(box), prior_constants(box, PRIOR.with_values(cpu_read=PRIOR.cpu_read / 2))
+    assert halved.tg["cpu_s_per_byte"] == pytest.approx(2 * base.tg["cpu_s_per_byte"])
+    assert {k: v for k, v in halved.tg.items() if k != "cpu_s_per_byte"} == \
+        {k: v for k, v in base.tg.items() if k != "cpu_s_per_byte"}
+
+
+def test_a_prior_calibration_answers_for_its_tools_and_threads():
+    cal = prior_calibration(profile_from_args("RTX 5080", "ddr5-6000x2", 8), engine="mainline", device="CUDA0",
+                            tools={"llama-bench": 8})
+    assert cal.constants_for("llama-bench", 8) is not None
+    assert cal.constants_for("llama-bench", 4) is None and cal.constants_for("llama-server", 8) is None
+    assert cal.created_at == "prior" and "RTX 5080" in cal.host["profile"]
