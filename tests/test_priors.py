@@ -35,3 +35,36 @@ def test_a_prior_calibration_answers_for_its_tools_and_threads():
     assert cal.constants_for("llama-bench", 8) is not None
     assert cal.constants_for("llama-bench", 4) is None and cal.constants_for("llama-server", 8) is None
     assert cal.created_at == "prior" and "RTX 5080" in cal.host["profile"]
+
+
+def _published():
+    import importlib.util
+    import sys
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "published.py"
+    spec = importlib.util.spec_from_file_location("published", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module          # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_published_table_is_predicted_and_a_fit_on_it_comes_closer(tmp_path):
+    published = _published()
+    table_file = tmp_path / "box.yaml"
+    table_file.write_text(
+        "source: made up\nmodel: small\nengine: mainline\ntool: llama-bench\n"
+        "hardware: {gpu: RTX 4090, ram: ddr5-6000x2, cores: 16}\nrows:\n"
+        "  - {strategy: cpu-moe, params: {}, ubatch: 512, pp_tokens: 512, pp_tps: [900], tg_tps: [30]}\n"
+        "  - {strategy: first-n-experts, params: {n: 8}, ubatch: 512, pp_tokens: 512, pp_tps: [1200], "
+        "tg_tps: [45]}\n")
+    table = published.load_table(table_file)
+    assert table.assumptions == [] and [r.kind for r in table.rows] == ["pp", "tg", "pp", "tg"]
+    prior = published.predicted(table, PRIOR)
+    cpu_moe_tg, first_n_tg = prior[1], prior[3]
+    assert first_n_tg > cpu_moe_tg          # fewer expert bytes read from RAM per token
+    fitted = published.predicted(table, published.fit([table]))
+
+    def error(values):
+        return sum(abs(v / r.tps - 1) for r, v in zip(table.rows, values))
+    assert error(fitted) < error(prior)
