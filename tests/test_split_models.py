@@ -258,15 +258,16 @@ def test_engine_loads_a_split_model_whole_on_the_cpu(engine, split_tiny, tiny_mo
 
 
 def test_engine_maps_each_shard_separately_beside_an_accelerator(engine, split_tiny, tmp_path):
-    """token_embd (first in shard 1) and output_norm/output (last in shard 3) on the CPU, every layer on the
-    engine's RPC server: two mapped CPU buffers, of those tensors' spans in their own files (one file would
-    have mapped all 15.6 MiB)."""
+    """token_embd (first in shard 1) and output (last in shard 3; on ik output_norm too) on the CPU, every layer
+    on the engine's RPC server: two mapped CPU buffers, of those tensors' spans in their own files (one file
+    would have mapped all 15.6 MiB)."""
     model = inspect_model(split_tiny)
     with RpcServer(engine, threads=1, log_path=tmp_path / "rpc.log") as rpc:
         device = f"RPC0[{rpc.endpoint}]"
         if engine.dialect == "mainline":  # -ngl 99 puts layers and output on RPC; the override brings output back
-            text = _bench(engine, split_tiny, ["--rpc", rpc.endpoint, "-ngl", "99", "-ot", r"output\.=CPU"],
+            text = _bench(engine, split_tiny, ["--rpc", rpc.endpoint, "-ngl", "99", "-ot", r"^output\.=CPU"],
                           tmp_path / "bench.log")
+            cpu = {"token_embd.weight", "output.weight"}
         else:  # ik maps only without CPU overrides, and its bench cannot use RPC: the server, layers by -ot
             from harness.tools.server_process import LlamaServer
 
