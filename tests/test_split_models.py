@@ -223,11 +223,13 @@ def test_bench_yaml_path_to_a_middle_shard_runs_the_first(written, tmp_path):
 
 # --- the real engines -------------------------------------------------------------------------
 
-_MAPPED_LINE = re.compile(r"load_tensors:\s+CPU_Mapped model buffer size =\s*([\d.]+) MiB")
+# mainline `load_tensors:   CPU_Mapped model buffer size = ...`, ik `llm_load_tensors:        CPU buffer size = ...`
+# (mapped, in these tests: ik names its mapped CPU buffers CPU)
+_MAPPED_LINE = re.compile(r"load_tensors:\s+(?:CPU_Mapped model|CPU) buffer size =\s*([\d.]+) MiB")
 
 
 def _mapped_lines_mib(log_text: str) -> list[float]:
-    """Every `CPU_Mapped model buffer size` line of the last load, in order (both engines: one per file)."""
+    """Every mapped CPU model buffer line of the last load, in order (both engines: one per file)."""
     last = log_text[log_text.rindex("loaded meta data with"):]
     return [float(m) for m in _MAPPED_LINE.findall(last)]
 
