@@ -4,6 +4,7 @@
     output: results
     models:
       - synth: tiny               # a synthetic preset, written on demand into the cache
+      - {synth: tiny, split_max_tensors: 40}   # the same, written as shards (-00001-of-00003.gguf, ...)
       - path: ~/models/Qwen3-30B-A3B-Q4_K_M.gguf
     engines:
       - mainline                  # a built engine (moebench engines build mainline)

@@ -289,3 +289,44 @@ def test_engine_maps_each_shard_separately_beside_an_accelerator(engine, split_t
     assert report.model_bytes_by_device["CPU"] == pytest.approx(predicted["CPU"], abs=0.01 * MIB)
     extra = 32 if engine.dialect == "ik" else 0  # ik's RPC buffer: 32 bytes more than asked (verify.py)
     assert report.model_bytes_by_device[device] == pytest.approx(predicted[device] + extra, abs=0.005 * MIB)
+
+
+def test_sweep_of_a_split_model_plans_and_runs_it_whole(mainline_engine, tmp_path):
+    """bench.yaml's `{synth: tiny, split_max_tensors: 40}`: `moebench plan` (nothing written yet: the planned
+    layout) and `moebench run` (the shards written, the engine given the first) predict the same model buffers,
+    the engine reports them (one CPU_Mapped line per shard, summed), and each row's size is the whole model's."""
+    import csv
+
+    from conftest import run_cli
+    from harness.models import synthetic_model_path
+
+    first = synthetic_model_path("tiny", 5, split=FORTY)
+    for shard in _shards(first):
+        shard.unlink(missing_ok=True)
+    config = tmp_path / "bench.yaml"
+    config.write_text("""
+models: [{synth: tiny, seed: 5, split_max_tensors: 40}]
+engines: [mainline]
+tools: [llama-bench]
+rpc_rig: true
+strategies: [{name: last-n-layers-cpu, params: {n: 2}}, {name: custom, params: {overrides: '^output\\.=CPU'}}]
+bench: {prompt_tokens: [16], gen_tokens: [4], repetitions: 1, processes: 1, ctx: 256}
+""")
+    plan = run_cli("plan", config, "--json")
+    assert plan.returncode == 0, plan.stderr
+    planned = {r["config_id"]: r for r in json.loads(plan.stdout)}
+    assert not first.exists() and {r["model_file"] for r in planned.values()} == {str(first)}
+    result = run_cli("run", config, "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open()))
+    assert rows and {r["model"] for r in rows} == {"synth:tiny:split-40t"}
+    sizes = sum(p.stat().st_size for p in _shards(first))
+    for row in rows:
+        assert row["status"] == "ok", row["reason"]
+        assert row["model_file"] == str(first) and int(row["model_size_bytes"]) == sizes
+        predicted, actual = json.loads(row["predicted_model_buffers"]), json.loads(row["actual_model_buffers"])
+        portless = lambda buffers: {re.sub(r"\[.*\]", "", d): n for d, n in buffers.items()}  # noqa: E731
+        assert portless(predicted) == portless(planned[row["config_id"]]["predicted_model_buffers"])
+        assert set(predicted) == set(actual)
+        for device in predicted:  # two or three summed lines, each rounded to 0.01 MiB
+            assert predicted[device] == pytest.approx(actual[device], abs=0.015 * MIB), (row["strategy"], device)
