@@ -134,8 +134,9 @@ def _with_layout_offsets(info: ModelInfo, path: Path | None = None, split: Split
     each tensor's file is the shard the writer will put it in (offsets start again in each)."""
     shards = split.shard_of_each([r.n_bytes for r in info.tensors]) if split else [0] * len(info.tensors)
     n_files = 1 + max(shards, default=0)
-    files = [str(shard_path(path, i, n_files)) if split and path else (str(path) if path else None)
-             for i in range(n_files)]
+    files: list[str | None] = [None] * n_files
+    if path is not None:
+        files = [str(shard_path(path, i, n_files)) for i in range(n_files)] if split else [str(path)]
     offsets, records = [0] * n_files, []
     for record, shard in zip(info.tensors, shards):
         records.append(replace(record, offset=offsets[shard], file=files[shard]))
