@@ -4,6 +4,7 @@
     output: results
     models:
       - synth: tiny               # a synthetic preset, written on demand into the cache
+      - {synth: tiny, split_max_tensors: 40}   # the same, written as shards (-00001-of-00003.gguf, ...)
       - path: ~/models/Qwen3-30B-A3B-Q4_K_M.gguf
     engines:
       - mainline                  # a built engine (moebench engines build mainline)
@@ -33,6 +34,7 @@ from harness.errors import UserError
 from harness.grid import expand_values
 from harness.knobs import KNOB_COLUMNS, KNOB_BY_NAME, KNOB_NAMES, check_knob_values
 from harness.models.presets import PRESETS
+from harness.models.shards import SplitRule
 from strategies.registry import available_strategies
 
 
@@ -46,6 +48,8 @@ class ModelSpec(_Strict):
     path: Path | None = None
     synth: str | None = None
     seed: int = 0
+    split_max_tensors: int | None = Field(default=None, gt=0)  # a synthetic model written as shards (gguf-split's
+    split_max_mib: int | None = Field(default=None, gt=0)      # --split-max-tensors / --split-max-size)
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelSpec":
@@ -54,11 +58,22 @@ class ModelSpec(_Strict):
         if self.synth is not None:
             if self.synth not in PRESETS:
                 raise ValueError(_unknown("synth preset", self.synth, PRESETS))
+        elif self.split_max_tensors or self.split_max_mib:
+            raise ValueError("split_max_tensors / split_max_mib split a synthetic model ('synth'); a file given by "
+                             "'path' is read as it is (a split model by any of its shards)")
         return self
 
     @property
+    def split(self) -> SplitRule | None:
+        if not (self.split_max_tensors or self.split_max_mib):
+            return None
+        return SplitRule(max_tensors=self.split_max_tensors or 0, max_mib=self.split_max_mib or 0)
+
+    @property
     def label(self) -> str:
-        return f"synth:{self.synth}" if self.synth else str(self.path)
+        if not self.synth:
+            return str(self.path)
+        return f"synth:{self.synth}" + (f":{self.split.tag}" if self.split else "")
 
 
 class EngineSpec(_Strict):

@@ -1,5 +1,5 @@
 """Checked against reality, on the RPC rig (each engine's own RPC server on loopback as the accelerator):
-every built-in strategy on both engines and two model families; the model bytes per device that moebench
+every built-in strategy on both engines and two model families, one of them also split in three files; the model bytes per device that moebench
 predicts agree with what the engine itself reports, within 2% or 1 MiB, and the performance model's graph
 (`harness.perf.graph`) has exactly the backend segments the engine logs (`graph splits`)."""
 
@@ -10,6 +10,7 @@ import pytest
 from harness import procs
 from harness.engines.rpc import RpcServer
 from harness.models import inspect_model, synthetic_model
+from harness.models.shards import SplitRule
 from harness.perf.workload import layout_for, reported_splits
 from harness.plan.flags import compile_flags
 from harness.knobs import Knobs
@@ -26,7 +27,8 @@ PARAMS = {
     "gpu-layers": {"k": 3}, "last-n-layers-cpu": {"n": 2}, "partial-experts": {"n": 3, "parts": "gate,up"},
     "custom": {"overrides": r"blk\.2\.ffn_down=CPU;^output\.weight=CPU"}, "engine-fit": {"margin_mib": 512},
 }
-PRESETS = ("tiny", "tiny-glm")
+MODELS = {"tiny": ("tiny", None), "tiny-glm": ("tiny-glm", None),
+          "tiny-split": ("tiny", SplitRule(max_tensors=40))}  # three shards: mapped per file
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +51,11 @@ def _load_log(engine, tool, model_path, args, log_path) -> str:
     return log_path.read_text(errors="replace")
 
 
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("preset", MODELS)
 def test_every_strategy_places_what_it_predicts(rig, preset):
     engine, rpc, logs = rig
     tool = "llama-bench" if engine.dialect == "mainline" else "llama-server"  # ik's bench cannot use RPC
-    model_path = synthetic_model(preset)
+    model_path = synthetic_model(MODELS[preset][0], split=MODELS[preset][1])
     model = inspect_model(model_path)
     target = resolve_target(engine, tool, f"RPC0[{rpc.endpoint}]")
     failures, checked = [], 0

@@ -1,4 +1,4 @@
-"""`moebench synth OUT.gguf --preset NAME [--seed S]`, `moebench synth --list`,
+"""`moebench synth OUT.gguf --preset NAME [--seed S] [--split-max-tensors N | --split-max-mib M]`, `moebench synth --list`,
 `moebench inspect MODEL.gguf [--json]`."""
 
 from __future__ import annotations
@@ -17,11 +17,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("out", nargs="?", type=Path, help="the .gguf file to write")
     synth.add_argument("--preset", help="preset name (see --list)")
     synth.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same file (default 0)")
+    synth.add_argument("--split-max-tensors", type=int, default=0, metavar="N",
+                       help="write the model as shards of at most N tensors (OUT-00001-of-0000K.gguf, ...)")
+    synth.add_argument("--split-max-mib", type=int, default=0, metavar="MIB",
+                       help="write the model as shards of at most MIB MiB of tensor data each")
     synth.add_argument("--list", action="store_true", help="list the presets and exit")
     synth.set_defaults(func=cmd_synth)
 
     inspect = sub.add_parser("inspect", help="show a GGUF model's architecture and where its bytes are")
-    inspect.add_argument("model", type=Path, help="a .gguf file")
+    inspect.add_argument("model", type=Path, help="a .gguf file (a split model: any of its shards)")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.add_argument("--tensors", action="store_true", help="with --json: include every tensor")
     inspect.set_defaults(func=cmd_inspect)
@@ -31,6 +35,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from harness.models.plan import plan_tensor_bytes, tensor_plan
     from harness.models.presets import PRESETS, get_preset
     from harness.models.report import format_bytes
+    from harness.models.shards import SplitRule, read_shards
     from harness.models.synth import write_synthetic_model
 
     if args.list:
@@ -42,6 +47,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.out is None or args.preset is None:
         raise UserError("synth needs OUT.gguf and --preset NAME (or --list)")
     preset = get_preset(args.preset)
+    split = None
+    if args.split_max_tensors or args.split_max_mib:
+        if args.split_max_tensors < 0 or args.split_max_mib < 0:
+            raise UserError("--split-max-tensors and --split-max-mib take a positive number")
+        split = SplitRule(max_tensors=args.split_max_tensors, max_mib=args.split_max_mib)
     start = time.monotonic()
     show_progress = preset.full_size and sys.stderr.isatty()
     last_report = [0.0]
@@ -55,15 +65,17 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     try:
         path = write_synthetic_model(args.out, preset.name, seed=args.seed,
-                                     progress=progress if show_progress else None)
+                                     progress=progress if show_progress else None, split=split)
     except OSError as exc:
         raise UserError(f"{args.out}: cannot write: {exc.strerror or exc}") from None
     finally:
         if show_progress:
             print(file=sys.stderr)
-    size = path.stat().st_size
+    files = [f.path for f in read_shards(path)]
+    size = sum(f.stat().st_size for f in files)
     elapsed_s = time.monotonic() - start
-    print(f"wrote {path} ({format_bytes(size)}, preset {preset.name}, seed {args.seed}) in {elapsed_s:.1f} s")
+    shards = f"{len(files)} shards, " if len(files) > 1 else ""
+    print(f"wrote {path} ({shards}{format_bytes(size)}, preset {preset.name}, seed {args.seed}) in {elapsed_s:.1f} s")
     return 0
 
 

@@ -17,23 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
-from harness.models.gguf_file import read_gguf_header
 from harness.models.plan import tensor_plan
 from harness.models.presets import get_preset
+from harness.models.shards import read_shards
 from harness.models.tensor_groups import GROUP_NAMES, TensorGroup, classify_tensor, ffn_matrix, layer_index
 
 
 @dataclass(frozen=True)
 class TensorRecord:
     """One tensor: name, ggml type name, shape (ggml order, row length first) and bytes. `offset` is where its
-    data starts in the GGUF file (absolute byte offset; None for records made from a tensor plan): engines map
-    the span of the file that holds their CPU tensors, so predicting that span needs it."""
+    data starts in its GGUF file (absolute byte offset; None for records made from a tensor plan) and `file` that
+    file (the shard holding it, for a split model): engines map, per file, the span that holds their CPU
+    tensors, so predicting those spans needs both."""
 
     name: str
     type_name: str
     shape: tuple[int, ...]
     n_bytes: int
     offset: int | None = None
+    file: str | None = None
 
     @property
     def group(self) -> TensorGroup:
@@ -45,7 +47,7 @@ class TensorRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type_name, "shape": list(self.shape), "bytes": self.n_bytes,
-                "offset": self.offset, "group": self.group.value, "layer": self.layer, "ffn_matrix": ffn_matrix(self.name)}
+                "offset": self.offset, "file": self.file, "group": self.group.value, "layer": self.layer, "ffn_matrix": ffn_matrix(self.name)}
 
 
 @dataclass
@@ -91,8 +93,9 @@ class ModelInfo:
     tensor_bytes_total: int
     active_bytes_per_token: int
     tensors: list[TensorRecord] = field(repr=False)
-    path: str | None = None
-    file_size_bytes: int | None = None
+    path: str | None = None             # the model's (first) file: what the engines are given
+    file_size_bytes: int | None = None  # on disk, over all its files
+    files: list[str] = field(default_factory=list)  # every file, in order: the shards of a split model
     n_head: int = 0                     # attention geometry, for the KV cache the planner predicts
     n_head_kv: int = 0
     head_dim_k: int = 0
@@ -113,7 +116,7 @@ class ModelInfo:
 
     def to_dict(self, include_tensors: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "path": self.path, "file_size_bytes": self.file_size_bytes,
+            "path": self.path, "file_size_bytes": self.file_size_bytes, "files": list(self.files),
             "architecture": self.architecture, "name": self.name,
             "n_layers": self.n_layers, "n_experts": self.n_experts, "n_experts_used": self.n_experts_used,
             "n_leading_dense_layers": self.n_leading_dense_layers, "n_shared_experts": self.n_shared_experts,
@@ -211,14 +214,14 @@ def summarize(tensors: list[TensorRecord], metadata: dict[str, Any], path: str |
 
 
 def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
-    """Read the GGUF at `path`. UserError (one line, naming the file) if it is missing, not a GGUF
-    file, or truncated/corrupt."""
+    """Read the GGUF at `path`; a split model (`name-00002-of-00003.gguf`: any of its shards) is read whole,
+    its metadata from the first shard, every shard's tensors with their file. UserError (one line, naming the
+    file) if it or a shard is missing, not a GGUF file, or truncated/corrupt."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file")
     if not path.is_file():
         raise UserError(f"{path}: not a file")
-    file_size = path.stat().st_size
     try:
         with open(path, "rb") as f:
             magic = f.read(4)
@@ -226,9 +229,14 @@ def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
         raise UserError(f"{path}: cannot read: {exc.strerror}") from None
     if magic != b"GGUF":
         raise UserError(f"{path}: not a GGUF file")
-    header = read_gguf_header(path)
-    records = [TensorRecord(t.name, t.type_name, t.shape, t.n_bytes, t.offset) for t in header.tensors]
-    return summarize(records, header.metadata, path=str(path), file_size_bytes=file_size)
+    files = read_shards(path)
+    records = [TensorRecord(t.name, t.type_name, t.shape, t.n_bytes, t.offset, str(f.path))
+               for f in files for t in f.header.tensors]
+    first = str(files[0].path)
+    info = summarize(records, files[0].header.metadata, path=first,
+                     file_size_bytes=sum(f.size_bytes for f in files))
+    info.files = [str(f.path) for f in files]
+    return info
 
 
 def plan_metadata(preset_name: str) -> dict[str, Any]:

@@ -29,7 +29,8 @@ def render_model_info(info: ModelInfo, per_layer: bool = True) -> str:
     total = info.tensor_bytes_total or 1
     lines: list[str] = []
     if info.path:
-        size = f"{format_bytes(info.file_size_bytes or 0)} file, " if info.file_size_bytes is not None else ""
+        files = f"in {len(info.files)} files" if len(info.files) > 1 else "file"
+        size = f"{format_bytes(info.file_size_bytes or 0)} {files}, " if info.file_size_bytes is not None else ""
         lines.append(f"model         {info.path} ({size}{len(info.tensors)} tensors)")
     if info.name:
         lines.append(f"name          {info.name}")

@@ -4,9 +4,10 @@ The writer gets every tensor's info first (`add_tensor_info`), writes header, me
 infos, then each tensor's data one at a time, so memory stays at one random chunk whatever the
 model size. A tensor's data is one random chunk (at most `CHUNK_BYTES`, seeded by the model seed
 and the tensor name) repeated to the tensor's size, so writing a many-GB model is I/O bound. The
-same preset and seed always give a byte-identical file. The file is written under a temporary name
-in the destination folder and renamed at the end: an interrupted write never leaves a partial file
-under the final name.
+same preset and seed always give a byte-identical file. The file is written in a hidden folder
+beside its destination and moved there at the end: an interrupted write never leaves a partial file
+under the final name. A `SplitRule` writes the model as shards, by GGUFWriter's own splitting (the
+files gguf-split writes: `split.*` keys in each, the metadata in the first).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from harness.errors import UserError
 from harness.models.blocks import block_geometry, constant_f32_bytes, random_tensor_bytes
 from harness.models.plan import FILL_ONES, TensorSpec, plan_tensor_bytes, tensor_plan
 from harness.models.presets import MoePreset, get_preset
+from harness.models.shards import SplitRule, shard_path
 from harness.models.vocab import BOS_ID, EOS_ID, UNK_ID, build_vocabulary
 from harness.units import MIB
 
@@ -119,8 +121,10 @@ def _check_free_space(folder: Path, needed_bytes: int) -> None:
 
 
 def write_synthetic_model(out_path: str | os.PathLike[str], preset: str, seed: int = 0,
-                          progress: ProgressCallback | None = None) -> Path:
+                          progress: ProgressCallback | None = None, split: SplitRule | None = None) -> Path:
     """Write the random-weight model `preset` (a name in PRESETS) with `seed` to `out_path`; return the path.
+    With `split`, the model is written as shards beside it (`out-00001-of-00003.gguf`, ... by GGUFWriter's own
+    splitting, as gguf-split writes them) and the first shard's path is returned.
 
     Raises UserError for an unknown preset or too little disk space.
     """
@@ -130,8 +134,12 @@ def write_synthetic_model(out_path: str | os.PathLike[str], preset: str, seed: i
     plan = tensor_plan(spec_preset)
     total_bytes = plan_tensor_bytes(plan)
     _check_free_space(out_path.parent, total_bytes)
+    n_shards = 1 + max(split.shard_of_each([t.n_bytes for t in plan])) if split else 1
+    final = [shard_path(out_path, i, n_shards) for i in range(n_shards)] if split else [out_path]
 
-    tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
+    # every file is written in a hidden folder beside its final name, then moved there, the first file last
+    staging = out_path.parent / f".{out_path.name}.{os.getpid()}.partial"
+    staging.mkdir()
     written = 0
 
     def on_written(n: int) -> None:
@@ -140,7 +148,9 @@ def write_synthetic_model(out_path: str | os.PathLike[str], preset: str, seed: i
         if progress:
             progress(written, total_bytes)
 
-    writer = GGUFWriter(tmp_path, spec_preset.architecture)
+    limits = {"split_max_tensors": split.max_tensors, "split_max_size": split.max_bytes} if split else {}
+    named = shard_path(out_path, 0, 1) if split else out_path  # GGUFWriter names the shards after it
+    writer = GGUFWriter(staging / named.name, spec_preset.architecture, **limits)
     try:
         _add_metadata(writer, spec_preset, seed)
         for spec in plan:
@@ -154,28 +164,37 @@ def write_synthetic_model(out_path: str | os.PathLike[str], preset: str, seed: i
             data = _RepeatedChunk(_tensor_data(spec, seed), spec.n_bytes, on_written)
             writer.write_tensor_data(data)  # type: ignore[arg-type]
         writer.close()
-        os.replace(tmp_path, out_path)
+        for path in reversed(final):
+            os.replace(staging / path.name, path)
     except BaseException:
         writer.close()
-        tmp_path.unlink(missing_ok=True)
         raise
-    return out_path
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final[0]
 
 
-def synthetic_model_path(preset: str, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Where `synthetic_model` keeps the model: `<cache>/models/<preset>-seed<seed>.gguf`."""
+def synthetic_model_path(preset: str, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None,
+                         split: SplitRule | None = None) -> Path:
+    """Where `synthetic_model` keeps the model: `<cache>/models/<preset>-seed<seed>.gguf`; split, the first shard
+    `<preset>-seed<seed>-<split tag>-00001-of-0000N.gguf` (N from the preset's plan)."""
     root = Path(cache_dir) if cache_dir is not None else paths.cache_dir()
-    return root / "models" / f"{preset}-seed{seed}.gguf"
+    if split is None:
+        return root / "models" / f"{preset}-seed{seed}.gguf"
+    shards = split.shard_of_each([t.n_bytes for t in tensor_plan(get_preset(preset))])
+    return shard_path(root / "models" / f"{preset}-seed{seed}-{split.tag}.gguf", 0, 1 + max(shards))
 
 
 def synthetic_model(preset: str, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None,
-                    progress: ProgressCallback | None = None) -> Path:
-    """The cached synthetic model `preset`/`seed`, written first if it is not there yet (idempotent).
+                    progress: ProgressCallback | None = None, split: SplitRule | None = None) -> Path:
+    """The cached synthetic model `preset`/`seed` (split by `split`: its first shard), written first if it is not
+    there yet (idempotent; a split model is there when its first shard is, the one written last).
 
     `cache_dir` defaults to `harness.paths.cache_dir()` (`$MOEBENCH_CACHE`, else ~/.cache/moebench).
     """
     get_preset(preset)
-    path = synthetic_model_path(preset, seed, cache_dir)
+    path = synthetic_model_path(preset, seed, cache_dir, split)
     if path.is_file():
         return path
-    return write_synthetic_model(path, preset, seed, progress=progress)
+    base = path.parent / f"{preset}-seed{seed}-{split.tag}.gguf" if split else path
+    return write_synthetic_model(base, preset, seed, progress=progress, split=split)

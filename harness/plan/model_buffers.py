@@ -1,6 +1,7 @@
 """The model buffers an engine will report for a placement, predicted from the GGUF's tensor records
-(`harness.models.inspect_model(path).tensors`, with their data offsets): a mapped CPU buffer is the span of
-the file holding the CPU tensors, allocations are padded per tensor. See docs/ENGINE_FLAGS.md, "Model buffer
+(`harness.models.inspect_model(path).tensors`, with their files and data offsets): a mapped CPU buffer is the
+span of a file holding CPU tensors (one buffer per file: a split model's shards are mapped one by one),
+allocations are padded per tensor. See docs/ENGINE_FLAGS.md, "Model buffer
 sizes", for the engine code this follows and the measurements that check it; `harness.plan.load_report` parses
 what the engine did report.
 """
@@ -41,15 +42,25 @@ def alloc_bytes(record, *, alignment: int = CPU_ALIGNMENT, row_padding: int = 0)
     return _pad(size, alignment)
 
 
-def mapped_span(records) -> int:
-    """Bytes of the file region from the first to the last byte of `records`: what a mapped CPU buffer reports
-    (llama_model_loader::get_mapping_range). Tensors of other devices lying in between are counted too."""
+def mapped_spans(records) -> dict[str | None, int]:
+    """Per file (`record.file`, the shard of a split model), the bytes from the first to the last byte of its
+    `records`: each is one mapped CPU buffer (both engines map every file separately and make one buffer per
+    file that holds CPU tensors: llama_model_loader::get_mapping_range(idx), called per file). Tensors of other
+    devices lying in between are counted too."""
     records = list(records)
-    if not records:
-        return 0
     if any(r.offset is None for r in records):
-        raise ValueError("mapped_span needs tensor records read from a GGUF file (with data offsets)")
-    return max(r.offset + r.n_bytes for r in records) - min(r.offset for r in records)
+        raise ValueError("mapped_spans needs tensor records read from a GGUF file (with data offsets)")
+    first: dict[str | None, int] = {}
+    last: dict[str | None, int] = {}
+    for r in records:
+        first[r.file] = min(first.get(r.file, r.offset), r.offset)
+        last[r.file] = max(last.get(r.file, 0), r.offset + r.n_bytes)
+    return {f: last[f] - first[f] for f in first}
+
+
+def mapped_span(records) -> int:
+    """What the mapped CPU buffers of `records` report together: the sum of their files' spans."""
+    return sum(mapped_spans(records).values())
 
 
 def engine_maps_weights(dialect: str, *, mmap: bool = True, tensors_overridden_to_cpu: bool = False,
@@ -93,7 +104,7 @@ def expected_model_buffer_bytes(records, device_of: Mapping[str, str], *, mmap: 
                                 repacked: Iterable[str] = ()) -> dict[str, int]:
     """Model buffer bytes per device for tensors placed as `device_of` says (tensor name -> device; records not
     named there are not loaded). `mmap` is whether the engine maps the CPU weights (`engine_maps_weights`): then
-    the CPU tensors cost the span of the file that holds them, else the sum of their sizes padded to the
+    the CPU tensors cost the span of each file that holds them, else the sum of their sizes padded to the
     alignment. `repacked` CPU tensors (mainline CPU_REPACK) are always allocated. Accelerators allocate: each
     tensor padded to `alignment` (an int or per device; 32 for a CPU-backed RPC server, `CUDA_ALIGNMENT` for
     CUDA) plus `row_padding` (per device, `CUDA_ROW_PADDING` for CUDA)."""

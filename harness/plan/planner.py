@@ -22,6 +22,7 @@ from harness.cpus import CpuBudget
 from harness.engines.discover import Engine
 from harness.errors import UserError
 from harness.models.inspect import ModelInfo
+from harness.models.shards import SplitRule, shard_path
 from harness.plan.flags import CompiledFlags, Target, compile_flags
 from harness.grid import expand_grid
 from harness.plan.knob_flags import KnobUnsupported, ToolSyntax, knob_args, knob_problems, tool_syntax
@@ -100,37 +101,47 @@ def config_id(bench: BenchSettings, conf: Configuration) -> str:
 
 def resolve_model(spec: ModelSpec, config: BenchConfig, *, write: bool = True) -> ResolvedModel:
     """The model of `spec`; a synthetic one is written into the cache first when `write` (run), else described
-    from its preset (plan: nothing is written, the path is where run will write it)."""
+    from its preset (plan: nothing is written, the path is where run will write it). A split model is given to
+    the engines by its first shard (both load a split model only from it), whichever shard `path` names."""
     from harness.models import inspect_model, inspect_plan, synthetic_model, synthetic_model_path
 
     if spec.synth:
-        identity = f"synth:{spec.synth}:seed{spec.seed}"
-        path = synthetic_model_path(spec.synth, spec.seed)
+        split = spec.split
+        identity = f"synth:{spec.synth}:seed{spec.seed}" + (f":{split.tag}" if split else "")
+        path = synthetic_model_path(spec.synth, spec.seed, split=split)
         if write:
-            path = synthetic_model(spec.synth, seed=spec.seed)
+            path = synthetic_model(spec.synth, seed=spec.seed, split=split)
         elif not path.is_file():
-            return ResolvedModel(spec.label, path, identity, _with_layout_offsets(inspect_plan(spec.synth)))
+            info = _with_layout_offsets(inspect_plan(spec.synth), path, split)
+            return ResolvedModel(spec.label, path, identity, info)
         return ResolvedModel(spec.label, path, identity, inspect_model(path))
     path = config.resolve(spec.path).resolve()
     if not path.is_file():
         raise UserError(f"model file {path} does not exist (models: in {config.source_path})")
-    with open(path, "rb") as fh:
-        head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:16]
-    identity = f"file:{path.name}:{path.stat().st_size}:{head}"
     info = inspect_model(path)
+    first = Path(info.path or path)
+    with open(first, "rb") as fh:
+        head = hashlib.sha256(fh.read(1 << 20)).hexdigest()[:16]
+    identity = f"file:{first.name}:{info.file_size_bytes}:{head}"
     if not info.tensors:
         raise UserError(f"model file {path} holds no weights (a vocabulary-only GGUF): nothing to benchmark")
-    return ResolvedModel(spec.label, path, identity, info)
+    return ResolvedModel(spec.label, first, identity, info)
 
 
-def _with_layout_offsets(info: ModelInfo) -> ModelInfo:
+def _with_layout_offsets(info: ModelInfo, path: Path | None = None, split: SplitRule | None = None) -> ModelInfo:
     """A preset's tensors with the data offsets the synthetic writer will give them (in plan order, each padded
-    to the alignment), relative to the start of the data: enough for mapped-buffer spans."""
-    offset, records = 0, []
-    for record in info.tensors:
-        records.append(replace(record, offset=offset))
-        offset += (record.n_bytes + GGUF_ALIGNMENT - 1) // GGUF_ALIGNMENT * GGUF_ALIGNMENT
-    return replace(info, tensors=records)
+    to the alignment), relative to the start of the data of their file: enough for mapped-buffer spans. Split,
+    each tensor's file is the shard the writer will put it in (offsets start again in each)."""
+    shards = split.shard_of_each([r.n_bytes for r in info.tensors]) if split else [0] * len(info.tensors)
+    n_files = 1 + max(shards, default=0)
+    files: list[str | None] = [None] * n_files
+    if path is not None:
+        files = [str(shard_path(path, i, n_files)) for i in range(n_files)] if split else [str(path)]
+    offsets, records = [0] * n_files, []
+    for record, shard in zip(info.tensors, shards):
+        records.append(replace(record, offset=offsets[shard], file=files[shard]))
+        offsets[shard] += (record.n_bytes + GGUF_ALIGNMENT - 1) // GGUF_ALIGNMENT * GGUF_ALIGNMENT
+    return replace(info, tensors=records, files=[f for f in files if f])
 
 
 def memory_settings(bench: BenchSettings, tool: str, knobs: Knobs, accelerator: str = "") -> MemorySettings:

@@ -27,7 +27,7 @@ def base_row(config: BenchConfig, conf: Configuration) -> dict:
         "engine_build": engine.build_number, "engine_commit": engine.commit,
         "model": conf.model.label, "model_file": str(conf.model.path), "model_arch": conf.model.info.architecture,
         "model_quant": next(iter(conf.model.info.quant_bytes), ""),  # the type holding the most bytes
-        "model_size_bytes": conf.model.path.stat().st_size, "threads": conf.threads, **conf.knobs.columns(),
+        "model_size_bytes": conf.model.info.file_size_bytes, "threads": conf.threads, **conf.knobs.columns(),
         "predicted_vram_bytes": memory.vram_bytes if memory else None,
         "predicted_vram_bytes_by_device": {conf.device_names.get(d, d): b for d, b in
                                            memory.vram_bytes_by_device.items()} if memory else None,
