@@ -37,10 +37,11 @@ def test_interval_uses_processes_once_there_are_two():
     assert one.unit == "repetitions" and one.n == 3
     many = interval([100.0, 110.0, 90.0], [99.0, 100.0, 101.0])
     assert many.unit == "processes" and many.n == 3
-    half = 4.3027 * 10.0 / math.sqrt(3)
-    assert many.low == pytest.approx(100 - half, rel=1e-4) and many.high == pytest.approx(100 + half, rel=1e-4)
+    half = 4.3027 * 10.0 / math.sqrt(3) / 100  # on the log scale
+    assert many.low == pytest.approx(100 * math.exp(-half), rel=1e-4)
+    assert many.high == pytest.approx(100 * math.exp(half), rel=1e-4)
     assert many.cv_pct == pytest.approx(10.0)
-    assert many.half_width_pct == pytest.approx(half, rel=1e-4)
+    assert many.half_width_pct == pytest.approx(100 * math.sinh(half), rel=1e-4)
     assert math.isnan(interval([5.0]).low)
 
 
@@ -186,5 +187,12 @@ def test_confidence_interval_of_process_means_matches_scipy():
 
     values = [812.0, 846.5, 829.1, 801.7, 838.0]
     mean, low, high = confidence_interval(values)
-    ref = stats.t.interval(0.95, len(values) - 1, loc=statistics.fmean(values), scale=stats.sem(values))
-    assert (low, high) == pytest.approx(ref)
+    mean_ = statistics.fmean(values)  # the t interval of log(mean) by the delta method: sem / mean
+    ref = stats.t.interval(0.95, len(values) - 1, loc=math.log(mean_), scale=stats.sem(values) / mean_)
+    assert (low, high) == pytest.approx(tuple(math.exp(x) for x in ref))
+
+
+def test_an_interval_of_two_noisy_processes_is_never_below_zero():
+    mean, low, high = confidence_interval([400.0, 1600.0])  # t(0.975, 1) = 12.7: the linear one reached -6,600
+    assert mean == 1000.0 and 0 < low < 100 < 10_000 < high
+    assert low * high == pytest.approx(mean ** 2)  # symmetric on the log scale
