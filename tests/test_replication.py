@@ -174,11 +174,12 @@ def test_each_stability_check_says_its_name():
         telemetry={"telemetry_samples": 3, "other_cpu_pct_mean": 90, "swap_io_pages_s_peak": 12.0,
                    "gpu_throttle_reasons": "hw_thermal_slowdown"}, n_cpus=2)
     text = messages(found)
-    assert set(KINDS) - {w.kind for w in found} == {"outlier process"}  # every other kind, each with a remedy
+    # every other kind, each with a remedy; telemetry from few samples is the sweep's note, not a row's warning
+    assert set(KINDS) - {w.kind for w in found} == {"outlier process", "telemetry"}
     assert all(w.remedy for w in found)
     for expected in ("cv 24% >= 10% across 3 processes", "samples 40 ms < 100 ms", "oversubscribed",
                      "outlier repetition 160.0", "swap activity: 12 pages/s", "other processes used 45% of the CPU",
-                     "GPU throttled: hw_thermal_slowdown", "telemetry: 3 samples < 10"):
+                     "GPU throttled: hw_thermal_slowdown"):
         assert expected in text, (expected, text)
 
 
