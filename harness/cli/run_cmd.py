@@ -7,9 +7,9 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from harness.cli.progress import RunProgress
 from harness.config import load_config
 
 
@@ -26,36 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     validate.set_defaults(func=cmd_validate)
 
 
-class RichProgress:
-    """A progress bar with ETA, the current configuration and the last result (plain lines off a terminal)."""
-
-    def __init__(self, console: Console):
-        self.console = console
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=console, transient=True,
-                            disable=not console.is_terminal)
-        self.task = None
-        self.current = ""
-
-    def begin(self, total: int, already_done: int) -> None:
-        self.bar.start()
-        self.task = self.bar.add_task("starting", total=total, completed=already_done)
-        if already_done:
-            self.console.print(f"{already_done} of {total} processes already done")
-
-    def start(self, label: str) -> None:
-        if self.current:
-            self.bar.advance(self.task)
-        self.current = label
-        self.bar.update(self.task, description=label[:80])
-        if not self.console.is_terminal:
-            self.console.print(label)
-
-    def result(self, text: str) -> None:
-        self.console.print(f"  {text}" if not self.console.is_terminal else f"{self.current}: {text}")
-
-    def close(self) -> None:
-        self.bar.stop()
+RichProgress = RunProgress  # the name tune and calibrate import
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -66,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config.vram_limit_gib = args.vram_limit_gib
     out = args.out if args.out is not None else config.resolve(config.output)
     console = Console(stderr=True, highlight=False)
-    progress = RichProgress(console)
+    progress = RunProgress(console)
     try:
         folder = run_sweep(config, out, progress, resume=args.resume)
     finally:
