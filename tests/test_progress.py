@@ -30,7 +30,7 @@ def _drive(progress: RunProgress, now: Clock, seconds: list[float], total: int, 
 
 def test_plain_lines_off_a_terminal_one_per_process_with_the_time_left():
     out, now = io.StringIO(), Clock()
-    progress = RunProgress(Console(file=out, force_terminal=False, width=200), now)
+    progress = RunProgress(Console(file=out, force_terminal=False, width=40), now)  # never wrapped
     _drive(progress, now, [10, 20, 30], total=6, done=1)
     progress.close()
     lines = out.getvalue().splitlines()

@@ -101,5 +101,6 @@ class RunProgress:
             self.bar.update(self.task, completed=self.done, times=self.times())
             self.console.print(escape(line))
         else:
-            self.console.print(escape(f"[{self.done}/{self.total} processes, {self.times()}] {line}"))
+            self.console.print(escape(f"[{self.done}/{self.total} processes, {self.times()}] {line}"),
+                               soft_wrap=True)  # one line per process in a log, however narrow
         self.current, self.results = None, []

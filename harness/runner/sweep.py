@@ -177,7 +177,7 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
                      **phases[test.name], **_model_columns(predictor, conf, config, test, loaded)})
         line = f"{test.name} {test.tps_mean:.1f} t/s"  # short: the closing summary has the rest
         if ci.n >= 2:
-            line += f" (so far {ci.mean:.1f} ±{ci.half_width_pct:.0f}%, {ci.n} {ci.unit})"
+            line += f" (±{ci.half_width_pct:.0f}% over {ci.n} {ci.unit})"
         shown.append(line + (f" [{', '.join(dict.fromkeys(w.kind for w in warnings))}]" if warnings else ""))
     store.append(*rows)  # the process's rows together: a resumed sweep never finds it half recorded
     for line in shown:
