@@ -72,6 +72,14 @@ def test_the_tool_and_criterion_can_be_chosen(sweep):
     text = post_markdown(sweep, "llama-bench", "tg")
     assert "- **Winner:** first-n-experts(n=2) ub=128" in text and "llama-bench -m" in text
     assert "-n 16" in text.split("```sh\n", 1)[1]  # the tg test's own process
+    from harness.analysis.post import _table  # a baseline that wins says so
+
+    df = load_results(sweep)
+    group = summarize(df).query("tool == 'llama-bench'")
+    rows = df[df["tool"] == "llama-bench"]
+    lines = _table(rows, group, "cpu-moe ub=64", {"engine-fit": None, "cpu-moe": "cpu-moe ub=64", "all-gpu": None},
+                   ["pp64", "tg16"])
+    assert [r[0] for r in _tables("\n".join(lines))[2:]] == ["winner = `--cpu-moe`", "`--fit`", "all-gpu"]
     bad = run_cli("post", sweep, "--tool", "llama-sweep-bench")
     assert bad.returncode == 2 and "no balanced winner for llama-sweep-bench" in bad.stderr
 

@@ -172,8 +172,9 @@ def _table(rows: pd.DataFrame, group: pd.DataFrame, winner: str, baselines: dict
     head = ["", "configuration", *(f"{t} t/s (95% CI)" for t in tests), *(f"winner × ({t})" for t in tests)]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     stats = {t: group[group["test"] == t].set_index("config_key") for t in tests}
-    entries = [("winner", winner)] + [(BASELINE_NAMES[s], key) for s, key in baselines.items()
-                                      if key != winner]
+    itself = [BASELINE_NAMES[s] for s, key in baselines.items() if key == winner]
+    entries = [("winner" + (f" = {itself[0]}" if itself else ""), winner)]
+    entries += [(BASELINE_NAMES[s], key) for s, key in baselines.items() if key != winner]
     for name, key in entries:
         if key is None or all(key not in stats[t].index for t in tests):
             strategy = next(s for s, n in BASELINE_NAMES.items() if n == name)
