@@ -8,6 +8,11 @@ alone when it has none), and the interval is then too narrow and says so (`unit`
 `replication_samples`, the one place it is written: the runner's rows, the report's tables (`harness.analysis.
 stats`), `moebench tune` and `moebench explain` all take their samples from it.
 
+- `confidence_interval(samples)`: the mean with its 95% interval on the log scale (issue 20: tokens/s are
+  positive, and a symmetric t interval of two or three noisy processes reached below zero): the delta method,
+  var(log m) ≈ s² / (n·m²), so the interval is m·exp(± t(0.975, n − 1)·s / (√n·m)): asymmetric around the
+  mean, never below 0, and the symmetric t interval to first order when it is narrow. `log_half_width` is that
+  log half-width, the one formula (the analysis computes it for many groups at once).
 - `noise_verdict(a_low, a_high, b_low, b_high)`: the one definition of "beyond noise": two configurations
   differ when their 95% intervals do not overlap ("a": a's lies wholly above b's, "b" the reverse, "tie": they
   overlap or touch, "untested": a bound is missing, e.g. a single sample).
@@ -47,16 +52,23 @@ def t_critical(df: float) -> float:
     return float(_stats.t.ppf(0.5 + LEVEL / 2, float(df)))
 
 
+def log_half_width(t, sd, n, mean):
+    """The 95% interval's half-width on the log scale, t·s / (√n·m) (the delta method); numbers or numpy
+    arrays alike. The interval is mean·exp(∓ this)."""
+    return t * sd / (n ** 0.5 * mean)
+
+
 def confidence_interval(samples) -> tuple[float, float, float]:
-    """(mean, ci_low, ci_high) at 95%; the bounds are NaN for fewer than two samples."""
+    """(mean, ci_low, ci_high) at 95% on the log scale (see the module docstring); the bounds are NaN for fewer
+    than two samples or a mean that is not positive."""
     values = _clean(samples)
     if not values:
         return math.nan, math.nan, math.nan
     mean = statistics.fmean(values)
-    if len(values) < 2:
+    if len(values) < 2 or mean <= 0:
         return mean, math.nan, math.nan
-    half = t_critical(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return mean, mean - half, mean + half
+    half = log_half_width(t_critical(len(values) - 1), statistics.stdev(values), len(values), mean)
+    return mean, mean * math.exp(-half), mean * math.exp(half)
 
 
 def stdev(samples) -> float:

@@ -4,6 +4,11 @@ the one way a runs.csv `warnings` cell holds them.
 `RowWarning(kind, message, remedy)`: `kind` is one of `KINDS` (the report groups by it), `message` the sentence
 the run's progress line and the report show, `remedy` what a person can do.
 
+Kinds a person acts on are per-row warnings; `NOTE_KINDS` are not: a short test's telemetry figures come from
+few samples at any sensible sampling rate, and nothing about the row is wrong, so the runner no longer writes it
+on rows (issue 20) and the analysis reports it once per sweep (`MIN_TELEMETRY_SAMPLES`); older rows that carry
+it are read and counted the same way.
+
 The cell:
 - written (`encode_warnings`): a JSON list of {"kind", "message", "remedy"} objects, "" when there is none;
 - read (`decode_warnings`): that JSON, or the free text older rows hold (schema 1 and 2: the messages joined by
@@ -30,6 +35,8 @@ GPU_THROTTLED = "GPU throttled"
 FEW_TELEMETRY_SAMPLES = "telemetry"
 KINDS = (CV, SHORT_SAMPLES, OVERSUBSCRIBED, OUTLIER_REPETITION, OUTLIER_PROCESS, SWAP, OTHER_PROCESSES,
          GPU_THROTTLED, FEW_TELEMETRY_SAMPLES)
+NOTE_KINDS = (FEW_TELEMETRY_SAMPLES,)  # a sweep-level note, not a row's warning
+MIN_TELEMETRY_SAMPLES = 10  # a phase's telemetry figures from fewer samples are a reading, not a summary
 
 REMEDIES = {
     CV: "run more processes (bench.processes, or bench.until) on a quieter machine",

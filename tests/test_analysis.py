@@ -54,8 +54,9 @@ def test_parse_test_names():
 def test_confidence_interval_uses_student_t():
     mean, low, high = confidence_interval([1.0, 2.0, 3.0])
     assert mean == 2.0
-    assert high - mean == pytest.approx(4.303 / math.sqrt(3), rel=1e-4)  # t(0.975, 2) * s / sqrt(n), s = 1
-    assert low == pytest.approx(4 - high)
+    half = 4.30265 / math.sqrt(3) / 2  # on the log scale: t(0.975, 2) * s / (sqrt(n) * mean), s = 1
+    assert high == pytest.approx(2 * math.exp(half), rel=1e-4)
+    assert low == pytest.approx(4 / high)
     mean, low, high = confidence_interval([5.0])
     assert mean == 5.0 and math.isnan(low) and math.isnan(high)
 
@@ -69,8 +70,8 @@ def test_t_critical_is_scipys_student_t():
     assert math.isnan(t_critical(0)) and math.isnan(t_critical(float("nan")))
     values = list(np.linspace(10, 20, 36))  # 35 degrees of freedom
     _, low, high = confidence_interval(values)
-    half = scipy_stats.t.ppf(0.975, 35) * np.std(values, ddof=1) / math.sqrt(36)
-    assert (high - low) / 2 == pytest.approx(half, rel=1e-9)
+    half = scipy_stats.t.ppf(0.975, 35) * np.std(values, ddof=1) / math.sqrt(36) / np.mean(values)
+    assert math.log(high / low) / 2 == pytest.approx(half, rel=1e-9)
 
 
 def test_noise_verdict_is_interval_overlap():
@@ -131,8 +132,8 @@ def _golden_by_hand() -> dict:
     for key, values in _golden_samples().items():
         samples = np.array(values)
         n, mean, sd = len(samples), samples.mean(), samples.std(ddof=1)
-        half = scipy_stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-        out[key] = {"n": n, "tps_mean": mean, "ci_low": mean - half, "ci_high": mean + half,
+        half = scipy_stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) / mean  # on the log scale
+        out[key] = {"n": n, "tps_mean": mean, "ci_low": mean * math.exp(-half), "ci_high": mean * math.exp(half),
                     "cv_pct": sd / mean * 100}
     return out
 
@@ -148,8 +149,9 @@ def test_golden_table_matches_an_independent_computation(golden):
             assert row[col] == pytest.approx(want[col], rel=1e-9), (row["config_key"], row["test"], col)
     row = table[(table["tool"] == "llama-bench") & (table["placement"] == "all-gpu") & (table["test"] == "pp64")].iloc[0]
     assert row["tps_mean"] == pytest.approx(2584.32, abs=0.01)
-    assert row["ci_low"] == pytest.approx(707.12, abs=0.01)  # t(0.975, 2) = 4.3027, not the old table's 4.303
-    assert row["ci_high"] == pytest.approx(4461.52, abs=0.01)
+    # t(0.975, 2) = 4.3027, not the old table's 4.303; on the log scale (the linear interval was 707.12–4461.52)
+    assert row["ci_low"] == pytest.approx(1249.92, abs=0.01)
+    assert row["ci_high"] == pytest.approx(5343.30, abs=0.01)
     assert row["warnings"] == ""
     # sorted fastest first within a (tool, test)
     first = table.groupby(["tool", "test"]).head(1)

@@ -73,8 +73,9 @@ def _row(model, engine, strategy, test, index, **extra) -> dict:
 
 def t_interval(samples) -> tuple[float, float, float]:
     samples = np.asarray(samples, dtype=float)
-    half = scipy_stats.t.ppf(0.975, len(samples) - 1) * samples.std(ddof=1) / math.sqrt(len(samples))
-    return samples.mean(), samples.mean() - half, samples.mean() + half
+    mean = samples.mean()  # on the log scale (harness.intervals)
+    half = scipy_stats.t.ppf(0.975, len(samples) - 1) * samples.std(ddof=1) / math.sqrt(len(samples)) / mean
+    return mean, mean * math.exp(-half), mean * math.exp(half)
 
 
 def process_means(key, factor=1.0) -> list[float]:
@@ -116,7 +117,8 @@ def test_processes_are_the_unit(table):
     mean, low, high = t_interval([10, 11, 12])  # the processes' means, not the six repetitions
     assert (row["unit"], row["processes"], row["n"]) == ("processes", 3, 3)
     assert (row["tps_mean"], row["ci_low"], row["ci_high"]) == pytest.approx((mean, low, high))
-    assert (low, high) == pytest.approx((11 - 2.48414, 11 + 2.48414), abs=1e-4)  # by hand: 4.3027 / sqrt(3)
+    # by hand: 4.3027 / sqrt(3) = 2.48414 tokens/s, on the log scale 2.48414 / 11
+    assert (low, high) == pytest.approx((11 * math.exp(-2.48414 / 11), 11 * math.exp(2.48414 / 11)), abs=1e-4)
     assert row["cv_pct"] == pytest.approx(100 / 11)
     assert row["warnings"] == "cv 12% >= 10% across 3 processes; samples 45 ms < 100 ms"
     failed_too = _one(table, "synth:b", "mainline", ALL_GPU, "tg16")  # the failed fourth process is not one

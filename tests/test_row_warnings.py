@@ -47,3 +47,44 @@ def test_the_report_reads_both_cells_alike():
     assert warning_lines(new, False) == warning_lines(old, False)
     assert join_warnings(new["warnings"]) == join_warnings(old["warnings"]) == messages(found)
     assert "| GPU throttled |" in "\n".join(warning_lines(new, False))
+
+
+def test_each_kind_once_per_configuration_with_its_remedy():
+    from harness.analysis.stability import kinds_by_configuration, telemetry_note, warning_kinds
+
+    base = {"sweep_label": "s", "model": "m", "engine": "e", "tool": "llama-bench", "config_key": "all-gpu",
+            "test": "tg16", "ok": True}
+    old = "cv 19% >= 10% across 2 repetitions; telemetry: 2 samples < 10; samples 32 ms < 100 ms"
+    new = encode_warnings([RowWarning("cv", "cv 24% >= 10% across 2 processes", "run more processes")])
+    df = pd.DataFrame([{**base, "warnings": old, "telemetry_samples": None},
+                       {**base, "warnings": new, "telemetry_samples": 3},
+                       {**base, "config_key": "cpu-moe", "warnings": "", "telemetry_samples": 25}])
+    kinds = warning_kinds(df)
+    assert list(kinds["kind"]) == ["cv", "samples"]  # telemetry is not a row's warning
+    assert kinds.set_index("kind").loc["cv", "rows"] == 2 and kinds.set_index("kind").loc["cv", "configurations"] == 1
+    assert all(kinds["remedy"])
+    assert kinds_by_configuration(df) == {("s", "m", "e", "llama-bench", "all-gpu", "tg16"): ["cv", "samples"]}
+    note = telemetry_note(df)
+    assert note.startswith("Telemetry (VRAM, PCIe, power, CPU) of 2 of 3 measured rows")
+    assert telemetry_note(df.iloc[2:]) is None
+    lines = "\n".join(warning_lines(df, False))
+    assert "| cv | 2 | 1 |" in lines and "what to do" in lines and note in lines and "| telemetry |" not in lines
+
+
+def test_the_closing_summary_says_each_kind_once_with_what_to_do():
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from harness.cli.run_cmd import print_summary
+
+    console = Console(record=True, width=200)
+    print_summary(Path(__file__).parent / "data" / "sweep-v2", console)
+    text = console.export_text()
+    assert "telemetry: " not in text and "samples < 10" not in text  # 40 rows of it before issue 20
+    for kind in ("other processes used", "samples", "cv"):
+        lines = [line for line in text.splitlines() if line.startswith(f"warning: {kind} in ")]
+        assert len(lines) == 1 and "what to do: " in lines[0], (kind, text)
+    assert text.count("note: Telemetry") == 1
+    assert len(text.splitlines()) < 50  # one screen
+    assert "-1," not in text and "–-" not in text  # intervals never below zero

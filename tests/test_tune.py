@@ -65,3 +65,6 @@ def test_tune_on_the_rig_survives_crashing_configurations(rig_calibration, tmp_p
     assert answer["results"] == str(out)
     report = run_cli("report", out)
     assert report.returncode == 0, report.stderr[-2000:]
+    post = run_cli("post", out)  # issue 20: tune's answer as a paste-ready block
+    assert post.returncode == 0, post.stderr[-2000:]
+    assert "moebench tune's answer for tg" in post.stdout and "`--cpu-moe`" in post.stdout

@@ -29,7 +29,7 @@ from scipy.stats import t as scipy_t
 
 from harness.analysis.knobs import KNOBS
 from harness.analysis.load import parse_samples
-from harness.intervals import LEVEL, Interval, interval, replication_samples
+from harness.intervals import LEVEL, Interval, interval, log_half_width, replication_samples
 from harness.units import MIB
 from harness.warnings import decode_warnings
 
@@ -101,18 +101,19 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 
 def interval_frame(owners: np.ndarray, values: np.ndarray, groups: int) -> pd.DataFrame:
     """Per group 0..groups-1 of the samples `values` (group `owners[i]` each): `n`, `tps_mean`, `stdev`,
-    `cv_pct`, `ci_low`, `ci_high`: `harness.intervals`' confidence_interval, stdev and cv_pct, computed for all
-    groups at once (the same Student-t from scipy; NaN where a group has fewer than two samples)."""
+    `cv_pct`, `ci_low`, `ci_high`: `harness.intervals`' confidence_interval (on the log scale, `log_half_width`),
+    stdev and cv_pct, computed for all groups at once (the same Student-t from scipy; NaN where a group has
+    fewer than two samples)."""
     frame = pd.Series(values).groupby(owners).agg(["size", "mean", "std"]).reindex(range(groups))
     n = frame["size"].fillna(0).astype(int).to_numpy()
     mean, sd = frame["mean"].to_numpy(dtype=float), frame["std"].to_numpy(dtype=float)
     sd = np.where(n >= 2, sd, np.nan)
     t = scipy_t.ppf(0.5 + LEVEL / 2, np.where(n >= 2, n - 1, 1).astype(float))
-    half = np.where(n >= 2, t * sd / np.sqrt(np.maximum(n, 1)), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
+        half = np.where((n >= 2) & (mean > 0), log_half_width(t, sd, np.maximum(n, 1), mean), np.nan)
         cv = np.where((n >= 2) & (mean != 0), sd / np.abs(mean) * 100, np.nan)
-    return pd.DataFrame({"n": n, "tps_mean": mean, "stdev": sd, "cv_pct": cv, "ci_low": mean - half,
-                         "ci_high": mean + half})
+    return pd.DataFrame({"n": n, "tps_mean": mean, "stdev": sd, "cv_pct": cv, "ci_low": mean * np.exp(-half),
+                         "ci_high": mean * np.exp(half)})
 
 
 def _unit_samples(pos: np.ndarray, process: np.ndarray, samples: list) -> tuple[str, list[float]]:

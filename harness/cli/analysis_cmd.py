@@ -18,6 +18,18 @@ def register(sub) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the plots (faster)")
     p.set_defaults(func=_report)
 
+    post = sub.add_parser("post", help="a paste-ready markdown block for GitHub or Reddit: the box, the model, the "
+                                       "winning command line, its gain over --fit and --cpu-moe with 95%% intervals",
+                          description="Write post.md into a sweep's results folder or a `moebench tune` folder "
+                                      "(tune.json) and print it.")
+    post.add_argument("folder", type=Path, help="results/<sweep> (runs.csv) or a tune folder (tune.json)")
+    post.add_argument("--tool", default=None, help="the tool whose winner to post (default: llama-server where "
+                                                   "measured)")
+    post.add_argument("--criterion", choices=("balanced", "pp", "tg"), default="balanced",
+                      help="which winner of a sweep (default: balanced)")
+    post.add_argument("--out", type=Path, default=None, help="write here instead of FOLDER/post.md")
+    post.set_defaults(func=_post)
+
     c = sub.add_parser("compare", help="compare sweeps side by side (same configuration and test, ratios with "
                                        "95%% intervals; a regression gate)",
                        description="Tokens/s of the same configuration (model, engine, tool, strategy, parameters, "
@@ -47,6 +59,18 @@ def _report(args: argparse.Namespace) -> int:
     print(f"community: {result['community']}")
     if result["plots"]:
         print(f"plots: {result['plots'][0].parent} ({len(result['plots'])})")
+    return 0
+
+
+def _post(args: argparse.Namespace) -> int:
+    from harness.analysis.post import post_markdown
+
+    text = post_markdown(args.folder, args.tool, args.criterion)
+    out = args.out or args.folder / "post.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(text, end="")
+    print(f"\n(written to {out})")
     return 0
 
 

@@ -122,6 +122,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     Console(width=240).print(table)
     print(f"{len(rows)} configurations; ports shown as RPC_PORT (the RPC rig's server) and SERVER_PORT "
           "(llama-server) are chosen when the run starts")
+    from harness.perf.eta import estimate_sweep  # issue 20: how long `moebench run` will take
+    print(estimate_sweep(config).describe())
     return 0
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from harness.cli.progress import RunProgress
 from harness.config import load_config
 
 
@@ -26,36 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     validate.set_defaults(func=cmd_validate)
 
 
-class RichProgress:
-    """A progress bar with ETA, the current configuration and the last result (plain lines off a terminal)."""
-
-    def __init__(self, console: Console):
-        self.console = console
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=console, transient=True,
-                            disable=not console.is_terminal)
-        self.task = None
-        self.current = ""
-
-    def begin(self, total: int, already_done: int) -> None:
-        self.bar.start()
-        self.task = self.bar.add_task("starting", total=total, completed=already_done)
-        if already_done:
-            self.console.print(f"{already_done} of {total} processes already done")
-
-    def start(self, label: str) -> None:
-        if self.current:
-            self.bar.advance(self.task)
-        self.current = label
-        self.bar.update(self.task, description=label[:80])
-        if not self.console.is_terminal:
-            self.console.print(label)
-
-    def result(self, text: str) -> None:
-        self.console.print(f"  {text}" if not self.console.is_terminal else f"{self.current}: {text}")
-
-    def close(self) -> None:
-        self.bar.stop()
+RichProgress = RunProgress  # the name tune and calibrate import
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -66,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config.vram_limit_gib = args.vram_limit_gib
     out = args.out if args.out is not None else config.resolve(config.output)
     console = Console(stderr=True, highlight=False)
-    progress = RichProgress(console)
+    progress = RunProgress(console)
     try:
         folder = run_sweep(config, out, progress, resume=args.resume)
     finally:
@@ -76,11 +47,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+SUMMARY_TOP = 5  # configurations per tool and headline test in the closing summary (report.md has them all)
+
+
 def print_summary(folder: Path, console: Console) -> None:
-    """The closing summary: the report's own table and "best" (one definition, `harness.analysis`), with the
-    95% intervals and the stability warnings."""
+    """The closing summary, one screen: the report's own table and "best" (one definition, `harness.analysis`)
+    for the fastest few per tool and headline test, with the 95% intervals and the kinds of their stability
+    warnings, then each kind of warning once with what to do about it, and the sweep's notes."""
     from harness.analysis.load import load_results
-    from harness.analysis.stats import headline_test, summarize
+    from harness.analysis.selection import top_configurations
+    from harness.analysis.stability import CONFIG, kinds_by_configuration, telemetry_note, warning_kinds
+    from harness.analysis.stats import summarize
     from harness.analysis.verdicts import best_strategies
 
     df = load_results(folder)
@@ -88,17 +65,27 @@ def print_summary(folder: Path, console: Console) -> None:
     if table.empty:
         console.print("no successful measurement")
         return
-    view = Table("tool", "engine", "configuration", "test", "tokens/s", "95% CI", "n", "warnings", title="summary")
-    for (tool, engine), group in table.groupby(["tool", "engine"], sort=True):
-        tests = [t for t in (headline_test(group, "pp"), headline_test(group, "tg")) if t]
-        for _, r in group[group["test"].isin(tests)].sort_values(["test", "tps_mean"], ascending=[True, False]).iterrows():
-            ci = "-" if r["ci_low"] != r["ci_low"] else f"{r['ci_low']:.1f}–{r['ci_high']:.1f}"
-            view.add_row(escape(tool), escape(engine), escape(str(r["config_key"])), r["test"],
-                         f"{r['tps_mean']:.1f}", ci, f"{r['n']} {r['unit']}", escape(str(r.get("warnings") or "")[:60]))
+    kinds = kinds_by_configuration(df)
+    shown = top_configurations(table, SUMMARY_TOP)
+    view = Table("tool", "engine", "configuration", "test", "tokens/s", "95% CI", "n", "warnings",
+                 title=f"summary (the fastest {SUMMARY_TOP} per tool and test; all in report.md)")
+    for _, r in shown.sort_values(["tool", "engine", "test", "tps_mean"], ascending=[True, True, True, False],
+                                  kind="stable").iterrows():
+        ci = "-" if r["ci_low"] != r["ci_low"] else f"{r['ci_low']:.1f}–{r['ci_high']:.1f}"
+        found = ", ".join(kinds.get(tuple(r[c] for c in CONFIG), []))
+        view.add_row(escape(r["tool"]), escape(r["engine"]), escape(str(r["config_key"])), r["test"],
+                     f"{r['tps_mean']:.1f}", ci, f"{r['n']} {r['unit']}", escape(found))
     console.print(view)
     for _, b in best_strategies(table).iterrows():
         console.print(escape(f"best for {b['criterion']} ({b['tool']}, {b['engine']}, {b['test']}): {b['best']}: "
                              f"{b['value']:.2f} — {b['verdict']}"))
+    total = len(table)
+    for _, w in warning_kinds(df).iterrows():
+        console.print(escape(f"warning: {w['kind']} in {w['configurations']} of {total} configuration × test rows "
+                             f"(e.g. {w['example']}); what to do: {w['remedy'] or 'see report.md'}"))
+    note = telemetry_note(df)
+    if note:
+        console.print(escape(f"note: {note}"))
     failed = df[~df["ok"]]
     if len(failed):
         console.print(f"{len(failed)} rows failed or skipped (see runs.csv and report.md)")

@@ -33,7 +33,7 @@ from harness.runner.schedule import Schedule, history_from_rows
 from harness.runner.stability import row_warnings
 from harness.store import ResultsStore
 from harness.telemetry import Sampler, shared_nvml
-from harness.warnings import encode_warnings, messages
+from harness.warnings import encode_warnings
 
 
 class SweepProgress(Protocol):
@@ -175,10 +175,10 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
                      "sample_ms_mean": _round(test.sample_ms),
                      "model_n_params": test.raw.get("model_n_params"), **ttft_columns(test),
                      **phases[test.name], **_model_columns(predictor, conf, config, test, loaded)})
-        line = f"{test.name}: {test.tps_mean:.1f} tokens/s"
+        line = f"{test.name} {test.tps_mean:.1f} t/s"  # short: the closing summary has the rest
         if ci.n >= 2:
-            line += f" (so far {ci.mean:.1f}, 95% CI ±{ci.half_width_pct:.1f}% over {ci.n} {ci.unit})"
-        shown.append(line + (f"  [{messages(warnings)}]" if warnings else ""))
+            line += f" (±{ci.half_width_pct:.0f}% over {ci.n} {ci.unit})"
+        shown.append(line + (f" [{', '.join(dict.fromkeys(w.kind for w in warnings))}]" if warnings else ""))
     store.append(*rows)  # the process's rows together: a resumed sweep never finds it half recorded
     for line in shown:
         progress.result(line)

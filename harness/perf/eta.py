@@ -1,0 +1,183 @@
+"""How long a sweep will take (issue 20): `moebench plan` prints it before anything runs. It lives in perf (the
+performance model applied to a whole sweep, above the planner whose configurations it times).
+
+The sweep's wall time is its set-up (the RPC rig's servers, planning) plus, for every configuration, `processes`
+times what one process of it costs:
+
+- each engine launch (llama-bench: one per test, `bench_phases`; llama-server: one) starts the binary and loads
+  the model: `launch_s` (the tool's own start-up: backend init, for llama-server the health polling) + the
+  model's bytes at `read_bytes_s` (the GGUF read, from the page cache after the first time) + the bytes placed
+  on accelerators at `bus_bytes_s` (PCIe, or the RPC rig's loopback TCP);
+- each test's warm-up and repetitions at the predicted speed: the performance model's (`harness.perf`, where
+  `moebench calibrate` measured this engine and device), else a rough one (`rough_tps`: the same model with
+  rough constants, `ROUGH_GPU` or `ROUGH_RIG`), said so in the estimate;
+- the harness's own work per process (`harness_s`: telemetry, rows, the engine's log).
+
+A configuration that will not run (predicted not to fit, or invalid) costs nothing but its row. Adaptive rounds
+(`bench.until`) may add processes: the estimate is for the fixed `processes`, and says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from harness.perf.configs import Predictor, configuration_workload, test_of
+from harness.perf.model import Constants, predict
+from harness.plan.placement import is_accelerator
+from harness.plan.planner import Configuration, status
+from harness.tools.llama_bench import bench_phases
+
+# Rough constants of the performance model for a configuration without a calibration (seconds per unit):
+# a GPU box (DDR5 RAM, a PCIe 4 card), and the RPC rig (read off a sweep of the tiny model on the 2-core
+# development machine: its "accelerator" is a CPU behind loopback TCP). Guesses: `moebench calibrate` measures.
+ROUGH_GPU = Constants(
+    tg={"crossing_s": 1e-4, "detour_s": 1e-3, "cpu_s_per_byte": 1 / 20e9, "accel_s_per_byte": 1 / 500e9,
+        "kv_s_per_byte": 1 / 500e9},
+    pp={"pass_s": 5e-3, "crossing_s": 2e-3, "cpu_s_per_flop": 1 / 2e11, "accel_s_per_flop": 1 / 5e13},
+    bus_s_per_byte=1 / 12e9)
+ROUGH_RIG = Constants(
+    tg={"crossing_s": 8e-4, "detour_s": 3e-3, "cpu_s_per_byte": 1 / 4e9, "accel_s_per_byte": 1 / 4e9,
+        "kv_s_per_byte": 1 / 4e9},
+    pp={"pass_s": 0.0, "crossing_s": 1.5e-2, "cpu_s_per_flop": 1 / 2e10, "accel_s_per_flop": 1 / 2e10},
+    bus_s_per_byte=1 / 1.5e9)
+PP_OVER_TG = 10.0           # prompt over generation tokens/s where nothing is placed (engine-fit), uncalibrated
+SERVER_WARMUP = (16, 4)     # llama-server's warm-up request: prompt, generated tokens (`measure_server`)
+LLAMA_BENCH_WARMUP_PROMPT = 32  # llama-bench warms up with min(n_batch, n_prompt, 32) prompt tokens, 1 generated
+
+
+@dataclass(frozen=True)
+class EtaConstants:
+    """Seconds and bytes per second of what is not the measurement itself (defaults: measured on the RPC rig
+    of a 2-core development machine with the tiny model, docs/MEASUREMENT.md)."""
+
+    launch_s: dict[str, float] = field(default_factory=lambda: {"llama-bench": 0.15, "llama-server": 0.35,
+                                                                "llama-sweep-bench": 0.3})
+    read_bytes_s: float = 2e9         # the GGUF from the page cache (a cold NVMe read: about 2-3 GB/s)
+    bus_bytes_s: float = 8e9          # weights to an accelerator (PCIe 4 x16 effective)
+    rig_bus_bytes_s: float = 0.5e9    # weights to the RPC rig's server over loopback TCP
+    request_s: float = 0.01           # one llama-server HTTP request besides its tokens
+    harness_s: float = 0.1            # per process: sampler, rows, the engine's log
+    setup_s: float = 4.0              # the sweep: planning, engines probed, the rig's servers started
+
+
+@dataclass
+class SweepEstimate:
+    seconds: float
+    processes: int                    # processes that will run (configurations that run × processes)
+    configurations: int               # configurations that run
+    not_run: int                      # configurations that will not run (predicted-oom, invalid)
+    rough: int                        # configurations whose speeds are the rough, uncalibrated ones
+    adaptive: bool                    # bench.until may add processes
+    per_configuration: dict[str, float] = field(default_factory=dict)  # config id → seconds of one process
+
+    def describe(self) -> str:
+        """One line for people."""
+        text = (f"estimated wall time: {_clock(self.seconds)} ({self.processes} processes of "
+                f"{self.configurations} configurations")
+        if self.not_run:
+            text += f"; {self.not_run} will not run"
+        text += ")"
+        if self.rough:
+            text += (f"; the speeds of {self.rough} configurations are rough guesses (no calibration for their "
+                     "engine and device: `moebench calibrate` makes them the model's)")
+        if self.adaptive:
+            text += "; bench.until may add processes"
+        return text
+
+
+def estimate_sweep(config, planned: list[tuple[str, Configuration]] | None = None,
+                   constants: EtaConstants | None = None) -> SweepEstimate:
+    """The estimate for `config`'s sweep (its configurations as `moebench plan` plans them, unless given)."""
+    from harness.plan.planner import plan_sweep
+
+    constants = constants or EtaConstants()
+    planned = planned if planned is not None else plan_sweep(config)
+    predictor = Predictor.for_configurations([conf for _, conf in planned])
+    bench = config.bench
+    total, per, runs, not_run, rough = constants.setup_s, {}, 0, 0, 0
+    for cid, conf in planned:
+        if status(conf) != "planned":
+            not_run += 1
+            total += constants.harness_s * bench.processes
+            continue
+        seconds, guessed = process_seconds(conf, bench, predictor, constants, rig=bool(config.rpc_rig))
+        per[cid] = seconds
+        runs += 1
+        rough += guessed
+        total += seconds * bench.processes
+    return SweepEstimate(total, runs * bench.processes, runs, not_run, rough, bench.until is not None, per)
+
+
+def process_seconds(conf: Configuration, bench, predictor: Predictor, constants: EtaConstants,
+                    rig: bool = False) -> tuple[float, bool]:
+    """(seconds one process of `conf` takes, whether its speeds are rough guesses)."""
+    guessed = predictor.calibration(conf) is None
+
+    def seconds(kind: str, tokens: int, depth: int = 0) -> float:
+        if tokens <= 0:
+            return 0.0
+        return tokens / _tps(conf, bench, predictor, kind, tokens, depth, rig)
+
+    load = constants.launch_s.get(conf.tool, 0.3) + _model_bytes(conf) / constants.read_bytes_s
+    load += _accelerator_bytes(conf) / (constants.rig_bus_bytes_s if rig else constants.bus_bytes_s)
+    reps = bench.repetitions
+    if conf.tool == "llama-server":
+        first_pp, first_tg = bench.prompt_tokens[0], bench.gen_tokens[0]
+        pairs = [(p, first_tg) for p in bench.prompt_tokens]
+        pairs += [(first_pp, g) for g in bench.gen_tokens if (first_pp, g) not in pairs]
+        work = seconds("pp", SERVER_WARMUP[0]) + seconds("tg", SERVER_WARMUP[1]) + constants.request_s
+        for p, g in pairs:
+            work += reps * (seconds("pp", max(p, 1)) + seconds("tg", max(g, 1)) + constants.request_s)
+        for level in (c for c in bench.concurrency if c > 1):
+            work += reps * (level * seconds("pp", max(first_pp, 1)) + seconds("tg", max(first_tg, 1))
+                            + constants.request_s)
+        launches = 1
+    else:
+        phases = bench_phases(bench)
+        launches, work = len(phases), 0.0
+        for phase in phases:
+            p, g, d = phase.prompt_tokens[0], phase.gen_tokens[0], phase.depth[0]
+            warm = seconds("pp", min(p, LLAMA_BENCH_WARMUP_PROMPT)) if p else seconds("tg", 1)
+            work += warm + reps * (seconds("pp", d) + seconds("pp", p, d) + seconds("tg", g, d))
+    return launches * load + work + constants.harness_s, guessed
+
+
+def _tps(conf: Configuration, bench, predictor: Predictor, kind: str, tokens: int, depth: int,
+         rig: bool = False) -> float:
+    """The model's tokens/s for the test where calibrated, else `rough_tps`."""
+    test = test_of(kind, tokens, depth, conf, bench)
+    found = predictor.prediction(conf, test)
+    if found is not None and found[1] is not None and found[1].tps > 0:
+        return found[1].tps
+    return rough_tps(conf, test, rig)
+
+
+def rough_tps(conf: Configuration, test, rig: bool = False) -> float:
+    """Without a calibration: the performance model with rough constants (`ROUGH_RIG` on the RPC rig, else
+    `ROUGH_GPU`); where the engine places the weights itself (engine-fit), all of them read at CPU speed."""
+    constants = ROUGH_RIG if rig else ROUGH_GPU
+    w = configuration_workload(conf, test)
+    if w is not None:
+        tps = predict(w, constants).tps
+        if tps > 0:
+            return tps
+    tg = 1 / (conf.model.info.active_bytes_per_token * constants.tg["cpu_s_per_byte"] + constants.tg["crossing_s"])
+    return tg * PP_OVER_TG if test.kind == "pp" else tg
+
+
+def _model_bytes(conf: Configuration) -> int:
+    info = conf.model.info
+    return int(info.file_size_bytes or info.tensor_bytes_total)
+
+
+def _accelerator_bytes(conf: Configuration) -> int:
+    if conf.memory is None:
+        return 0
+    return sum(b for d, b in conf.memory.weights_bytes.items() if is_accelerator(d))
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h} h {m:02d} min" if h else (f"{m} min {s:02d} s" if m else f"{s} s")
