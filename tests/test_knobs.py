@@ -178,7 +178,8 @@ def test_resuming_a_folder_written_before_the_knob_columns(tmp_path):
     """Its header is widened once (rows unchanged, the knob columns empty), so that appended rows line up."""
     import csv
 
-    from harness.store import COLUMNS, ResultsStore
+    from harness.results.record import COLUMNS
+    from harness.results.store import ResultsStore
 
     old = [c for c in COLUMNS if c not in ("ubatch", "batch", "threads_batch", "flash_attn", "op_offload",
                                            "load_mode", "cache_type_k", "cache_type_v")]

@@ -659,7 +659,8 @@ def test_rpc_rig_loopback_traffic_carries_the_weights(mainline_engine, tiny_mode
 def test_each_gpu_has_its_own_columns(install_fake, tmp_path):
     """Two GPUs doing different things in one phase: each one's VRAM peak, PCIe and utilization in its own
     runs.csv columns, beside the aggregates (fullest GPU, summed PCIe, mean utilization)."""
-    from harness.store import COLUMNS, ResultsStore
+    from harness.results.record import COLUMNS
+    from harness.results.store import ResultsStore
 
     busy, light = FakeGpu(), FakeGpu()
     install_fake(busy, light)

@@ -19,7 +19,7 @@ from harness.plan.planner import Configuration, ResolvedModel, config_id
 from harness.runner.commands import commands
 from harness.runner.schedule import Schedule, history_from_rows
 from harness.runner.sweep import _run_process
-from harness.store import ResultsStore
+from harness.results.store import ResultsStore
 from harness.tools import TOOLS, tool_named
 from standin_tool import StandInTool
 
