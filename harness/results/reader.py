@@ -9,6 +9,8 @@ it: the analysis (`harness.analysis.load`), resume (`harness.runner.schedule.his
   device), only runs runs.csv has), and those an older runs.csv held in its columns (`*_gpu<i>`, the
   {device: bytes} cells).
 - `read_records(folder)`: the runs as dicts (empty cells None), [] for a folder with no rows yet.
+- `by_device(devices, figure)`: one figure of the device frame as run_id -> {device: value}, what schema 2 had
+  in a JSON cell (`predicted_model_bytes` was `predicted_model_buffers`).
 
 A torn last line (a writer killed mid-row; the store cuts it when it next opens the folder) is not read. A
 folder without runs.csv, an unreadable one, or a row of a schema version this moebench does not know is a
@@ -23,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import UserError
-from harness.results.record import DEVICE_COLUMNS
+from harness.results.record import BYTES_BY_DEVICE, DEVICE_COLUMNS
 from harness.results.schema import check_versions, upgrade
 
 TEXT_COLUMNS = {c: "string" for c in ("run_id", "config_id", "reason", "strategy_params", "engine_commit",
@@ -93,3 +95,13 @@ def read_records(folder: str | Path) -> list[dict]:
         return []
     runs = read_runs(folder)
     return runs.astype(object).where(runs.notna(), None).to_dict("records")
+
+
+def by_device(devices: pd.DataFrame, figure: str) -> dict[str, dict[str, float | int]]:
+    """run_id -> {device: value} of one device figure, the devices that have it (bytes as ints)."""
+    known = devices.dropna(subset=[figure])
+    cast = int if figure in BYTES_BY_DEVICE else float
+    out: dict[str, dict] = {}
+    for run_id, device, value in zip(known["run_id"], known["device"], known[figure]):
+        out.setdefault(str(run_id), {})[str(device)] = cast(value)
+    return out
