@@ -6,6 +6,7 @@ import csv
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from harness.errors import UserError
@@ -118,11 +119,12 @@ def test_a_schema_3_folder_round_trips(tmp_path):
     assert list(pp.index) == ["gpu0", "gpu8", "CPU", "CUDA0", "CUDA1"]
     assert (pp.at["gpu0", "gpu_index"], pp.at["gpu0", "vram_peak_mib"], pp.at["gpu0", "pcie_rx_mib_s_mean"]) \
         == (0, 6000.0, 500.0)
-    assert pp.at["gpu8", "gpu_index"] == 8 and pp.at["gpu8", "gpu_util_pct_mean"] != pp.at["gpu8", "gpu_util_pct_mean"]
+    assert pp.at["gpu8", "gpu_index"] == 8 and pd.isna(pp.at["gpu8", "gpu_util_pct_mean"])
     assert (pp.at["CUDA0", "predicted_vram_bytes"], pp.at["CUDA0", "predicted_model_bytes"],
             pp.at["CUDA0", "actual_model_bytes"]) == (300, 250, 251)
-    assert pp.at["CPU", "actual_model_bytes"] == 11 and pp.at["CPU", "predicted_vram_bytes"] != \
-        pp.at["CPU", "predicted_vram_bytes"]  # NaN: the CPU has no VRAM prediction
+    assert pp.at["CPU", "actual_model_bytes"] == 11
+    assert pd.isna(pp.at["CPU", "predicted_vram_bytes"])  # the CPU has no VRAM prediction
+    assert str(devices["actual_model_bytes"].dtype) == "Int64" and devices["vram_peak_mib"].dtype == float
     assert len(devices[devices["run_id"] == "r-tg"]) == 5
 
 
@@ -153,12 +155,18 @@ def test_schema_1_folder_loads(tmp_path):
     assert not devices["device"].str.startswith("gpu").any()  # no GPU on the machine that wrote it
 
 
+def read_devices_of_a_v3_folder(tmp_path):
+    ResultsStore(tmp_path / "v3").append(_sweep_record("r-pp", "pp64"))
+    return read_devices(tmp_path / "v3")
+
+
 def test_schema_2_folder_loads_into_the_same_shape(tmp_path):
     """sweep-v2 (the golden folder): its 32 per-GPU columns and JSON cells become device rows."""
     runs = read_runs(DATA / "sweep-v2")
     assert (runs["schema_version"] == 2).all() and not set(V3_REMOVED) & set(runs.columns)
     devices = read_devices(DATA / "sweep-v2")
     assert tuple(devices.columns) == DEVICE_COLUMNS and (devices["schema_version"] == 2).all()
+    assert devices.dtypes.equals(read_devices_of_a_v3_folder(tmp_path).dtypes)  # the same shape
     raw = {r["run_id"]: r for r in _csv(DATA / "sweep-v2" / "runs.csv")}
     import json
 

@@ -31,6 +31,7 @@ from harness.results.schema import check_versions, upgrade
 TEXT_COLUMNS = {c: "string" for c in ("run_id", "config_id", "reason", "strategy_params", "engine_commit",
                                       "warnings", "cpus", "rpc_cpus")}
 _DEVICE_TEXT = {"run_id": "string", "device": "string"}
+_INTEGERS = ("gpu_index", *BYTES_BY_DEVICE)
 
 
 def find_folder(folder: str | Path) -> Path:
@@ -75,7 +76,21 @@ def read_folder(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         devices = devices.drop_duplicates(["run_id", "device"], keep="last").reset_index(drop=True)
     else:
         devices = pd.DataFrame(columns=list(DEVICE_COLUMNS))
-    return runs, devices
+    return runs, _typed(devices)
+
+
+def _typed(devices: pd.DataFrame) -> pd.DataFrame:
+    """One dtype per device column, whichever version the rows came from: counts and bytes nullable integers
+    (`Int64`), the telemetry floats, `run_id` and `device` text."""
+    devices = devices.copy()
+    for col in devices.columns:
+        if col in ("run_id", "device"):
+            devices[col] = devices[col].astype("string")
+        elif col in (*_INTEGERS, "schema_version"):
+            devices[col] = pd.to_numeric(devices[col], errors="coerce").round().astype("Int64")
+        elif col in DEVICE_COLUMNS:
+            devices[col] = pd.to_numeric(devices[col], errors="coerce").astype(float)
+    return devices
 
 
 def read_runs(folder: str | Path) -> pd.DataFrame:

@@ -68,7 +68,13 @@ def phase_telemetry(sampler: Sampler | None, test: BenchTest) -> dict:
     offset = time.monotonic() - sampler.now()  # monotonic -> sampler time
     for start, end in windows:
         sampler.mark_phase(test.name, start - offset, end - offset, test.tokens / len(windows))
-    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in sampler.summarize(test.name).items()}
+    return _rounded(sampler.summarize(test.name))
+
+
+def _rounded(figures: dict) -> dict:
+    """Floats to 3 decimals, also inside the per-GPU figures ({index: {figure: value}})."""
+    return {k: round(v, 3) if isinstance(v, float) else _rounded(v) if isinstance(v, dict) else v
+            for k, v in figures.items()}
 
 
 def ttft_columns(test: BenchTest) -> dict:
