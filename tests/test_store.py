@@ -211,3 +211,22 @@ def test_unknown_version_is_one_line_error(tmp_path):
         read_runs(tmp_path)
     assert "\n" not in str(err.value) and "unknown schema version 99" in str(err.value)
     assert "reads 1, 2, 3" in str(err.value)
+
+
+def test_a_device_column_added_later_widens_devices_csv(tmp_path):
+    """A folder whose devices.csv predates a figure (here `actual_model_bytes`) is widened on resume like
+    runs.csv: its rows kept, the new cells empty, the new rows lined up."""
+    old = [c for c in DEVICE_COLUMNS if c != "actual_model_bytes"]
+    ResultsStore(tmp_path).append({"run_id": "a", "status": "ok"}, {"run_id": "b", "status": "ok"})
+    with open(tmp_path / "devices.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=old, lineterminator="\n")
+        writer.writeheader()
+        writer.writerow({"schema_version": 3, "run_id": "a", "device": "CPU", "predicted_model_bytes": 5})
+    record = RunRecord(run_id="b", status="ok")
+    record.device_bytes("actual_model_bytes", {"CPU": 7})
+    store = ResultsStore(tmp_path)
+    store._devices.append([{"schema_version": SCHEMA_VERSION, **d} for d in record.device_rows()])
+    assert tuple(_csv(tmp_path / "devices.csv")[0]) == DEVICE_COLUMNS
+    devices = read_devices(tmp_path).set_index("run_id")
+    assert (devices.at["a", "predicted_model_bytes"], devices.at["b", "actual_model_bytes"]) == (5, 7)
+    assert pd.isna(devices.at["a", "actual_model_bytes"])

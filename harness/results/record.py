@@ -123,8 +123,10 @@ class DeviceFigures:
 
 DEVICE_FIGURES = tuple(f.name for f in fields(DeviceFigures))
 DEVICE_COLUMNS = ("schema_version", "run_id", *DEVICE_FIGURES)
-BYTES_BY_DEVICE = ("predicted_vram_bytes", "predicted_model_bytes", "actual_model_bytes")
-"""The figures that come as a {device: bytes} mapping (`RunRecord.device_bytes`)."""
+BYTES_BY_DEVICE = tuple(name for name in DEVICE_FIGURES if name.endswith("_bytes"))
+"""The figures that come as a {device: bytes} mapping (`RunRecord.device_bytes`): every `*_bytes` field, so a
+buffer kind more (`actual_kv_bytes`, `actual_compute_bytes`) is one field of `DeviceFigures` and one
+`device_bytes` call in the runner."""
 
 
 # -- the results row ----------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ import json
 import pandas as pd
 
 from harness.errors import UserError
-from harness.results.record import BYTES_BY_DEVICE, DEVICE_COLUMNS
+from harness.results.record import DEVICE_COLUMNS
 
 SCHEMA_VERSION = 3
 SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2, 3})
@@ -51,8 +51,8 @@ V2_GPUS = 8
 V2_GPU_FIGURES = ("vram_peak_mib", "gpu_util_pct_mean", "pcie_rx_mib_s_mean", "pcie_tx_mib_s_mean")
 V2_GPU_COLUMNS = tuple(f"{figure}_gpu{i}" for i in range(V2_GPUS) for figure in V2_GPU_FIGURES)
 # version 2's JSON cells {device: bytes}, by the device figure each became
-V2_BYTES_CELLS = dict(zip(("predicted_vram_bytes_by_device", "predicted_model_buffers", "actual_model_buffers"),
-                          BYTES_BY_DEVICE))
+V2_BYTES_CELLS = {"predicted_vram_bytes_by_device": "predicted_vram_bytes",
+                  "predicted_model_buffers": "predicted_model_bytes", "actual_model_buffers": "actual_model_bytes"}
 V3_REMOVED = (*V2_GPU_COLUMNS, *V2_BYTES_CELLS)
 
 
