@@ -211,6 +211,9 @@ def test_unknown_version_is_one_line_error(tmp_path):
         read_runs(tmp_path)
     assert "\n" not in str(err.value) and "unknown schema version 99" in str(err.value)
     assert "reads 1, 2, 3" in str(err.value)
+    with pytest.raises(UserError, match="unknown schema version 99"):
+        ResultsStore(tmp_path)  # a newer moebench's folder is not widened or appended to
+    assert (tmp_path / "runs.csv").read_text() == text
 
 
 def test_a_device_column_added_later_widens_devices_csv(tmp_path):

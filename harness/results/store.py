@@ -8,7 +8,8 @@ between the two writes is run again on resume, its device rows written again (th
 (run_id, device) and only those of runs in runs.csv). A torn last line (a full disk, a power cut) is cut off
 when the store is next opened, and only that line. A folder written by an older moebench is widened once on
 resume: its header gets today's columns (rows unchanged, the new cells empty; columns that today's rows no
-longer have are kept, after today's), so appended rows line up and each row keeps its own `schema_version`.
+longer have are kept, after today's), so appended rows line up and each row keeps its own `schema_version`;
+a folder holding a version this moebench does not know is refused (a `UserError`), untouched.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-from harness.results.reader import read_records
+from harness.results.reader import read_folder, read_records
 from harness.results.record import COLUMNS, DEVICE_COLUMNS, RunRecord
 from harness.results.schema import SCHEMA_VERSION
 
@@ -91,6 +92,8 @@ class ResultsStore:
         self.devices_path = self.folder / "devices.csv"
         self.logs = self.folder / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
+        if self.csv_path.exists() and self.csv_path.stat().st_size:
+            read_folder(self.folder)  # a folder of a version this moebench does not know is left as it is
         self._runs = AppendOnlyCsv(self.csv_path, COLUMNS)
         self._devices = AppendOnlyCsv(self.devices_path, DEVICE_COLUMNS)
 
