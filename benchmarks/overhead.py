@@ -13,7 +13,6 @@ Run it alone: anything else on the machine (a build, the tests, another benchmar
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ from pathlib import Path
 from harness.engines.build import build_engine
 from harness.intervals import confidence_interval
 from harness.models import synthetic_model
+from harness.results.reader import read_records
 from harness.tools.llama_bench import parse_bench_json
 
 SEEDS = range(5)
@@ -43,10 +43,9 @@ def through_moebench(folder: Path) -> tuple[dict[str, list[float]], float, list[
     elapsed = time.monotonic() - started
     tps: dict[str, list[float]] = {}
     commands = []
-    with open(out / "overhead" / "runs.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            tps.setdefault(row["test"], []).append(float(row["tps_mean"]))
-            commands.append(json.loads(row["command"]))
+    for row in read_records(out / "overhead"):
+        tps.setdefault(row["test"], []).append(float(row["tps_mean"]))
+        commands.append(json.loads(row["command"]))
     return tps, elapsed, commands
 
 

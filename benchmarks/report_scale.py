@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from harness.store import COLUMNS  # noqa: E402
+from harness.results.record import COLUMNS  # noqa: E402
 
 KNOB_COLUMNS = ("ubatch", "batch", "threads", "threads_batch", "flash_attn", "op_offload", "load_mode",
                 "cache_type_k", "cache_type_v")

@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.intervals import interval  # noqa: E402
 from harness.plan.planner import plan_sweep, resolve_model  # noqa: E402
+from harness.results.reader import read_runs  # noqa: E402
+from harness.results.record import parse_test  # noqa: E402
 from harness.runner.sweep import PrintProgress, run_sweep  # noqa: E402
 from harness.tune.answer import write_answer  # noqa: E402
 from harness.tune.search import Tuner  # noqa: E402
@@ -63,9 +65,9 @@ def grid(model: str, engine: str, budget: float, out: Path, processes: int, quie
     feasible = [cid for cid, conf in plan_sweep(config) if not conf.error and fits(conf, budget)]
     config = config.model_copy(update={"vram_budget_mib": budget})
     folder = run_sweep(config, out, PrintProgress(quiet), resume=True)
-    rows = pd.read_csv(folder / "runs.csv")
+    rows = read_runs(folder)
     rows = rows[(rows["status"] == "ok") & rows["config_id"].isin(feasible)].copy()
-    rows["kind"] = rows["test"].str[:2]
+    rows["kind"] = rows["test"].map(lambda t: parse_test(t)["kind"])
     per = rows.groupby(["config_id", "placement", "kind"])["tps_mean"].apply(list).reset_index()
     per["mean"] = [interval(v).mean for v in per["tps_mean"]]
     return per, len(feasible)

@@ -4,7 +4,7 @@ axis, crossed with the other knobs and with each strategy's parameter grid. A co
 per knob (`Knobs`), and that value is part of its identity.
 
 `KNOB_TABLE` is the one table of the knobs: bench.yaml's `bench:` keys (`harness.config` builds its fields and
-validation from it), the planner's `Knobs`, the runs.csv columns (`harness.store`: `KNOB_COLUMNS`), the
+validation from it), the planner's `Knobs`, the runs.csv columns (`harness.results.record`: `KNOB_COLUMNS`), the
 analysis's short names (`ub=2048`, `harness.analysis.knobs`). Its order (`KNOB_NAMES`) is the analysis's and
 the planner's; `KNOB_COLUMNS` is the order bench.yaml's schema and runs.csv have listed them since they came.
 

@@ -1,12 +1,15 @@
 """A stand-in engine tool for the scheduler's and runner's unit tests: it runs no engine and measures
 deterministically (each process's samples are drawn from a generator seeded with its log file's name, so the
 same process measures the same on every run and on resume). A configuration with `fail` in its parameters
-fails the way an engine that crashes does (`RunFailed`)."""
+fails the way an engine that crashes does (`RunFailed`). With `window_s`, each test takes that long and
+reports its window (`windows_mono`), as llama-bench's processes do, so a sampler beside it attributes figures to
+it."""
 
 from __future__ import annotations
 
 import random
 import statistics
+import time
 from pathlib import Path
 
 from harness.tools.base import SERVER_PORT, PlannedRun, Tool
@@ -18,6 +21,7 @@ class StandInTool(Tool):
 
     def __init__(self):
         self.processes: list[str] = []   # the log file of every process it ran, in order
+        self.window_s = 0.0              # how long each test takes (0: no time, no window)
 
     def commands(self, conf: PlannedRun, bench: BenchTests, *, port: int | str = SERVER_PORT) -> list[list[str]]:
         return [["stand-in", "-m", str(conf.model.path), "-r", str(bench.repetitions), *self.args(conf)]]
@@ -35,5 +39,10 @@ class StandInTool(Tool):
                                       [(0, g, base) for g in settings.bench.gen_tokens]:
             samples = [speed * rng.uniform(0.97, 1.03) for _ in range(settings.bench.repetitions)]
             std = statistics.stdev(samples) if len(samples) > 1 else 0.0
-            tests.append((BenchTest(n_prompt, n_gen, 0, statistics.fmean(samples), std, samples, {}), argv))
+            raw = {}
+            if self.window_s:
+                start = time.monotonic()
+                time.sleep(self.window_s)
+                raw["windows_mono"] = [(start, time.monotonic())]
+            tests.append((BenchTest(n_prompt, n_gen, 0, statistics.fmean(samples), std, samples, raw), argv))
         return tests

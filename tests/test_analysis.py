@@ -20,7 +20,7 @@ from harness.analysis import (SUPPORTED_SCHEMA_VERSIONS, best_strategies, confid
 from harness.analysis import plots
 from harness.analysis.report import COMMUNITY_COLUMNS, compare
 from harness.errors import UserError
-from harness.store import SCHEMA_VERSION
+from harness.results.schema import SCHEMA_VERSION
 
 GOLDEN = Path(__file__).parent / "data" / "sweep-tiny"
 TELEMETRY_ID = "2411f2abb2721331"

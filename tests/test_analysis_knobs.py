@@ -19,7 +19,7 @@ from conftest import run_cli
 from harness.analysis import best_strategies, compare, load_results, summarize
 from harness.analysis import plots
 from harness.analysis.knobs import KNOBS, knob_value
-from harness.store import COLUMNS
+from harness.results.record import COLUMNS
 
 GOLDEN = Path(__file__).parent / "data" / "sweep-tiny"
 NS, UBATCH, FLASH = (2, 4), ("", "2048"), ("", "true")  # "true": how a boolean knob may be written

@@ -18,7 +18,7 @@ from scipy import stats as scipy_stats
 
 from conftest import run_cli
 from harness.analysis import best_strategies, compare, load_results, pairwise_verdicts, regressions, summarize
-from harness.store import COLUMNS
+from harness.results.record import COLUMNS
 
 GOLDEN = Path(__file__).parent / "data" / "sweep-tiny"
 PLACEMENT = "everything on accel0"  # engine-fit and all-gpu place the same on a small model

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from conftest import run_cli
 from harness.plan.load_report import agrees, engine_settings
+from harness.results.reader import by_device, read_devices
 from harness.units import MIB
 
 HEAD = """models: [{synth: tiny}]
@@ -115,8 +116,10 @@ strategies:
     measured = [r for r in rows if not (r["engine_dialect"] == "ik" and r["tool"] == "llama-bench")]
     assert len(measured) == 3 * 2 * 2 and all(r["status"] == "ok" for r in measured), rows
     cpu = {}
+    devices = read_devices(folder)
+    predicted_of, actual_of = by_device(devices, "predicted_model_bytes"), by_device(devices, "actual_model_bytes")
     for row in measured:
-        predicted, actual = json.loads(row["predicted_model_buffers"]), json.loads(row["actual_model_buffers"])
+        predicted, actual = predicted_of[row["run_id"]], actual_of[row["run_id"]]
         assert agrees(predicted["CPU"] / MIB, actual["CPU"] / MIB), row
         cpu[row["engine_dialect"], row["tool"], row["load_mode"]] = actual["CPU"]
         if row["engine_dialect"] == "mainline":

@@ -11,7 +11,7 @@ from harness.analysis.knobs import KNOB_LABELS, KNOBS, knob_value
 from harness.config import BenchSettings, load_config
 from harness.errors import UserError
 from harness.knobs import KNOB_COLUMNS, KNOB_NAMES, KNOB_TABLE, Knobs
-from harness.store import COLUMNS
+from harness.results.record import COLUMNS
 
 BAD = {int: ("0", "a whole number >= 1"), bool: ("maybe", "true or false")}
 

@@ -178,7 +178,8 @@ def test_resuming_a_folder_written_before_the_knob_columns(tmp_path):
     """Its header is widened once (rows unchanged, the knob columns empty), so that appended rows line up."""
     import csv
 
-    from harness.store import COLUMNS, ResultsStore
+    from harness.results.record import COLUMNS
+    from harness.results.store import ResultsStore
 
     old = [c for c in COLUMNS if c not in ("ubatch", "batch", "threads_batch", "flash_attn", "op_offload",
                                            "load_mode", "cache_type_k", "cache_type_v")]
@@ -190,6 +191,10 @@ def test_resuming_a_folder_written_before_the_knob_columns(tmp_path):
         writer.writerow({"schema_version": 2, "config_id": "a", "threads": 2, "tps_mean": 10.0})
     store = ResultsStore(folder)
     store.append({"config_id": "b", "threads": 1, "ubatch": 2048, "load_mode": "no-mmap", "tps_mean": 12.0})
-    rows = store.rows()
+    with open(folder / "runs.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == list(COLUMNS)
     assert [(r["config_id"], r["threads"], r["ubatch"], r["load_mode"], r["tps_mean"]) for r in rows] \
         == [("a", "2", "", "", "10.0"), ("b", "1", "2048", "no-mmap", "12.0")]
+    assert [(r["config_id"], r["ubatch"], r["load_mode"]) for r in store.rows()] \
+        == [("a", None, None), ("b", 2048, "no-mmap")]

@@ -18,6 +18,7 @@ from harness.errors import UserError
 from harness.models import inspect_model, synthetic_model
 from harness.plan.memory import MIB, predict_memory
 from harness.plan.split import balanced_layers, split_layers, ts_counts
+from harness.results.reader import by_device, read_devices
 from strategies import get_strategy
 
 
@@ -154,11 +155,14 @@ strategies:
     ok = [r for r in rows if r["status"] == "ok"]
     assert {(r["engine"].split("-")[0], r["strategy"]) for r in ok} == {
         (e, s) for e in ("mainline", "ik") for s in ("gpu-layers", "experts-balanced")}
+    devices = read_devices(tmp_path / "out" / "default")
+    predicted_of, actual_of = by_device(devices, "predicted_model_bytes"), by_device(devices, "actual_model_bytes")
+    vram_of = by_device(devices, "predicted_vram_bytes")
     for r in ok:
-        predicted, actual = json.loads(r["predicted_model_buffers"]), json.loads(r["actual_model_buffers"])
+        predicted, actual = predicted_of[r["run_id"]], actual_of[r["run_id"]]
         assert len(predicted) == 3 and set(predicted) == set(actual), (predicted, actual)
         assert all(abs(predicted[d] - actual[d]) <= 0.005 * MIB for d in predicted), (r["strategy"], predicted, actual)
-        assert len(json.loads(r["predicted_vram_bytes_by_device"])) == 2 and r["device"].count("RPC0[") == 2
+        assert len(vram_of[r["run_id"]]) == 2 and r["device"].count("RPC0[") == 2
         assert r["rpc_cpus"] == plan_budget(2).describe_rpc()
     # plan == run: each executed argument list is the planned one, the servers' ports as placeholders
     plan = {r["config_id"]: r["commands"] for r in json.loads(run_cli("plan", config, "--json").stdout)}

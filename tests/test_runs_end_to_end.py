@@ -13,6 +13,8 @@ from harness.config import BenchSettings
 from harness.tools.llama_bench import bench_argv, parse_bench_json
 from harness.tools.server_process import LlamaServer
 from harness import procs
+from harness.results.reader import by_device, read_devices
+from harness.results.schema import SCHEMA_VERSION
 from harness.units import MIB
 
 
@@ -67,6 +69,8 @@ def test_demo_sweep_writes_real_results(mainline_engine, tmp_path):
     csv_path = tmp_path / "default" / "runs.csv"
     assert result.stdout.strip() == f"results: {csv_path}"
     rows = list(csv.DictReader(csv_path.open()))
+    devices = read_devices(tmp_path / "default")
+    predicted_of, actual_of = by_device(devices, "predicted_model_bytes"), by_device(devices, "actual_model_bytes")
     # every built-in strategy but experts-balanced, which spreads experts over several accelerators (on the
     # one-device default rig it is first-n-experts again)
     assert {r["strategy"] for r in rows} == set(available_strategies()) - {"experts-balanced"}
@@ -74,7 +78,7 @@ def test_demo_sweep_writes_real_results(mainline_engine, tmp_path):
                                                      for n in ("pp64", "tg16")}
     for row in rows:
         assert row["status"] == "ok", row["reason"]
-        assert row["schema_version"] == "2" and row["device"].startswith("RPC0[127.0.0.1:")
+        assert row["schema_version"] == str(SCHEMA_VERSION) and row["device"].startswith("RPC0[127.0.0.1:")
         assert (row["cpus"], row["rpc_cpus"], row["threads"]) == ("0", "1", "1")  # disjoint CPU sets, no spinning pair
         assert row["process_index"] == "0" and float(row["sample_ms_mean"]) > 0
         assert float(row["tps_mean"]) > 0 and len(json.loads(row["tps_samples"])) == 3
@@ -91,7 +95,7 @@ def test_demo_sweep_writes_real_results(mainline_engine, tmp_path):
         if row["tool"] == "llama-server" and row["test"] == "pp64":
             assert float(row["ttft_ms_mean"]) > 0 and len(json.loads(row["ttft_ms_samples"])) == 3
         if row["tool"] == "llama-bench" and row["strategy"] != "engine-fit":
-            predicted, actual = json.loads(row["predicted_model_buffers"]), json.loads(row["actual_model_buffers"])
+            predicted, actual = predicted_of[row["run_id"]], actual_of[row["run_id"]]
             assert set(predicted) == set(actual)
             assert all(agrees(predicted[d] / MIB, actual[d] / MIB) for d in predicted), row["placement"]
     meta = json.loads((tmp_path / "default" / "meta.json").read_text())

@@ -299,6 +299,7 @@ def test_sweep_of_a_split_model_plans_and_runs_it_whole(mainline_engine, tmp_pat
 
     from conftest import run_cli
     from harness.models import synthetic_model_path
+    from harness.results.reader import by_device, read_devices
 
     first = synthetic_model_path("tiny", 5, split=FORTY)
     for shard in _shards(first):
@@ -321,10 +322,13 @@ bench: {prompt_tokens: [16], gen_tokens: [4], repetitions: 1, processes: 1, ctx:
     rows = list(csv.DictReader((tmp_path / "out" / "default" / "runs.csv").open()))
     assert rows and {r["model"] for r in rows} == {"synth:tiny:split-40t"}
     sizes = sum(p.stat().st_size for p in _shards(first))
+    devices = read_devices(tmp_path / "out" / "default")
+    predicted_by_run = by_device(devices, "predicted_model_bytes")
+    actual_by_run = by_device(devices, "actual_model_bytes")
     for row in rows:
         assert row["status"] == "ok", row["reason"]
         assert row["model_file"] == str(first) and int(row["model_size_bytes"]) == sizes
-        predicted, actual = json.loads(row["predicted_model_buffers"]), json.loads(row["actual_model_buffers"])
+        predicted, actual = predicted_by_run[row["run_id"]], actual_by_run[row["run_id"]]
         portless = lambda buffers: {re.sub(r"\[.*\]", "", d): n for d, n in buffers.items()}  # noqa: E731
         assert portless(predicted) == portless(planned[row["config_id"]]["predicted_model_buffers"])
         assert set(predicted) == set(actual)

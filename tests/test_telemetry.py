@@ -656,10 +656,13 @@ def test_rpc_rig_loopback_traffic_carries_the_weights(mainline_engine, tiny_mode
     assert summary["rss_peak_mib"] >= bench_peak_mib + rpc_rss_before  # both roots' trees are summed
 
 
-def test_each_gpu_has_its_own_columns(install_fake, tmp_path):
-    """Two GPUs doing different things in one phase: each one's VRAM peak, PCIe and utilization in its own
-    runs.csv columns, beside the aggregates (fullest GPU, summed PCIe, mean utilization)."""
-    from harness.store import COLUMNS, ResultsStore
+def test_each_gpu_has_its_own_figures(install_fake, tmp_path):
+    """Two GPUs doing different things in one phase: each one's VRAM peak, PCIe and utilization under its own
+    index (devices.csv rows `gpu0`, `gpu1`), beside the aggregates (fullest GPU, summed PCIe, mean utilization)."""
+    from harness.results.reader import read_devices
+    from harness.results.record import COLUMNS, RunRecord
+    from harness.results.store import ResultsStore
+    from harness.telemetry.attribution import PER_GPU
 
     busy, light = FakeGpu(), FakeGpu()
     install_fake(busy, light)
@@ -672,12 +675,13 @@ def test_each_gpu_has_its_own_columns(install_fake, tmp_path):
         s.mark_phase("pp", start, s.now(), tokens=512)
         time.sleep(0.05)
     pp = s.summarize("pp")
-    assert (pp["vram_peak_mib_gpu0"], pp["vram_peak_mib_gpu1"], pp["vram_peak_mib"]) == (6000, 6100, 6100)
-    assert (pp["pcie_rx_mib_s_mean_gpu0"], pp["pcie_rx_mib_s_mean_gpu1"], pp["pcie_rx_mib_s_mean"]) == (500, 100, 600)
-    assert (pp["pcie_tx_mib_s_mean_gpu0"], pp["pcie_tx_mib_s_mean_gpu1"]) == (10, 5)
-    assert (pp["gpu_util_pct_mean_gpu0"], pp["gpu_util_pct_mean_gpu1"], pp["gpu_util_pct_mean"]) == (90, 40, 65)
-    assert pp["vram_peak_mib_gpu2"] is None and "vram_peak_mib_gpu7" in pp
-    store = ResultsStore(tmp_path)
-    store.append({"run_id": "r", "status": "ok", **pp})
-    row = store.rows()[0]
-    assert float(row["vram_peak_mib_gpu1"]) == 6100 and "vram_peak_mib_gpu1" in COLUMNS
+    gpus = pp[PER_GPU]
+    assert sorted(gpus) == [0, 1] and pp["vram_peak_mib"] == 6100
+    assert (gpus[0]["vram_peak_mib"], gpus[1]["vram_peak_mib"]) == (6000, 6100)
+    assert (gpus[0]["pcie_rx_mib_s_mean"], gpus[1]["pcie_rx_mib_s_mean"], pp["pcie_rx_mib_s_mean"]) == (500, 100, 600)
+    assert (gpus[0]["pcie_tx_mib_s_mean"], gpus[1]["pcie_tx_mib_s_mean"]) == (10, 5)
+    assert (gpus[0]["gpu_util_pct_mean"], gpus[1]["gpu_util_pct_mean"], pp["gpu_util_pct_mean"]) == (90, 40, 65)
+    ResultsStore(tmp_path).append(RunRecord(run_id="r", status="ok").update(**pp))
+    devices = read_devices(tmp_path).set_index("device")
+    assert list(devices.index) == ["gpu0", "gpu1"] and devices.at["gpu1", "vram_peak_mib"] == 6100
+    assert not any(c.endswith("_gpu1") for c in COLUMNS)

@@ -19,7 +19,7 @@ from harness.plan.planner import Configuration, ResolvedModel, config_id
 from harness.runner.commands import commands
 from harness.runner.schedule import Schedule, history_from_rows
 from harness.runner.sweep import _run_process
-from harness.store import ResultsStore
+from harness.results.store import ResultsStore
 from harness.tools import TOOLS, tool_named
 from standin_tool import StandInTool
 
@@ -138,3 +138,40 @@ def test_rounds_failed_and_skipped_rows_then_resume(sweep_setup, stand_in, tmp_p
 def test_an_unknown_tool_is_named_with_a_suggestion():
     with pytest.raises(Exception, match=r"unknown tool 'llama-servr' \(did you mean 'llama-server'\?\)"):
         tool_named("llama-servr")
+
+
+def test_a_run_writes_its_devices(sweep_setup, stand_in, tmp_path, monkeypatch):
+    """devices.csv of one process on two GPUs (the scripted fake NVML of test_telemetry): each test's row per
+    GPU with that GPU's own VRAM peak, PCIe and utilization, and the plan's per-device bytes; runs.csv keeps the
+    aggregate (the fullest GPU) and no per-GPU column."""
+    import sys
+
+    from harness.results.reader import read_devices, read_runs
+    from harness.telemetry import Sampler
+    from test_telemetry import FakeGpu, fake_pynvml
+
+    config, confs = sweep_setup
+    busy, light = FakeGpu(), FakeGpu()
+    busy.set("pp")
+    light.set("tg")
+    monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml([busy, light]))
+    stand_in.window_s = 0.2
+    cid, conf = next((cid, c) for cid, c in confs.items() if c.strategy == "fast")
+    conf.predicted_buffers = {"CPU": 1000, "accel0": 2000}
+    store = ResultsStore(tmp_path / "gpus")
+    schedule = Schedule([cid], 1, None, seed=0)
+    with Sampler(lambda: None, hz=50) as sampler:
+        _run_process(config, store, conf, cid, 0, schedule, plan_budget(False), _Quiet(), sampler, Predictor({}))
+    runs = read_runs(store.folder)
+    assert list(runs["test"]) == ["pp32", "tg8"] and list(runs["vram_peak_mib"]) == [6100, 6100]
+    assert not any("gpu0" in c or "gpu1" in c for c in runs.columns)
+    devices = read_devices(store.folder)
+    assert set(devices["run_id"]) == set(runs["run_id"])
+    for run_id in runs["run_id"]:
+        mine = devices[devices["run_id"] == run_id].set_index("device")
+        assert list(mine.index) == ["gpu0", "gpu1", "CPU", "accel0"]
+        assert list(mine.loc[["gpu0", "gpu1"], "gpu_index"]) == [0, 1]
+        assert list(mine.loc[["gpu0", "gpu1"], "vram_peak_mib"]) == [6000, 6100]
+        assert list(mine.loc[["gpu0", "gpu1"], "pcie_rx_mib_s_mean"]) == [500, 100]
+        assert list(mine.loc[["gpu0", "gpu1"], "gpu_util_pct_mean"]) == [90, 40]
+        assert list(mine.loc[["CPU", "accel0"], "predicted_model_bytes"]) == [1000, 2000]

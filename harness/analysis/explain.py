@@ -22,6 +22,8 @@ import pandas as pd
 from harness.analysis.markdown import fmt, markdown_table
 from harness.analysis.stats import measured_interval
 from harness.intervals import noise_verdict
+from harness.results.reader import read_runs
+from harness.results.record import modelled_test
 
 PAIR_STRATEGIES = ("first-n-experts", "last-n-experts")
 # The baselines the fastest placement is explained against: the report's baselines (`harness.analysis.selection.
@@ -60,15 +62,15 @@ def explain_folder(folder: Path) -> Explained:
     except (OSError, ValueError, KeyError, UserError) as exc:
         return Explained(pd.DataFrame(), problem=f"cannot plan the sweep again: {exc}")
     predictor = Predictor.for_configurations(list(confs.values()))
-    raw = pd.read_csv(Path(folder) / "runs.csv")
+    raw = read_runs(folder)
     raw = raw[(raw["status"] == "ok") & raw["config_id"].isin(list(confs))]
     records = []
     for (cid, test_name), group in raw.groupby(["config_id", "test"], sort=False):
         conf, first = confs[cid], group.iloc[0]
-        if bool(first["n_prompt"]) == bool(first["n_gen"]):
-            continue
-        kind = "pp" if first["n_prompt"] else "tg"
-        tokens = int(first["n_prompt"] if kind == "pp" else first["n_gen"])
+        modelled = modelled_test(first["n_prompt"], first["n_gen"])
+        if modelled is None:
+            continue  # combined tests are not modelled
+        kind, tokens = modelled
         measured = measured_interval(group)  # the report's interval (one process: its repetitions)
         record = {"engine": conf.engine.name, "tool": conf.tool, "model": conf.model.label,
                   "strategy": conf.strategy or "", "params": conf.params, "test": test_name, "kind": kind,

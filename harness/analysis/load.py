@@ -1,4 +1,5 @@
-"""Load one or many results folders (`runs.csv`, written by `harness.store`) into one tidy pandas frame.
+"""Load one or many results folders (`runs.csv`, written by `harness.results.store`, read by
+`harness.results.reader`) into one tidy pandas frame.
 
 One row per measured test and process, as in runs.csv, plus:
 
@@ -7,17 +8,19 @@ One row per measured test and process, as in runs.csv, plus:
 - `n_samples`: how many;
 - `kind` ("pp", "tg", "pp+tg"), `size` (prompt or generated tokens), `depth` (context already filled, 0 when
   none) and `concurrency` (concurrent requests, 1 when none), all parsed from `test` (`pp64`, `tg16x3`,
-  `pp64@d128`, `pp64+tg16`);
+  `pp64@d128`, `pp64+tg16`: `harness.results.record.parse_test`);
 - `ok`: status == "ok"; `skipped`: status starts with "skipped";
 - the engine knobs (`harness.analysis.knobs.KNOBS`: `ubatch`, `flash_attn`, `load_mode`, ...) normalized to
   text, "" for the engine's default and for a column the folder lacks; `knobs`: the non-default ones as text;
 - `config_key`: the configuration's name within its (sweep, model, engine, tool), see `config_key`; it names
   the knobs that vary within the sweep (`first-n-experts(n=4) ub=2048`).
 
-Schema versions 1 and 2 are read (`harness.store`). Version 1 has one row per (configuration, test) and none
-of version 2's columns: its rows read as process 0 (`process_index` 0), without warnings (`warnings` ""), and
-the other new columns (`tps_ci_low`, `tps_ci_high`, `sample_ms_mean`, `cpus`, `rpc_cpus`) empty. `model`,
-`strategy`, `strategy_params`, `placement`, `engine`, `tool` and `warnings` are strings ("" when empty).
+Every schema version is read (`harness.results.schema`: the format history and its loaders). Version 1 has
+one row per (configuration, test) and none of version 2's columns: its rows read as process 0
+(`process_index` 0), without warnings (`warnings` ""), and the other new columns (`tps_ci_low`, `tps_ci_high`,
+`sample_ms_mean`, `cpus`, `rpc_cpus`) empty. Per-device figures are not columns here: `load_devices` (one row
+per run and device). `model`, `strategy`, `strategy_params`, `placement`, `engine`, `tool` and `warnings` are
+strings ("" when empty).
 
 A folder without runs.csv, or a row with a schema version this code does not know, is a `UserError`.
 """
@@ -25,7 +28,6 @@ A folder without runs.csv, or a row with a schema version this code does not kno
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Iterable
 
@@ -33,40 +35,9 @@ import pandas as pd
 
 from harness.analysis.knobs import KNOBS, add_knob_columns, knob_texts, varying_knobs
 from harness.errors import UserError
-
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1, 2})
-# columns version 2 added, and what a version-1 row (or an empty cell) reads as
-_NEW_COLUMNS = {"process_index": 0, "warnings": "", "tps_ci_low": None, "tps_ci_high": None,
-                "sample_ms_mean": None, "cpus": None, "rpc_cpus": None}
-
-_TEST = re.compile(r"^(?P<kind>pp|tg|pp(?P<p>\d+)\+tg)(?P<size>\d+)(?:x(?P<conc>\d+))?(?:@d(?P<depth>\d+))?$")
-
-
-def parse_test(test: str) -> dict:
-    """`pp64` -> kind pp, size 64; `tg16x3@d128` -> kind tg, size 16, concurrency 3, depth 128.
-    An unrecognised name gives kind None (the row is kept, just not classified)."""
-    match = _TEST.match(str(test).strip())
-    if not match:
-        return {"kind": None, "size": None, "depth": 0, "concurrency": 1}
-    kind = match["kind"]
-    if match["p"]:
-        kind = "pp+tg"
-    return {"kind": kind, "size": int(match["size"]), "depth": int(match["depth"] or 0),
-            "concurrency": int(match["conc"] or 1)}
-
-
-def parse_samples(cell) -> list[float]:
-    """A `tps_samples` cell (a JSON list as written; a single number is one sample) as floats; [] when empty or
-    unreadable."""
-    if cell is None or (isinstance(cell, float) and pd.isna(cell)) or str(cell).strip() == "":
-        return []
-    try:
-        values = json.loads(cell)
-    except (TypeError, ValueError):
-        return []
-    if not isinstance(values, list):
-        values = [values]
-    return [float(v) for v in values if v is not None]
+from harness.results.reader import find_folder, read_devices, read_runs
+from harness.results.record import parse_samples, parse_test  # noqa: F401  (the analysis's names for them)
+from harness.results.schema import SUPPORTED_SCHEMA_VERSIONS  # noqa: F401
 
 
 def _json_dict(cell) -> dict:
@@ -78,36 +49,28 @@ def _json_dict(cell) -> dict:
 
 
 def load_folder(folder: str | Path) -> pd.DataFrame:
-    """One results folder (the one holding runs.csv, or its parent holding exactly one sweep)."""
-    folder = Path(folder)
-    csv_path = folder / "runs.csv"
-    if not csv_path.exists():
-        subs = sorted(p.parent for p in folder.glob("*/runs.csv")) if folder.is_dir() else []
-        if len(subs) == 1:
-            folder, csv_path = subs[0], subs[0] / "runs.csv"
-        else:
-            hint = f"; it holds {len(subs)} sweeps, name one" if subs else ""
-            raise UserError(f"no runs.csv in {folder} (not a results folder){hint}")
-    try:
-        df = pd.read_csv(csv_path, dtype={"reason": "string", "strategy_params": "string", "engine_commit": "string",
-                                          "warnings": "string", "cpus": "string", "rpc_cpus": "string"},
-                         keep_default_na=True)
-    except pd.errors.EmptyDataError:
-        raise UserError(f"{csv_path} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UserError(f"{csv_path} is not a readable runs.csv: {str(exc).splitlines()[0]}") from None
-    df = df.copy()  # one block per dtype: read_csv leaves one per column, and every insert after warned
-    if "schema_version" not in df.columns:
-        raise UserError(f"{csv_path} has no schema_version column (not a moebench runs.csv)")
-    versions = set(pd.to_numeric(df["schema_version"], errors="coerce").dropna().astype(int))
-    unknown = versions - SUPPORTED_SCHEMA_VERSIONS
-    bad = df["schema_version"].isna() | pd.to_numeric(df["schema_version"], errors="coerce").isna()
-    if unknown or bad.any():
-        what = sorted(unknown) or sorted(set(df.loc[bad, "schema_version"].astype(str)))
-        raise UserError(f"{csv_path}: unknown schema version {', '.join(map(str, what))}; this moebench reads "
-                        f"{', '.join(map(str, sorted(SUPPORTED_SCHEMA_VERSIONS)))} (upgrade moebench)")
+    """One results folder (the one holding runs.csv, or its parent holding exactly one sweep), through the one
+    reader (`harness.results.reader`: every schema version, checked)."""
+    folder = find_folder(folder)
+    df = read_runs(folder)
     df["sweep_dir"] = str(folder.resolve())
     return df
+
+
+def load_devices(folders: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """The per-device figures of one or many results folders (devices.csv, or an older runs.csv's per-GPU and
+    per-device columns): one row per (run_id, device), with `sweep_dir`; join on `run_id` with `load_results`."""
+    if isinstance(folders, (str, Path)):
+        folders = [folders]
+    frames = []
+    for f in folders:
+        found = find_folder(f)
+        devices = read_devices(found)
+        devices["sweep_dir"] = str(found.resolve())
+        frames.append(devices)
+    if not frames:
+        raise UserError("no results folders given")
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
 
 
 def load_results(folders: str | Path | Iterable[str | Path]) -> pd.DataFrame:
@@ -129,9 +92,6 @@ def load_results(folders: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     parsed = pd.DataFrame([parse_test(t) for t in df["test"].fillna("")], index=df.index)
     for col in parsed.columns:
         df[col] = parsed[col]
-    for col, default in _NEW_COLUMNS.items():
-        if col not in df:
-            df[col] = default
     df["process_index"] = pd.to_numeric(df["process_index"], errors="coerce").fillna(0).astype(int)
     for col in ("placement", "strategy", "strategy_params", "engine", "tool", "model", "warnings"):
         if col not in df:

@@ -21,6 +21,8 @@ from harness.perf.model import fit_constants
 from harness.perf.peaks import measure_peaks
 from harness.perf.workload import Workload
 from harness.plan.planner import Configuration, plan_sweep
+from harness.results.reader import read_runs
+from harness.results.record import modelled_test
 
 CALIBRATION_MODEL = "tiny"
 CALIBRATION_STRATEGIES = [
@@ -60,9 +62,7 @@ def samples(folder: Path, config: BenchConfig) -> dict[str, list[tuple[str, Work
     """Per tool, (label, workload, median tokens/s over the processes) of every measured configuration and test
     in a results folder planned from `config`. The median: a slow stretch of a shared machine hits some
     processes of a configuration, not the typical one (docs/MEASUREMENT.md)."""
-    import pandas as pd
-
-    rows = pd.read_csv(folder / "runs.csv")
+    rows = read_runs(folder)
     rows = rows[rows["status"] == "ok"]
     confs: dict[str, Configuration] = dict(plan_sweep(config))
     out: dict[str, list] = {}
@@ -71,12 +71,10 @@ def samples(folder: Path, config: BenchConfig) -> dict[str, list[tuple[str, Work
         if conf is None:
             continue
         first = group.iloc[0]
-        if bool(first["n_prompt"]) == bool(first["n_gen"]):
+        modelled = modelled_test(first["n_prompt"], first["n_gen"])
+        if modelled is None:
             continue  # combined tests are not modelled
-        kind = "pp" if first["n_prompt"] else "tg"
-        tokens = int(first["n_prompt"] if kind == "pp" else first["n_gen"])
-        w = configuration_workload(conf, test_of(kind, tokens, int(first.get("n_depth") or 0), conf,
-                                                 config.bench))
+        w = configuration_workload(conf, test_of(*modelled, int(first.get("n_depth") or 0), conf, config.bench))
         if w is not None:
             label = f"{conf.placement.describe()} {test_name}"
             out.setdefault(conf.tool, []).append((label, w, float(np.median(group["tps_mean"]))))

@@ -1,6 +1,6 @@
-"""The parts of a results row that describe what ran: the configuration (model, engine, placement, predicted
-memory, host), its telemetry (the time series file, the phase windows, per-phase figures) and time to first
-token."""
+"""The parts of a results record (`harness.results.record.RunRecord`) that describe what ran: the configuration
+(model, engine, placement, predicted memory per device, host), its telemetry (the time series file, the phase
+windows, per-phase figures) and time to first token."""
 
 from __future__ import annotations
 
@@ -12,28 +12,32 @@ from harness.config import BenchConfig
 from harness.hostinfo import host_fingerprint
 from harness.plan.planner import Configuration
 from harness.tools.measurement import BenchTest
-from harness.store import ResultsStore
+from harness.results.record import RunRecord
+from harness.results.store import ResultsStore
 from harness.telemetry import Sampler
 
 
-def base_row(config: BenchConfig, conf: Configuration) -> dict:
+def base_record(config: BenchConfig, conf: Configuration) -> RunRecord:
+    """The record of a configuration before it runs: what it is and what the plan predicted."""
     engine = conf.engine
     memory = conf.memory
-    return {
-        "sweep": config.name, "tool": conf.tool, "strategy": conf.strategy or "",
-        "strategy_params": conf.params or "", "placement": conf.placement.describe() if conf.placement else "",
-        "device": "+".join(conf.target.buffer_types) if conf.target else "", "repetitions": config.bench.repetitions,
-        "engine": engine.name, "engine_dialect": engine.dialect, "engine_version": engine.version,
-        "engine_build": engine.build_number, "engine_commit": engine.commit,
-        "model": conf.model.label, "model_file": str(conf.model.path), "model_arch": conf.model.info.architecture,
-        "model_quant": next(iter(conf.model.info.quant_bytes), ""),  # the type holding the most bytes
-        "model_size_bytes": conf.model.info.file_size_bytes, "threads": conf.threads, **conf.knobs.columns(),
-        "predicted_vram_bytes": memory.vram_bytes if memory else None,
-        "predicted_vram_bytes_by_device": {conf.device_names.get(d, d): b for d, b in
-                                           memory.vram_bytes_by_device.items()} if memory else None,
-        "predicted_ram_bytes": memory.ram_bytes if memory else None,
-        "predicted_model_buffers": conf.predicted_buffers, **host_fingerprint(),
-    }
+    record = RunRecord(
+        sweep=config.name, tool=conf.tool, strategy=conf.strategy or "", strategy_params=conf.params or "",
+        placement=conf.placement.describe() if conf.placement else "",
+        device="+".join(conf.target.buffer_types) if conf.target else "", repetitions=config.bench.repetitions,
+        engine=engine.name, engine_dialect=engine.dialect, engine_version=engine.version,
+        engine_build=engine.build_number, engine_commit=engine.commit,
+        model=conf.model.label, model_file=str(conf.model.path), model_arch=conf.model.info.architecture,
+        model_quant=next(iter(conf.model.info.quant_bytes), ""),  # the type holding the most bytes
+        model_size_bytes=conf.model.info.file_size_bytes,
+        predicted_vram_bytes=memory.vram_bytes if memory else None,
+        predicted_ram_bytes=memory.ram_bytes if memory else None,
+    ).update(threads=conf.threads, **conf.knobs.columns(), **host_fingerprint())
+    if memory:
+        record.device_bytes("predicted_vram_bytes", {conf.device_names.get(d, d): b
+                                                     for d, b in memory.vram_bytes_by_device.items()})
+    record.device_bytes("predicted_model_bytes", conf.predicted_buffers)
+    return record
 
 
 def telemetry_file(store: ResultsStore, name: str, sampler: Sampler | None) -> dict:
@@ -64,7 +68,13 @@ def phase_telemetry(sampler: Sampler | None, test: BenchTest) -> dict:
     offset = time.monotonic() - sampler.now()  # monotonic -> sampler time
     for start, end in windows:
         sampler.mark_phase(test.name, start - offset, end - offset, test.tokens / len(windows))
-    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in sampler.summarize(test.name).items()}
+    return _rounded(sampler.summarize(test.name))
+
+
+def _rounded(figures: dict) -> dict:
+    """Floats to 3 decimals, also inside the per-GPU figures ({index: {figure: value}})."""
+    return {k: round(v, 3) if isinstance(v, float) else _rounded(v) if isinstance(v, dict) else v
+            for k, v in figures.items()}
 
 
 def ttft_columns(test: BenchTest) -> dict:

@@ -10,7 +10,6 @@ again. What the store already holds (resume) counts: a configuration's round is 
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 
 from harness.config import Until
 from harness.intervals import Interval, interval
+from harness.results.record import parse_samples
 
 
 @dataclass
@@ -109,7 +109,8 @@ class Schedule:
 
 
 def history_from_rows(rows) -> dict[str, History]:
-    """Each configuration's history from the rows of runs.csv (version-1 rows are process 0)."""
+    """Each configuration's history from the rows of runs.csv as the reader gives them
+    (`harness.results.reader.read_records`, through `ResultsStore.rows`; version-1 rows are process 0)."""
     out: dict[str, History] = {}
     for row in rows:
         cid = row.get("config_id")
@@ -117,13 +118,9 @@ def history_from_rows(rows) -> dict[str, History]:
             continue
         try:
             round_ = int(row.get("process_index") or 0)
-        except ValueError:
+        except (TypeError, ValueError):
             round_ = 0
         mean = float(row["tps_mean"]) if row.get("tps_mean") not in (None, "") else None
-        try:
-            samples = [float(v) for v in json.loads(row.get("tps_samples") or "[]")]
-        except (TypeError, ValueError):
-            samples = []
-        out.setdefault(cid, History()).record(round_, row.get("status", ""), row.get("test") or None, mean,
-                                              samples)
+        out.setdefault(cid, History()).record(round_, row.get("status") or "", row.get("test") or None, mean,
+                                              parse_samples(row.get("tps_samples")))
     return out

@@ -28,10 +28,11 @@ from harness.plan.planner import (
 )
 from harness.runner.measure import ProcessSettings, RunFailed, measure
 from harness.runner.rig import start_rig
-from harness.runner.rows import base_row, phase_telemetry, telemetry_file, ttft_columns
+from harness.runner.rows import base_record, phase_telemetry, telemetry_file, ttft_columns
 from harness.runner.schedule import Schedule, history_from_rows
 from harness.runner.stability import row_warnings
-from harness.store import ResultsStore
+from harness.results.record import modelled_test
+from harness.results.store import ResultsStore
 from harness.telemetry import Sampler, shared_nvml
 from harness.warnings import encode_warnings
 
@@ -122,13 +123,13 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
                  sampler: Sampler | None, predictor: Predictor) -> None:
     """Round `round_` of one configuration: one measuring process (for llama-bench, one per test)."""
     history = schedule.history[cid]
-    row = {**base_row(config, conf), "config_id": cid, "process_index": round_,
-           "cpus": cpu_list(budget.engine_cpus), "rpc_cpus": budget.describe_rpc(),
-           "run_id": run_id(cid, round_)}
+    record = base_record(config, conf).update(
+        config_id=cid, process_index=round_, cpus=cpu_list(budget.engine_cpus), rpc_cpus=budget.describe_rpc(),
+        run_id=run_id(cid, round_))
     progress.start(f"[{round_ + 1}/{max(schedule.processes, round_ + 1)}] {conf.label}")
 
     def finish(status: str, reason: str, **more) -> None:
-        store.append({**row, **more, "status": status, "reason": reason})
+        store.append(record.updated(**more, status=status, reason=reason))
         history.record(round_, status, None, None, None)
         progress.result(f"{status}: {reason.splitlines()[0][:200]}" if reason else status)
 
@@ -138,10 +139,10 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
         return finish("skipped: predicted-oom", conf.memory.oom_reason(conf.device_names))
     suffix = f".p{round_}" if round_ else ""
     log_path = store.logs / f"{cid}{suffix}.log"
-    row["log_file"] = str(log_path.relative_to(store.folder))
+    record.log_file = str(log_path.relative_to(store.folder))
     settings = ProcessSettings(config.bench, budget.engine_cpus, config.timeouts.run_s)
     started = time.monotonic()
-    row["started_at"] = _now()
+    record.started_at = _now()
     try:
         with contextlib.ExitStack() as held:
             if config.vram_limit_gib:  # reserved for this run only, released on every exit path
@@ -154,10 +155,10 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
                       duration_s=round(time.monotonic() - started, 3),
                       **telemetry_file(store, f"{cid}{suffix}", sampler))
     loaded = parse_report(log_path.read_text(errors="replace"))
-    row.update(finished_at=_now(), duration_s=round(time.monotonic() - started, 3),
-               actual_model_buffers=loaded.model_bytes_by_device if loaded else None)
+    record.update(finished_at=_now(), duration_s=round(time.monotonic() - started, 3))
+    record.device_bytes("actual_model_bytes", loaded.model_bytes_by_device if loaded else None)
     phases = {test.name: phase_telemetry(sampler, test) for test, _ in measured}  # marks the windows
-    row.update(telemetry_file(store, f"{cid}{suffix}", sampler))
+    record.update(**telemetry_file(store, f"{cid}{suffix}", sampler))
     oversubscribed = budget.oversubscribed(max(conf.threads, conf.knobs.threads_batch or 0))
     rows, shown = [], []
     for test, argv in measured:
@@ -166,15 +167,14 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
         warnings = row_warnings(repetitions=test.tps_samples, sample_ms=test.sample_ms, ci=ci,
                                 process_means=history.means[test.name], oversubscribed=oversubscribed,
                                 telemetry=phases[test.name], n_cpus=os.cpu_count() or 1)
-        rows.append({**row, "run_id": run_id(cid, round_, test.name), "status": "ok", "reason": "",
-                     "warnings": encode_warnings(warnings), "test": test.name, "command": argv,
-                     "n_prompt": test.n_prompt, "n_gen": test.n_gen, "n_depth": test.n_depth,
-                     "tps_mean": round(test.tps_mean, 3), "tps_stddev": round(test.tps_stddev, 3),
-                     "tps_samples": [round(s, 3) for s in test.tps_samples],
-                     "tps_ci_low": _round(ci.low), "tps_ci_high": _round(ci.high),
-                     "sample_ms_mean": _round(test.sample_ms),
-                     "model_n_params": test.raw.get("model_n_params"), **ttft_columns(test),
-                     **phases[test.name], **_model_columns(predictor, conf, config, test, loaded)})
+        rows.append(record.updated(
+            run_id=run_id(cid, round_, test.name), status="ok", reason="", warnings=encode_warnings(warnings),
+            test=test.name, command=argv, n_prompt=test.n_prompt, n_gen=test.n_gen, n_depth=test.n_depth,
+            tps_mean=round(test.tps_mean, 3), tps_stddev=round(test.tps_stddev, 3),
+            tps_samples=[round(s, 3) for s in test.tps_samples], tps_ci_low=_round(ci.low),
+            tps_ci_high=_round(ci.high), sample_ms_mean=_round(test.sample_ms),
+            model_n_params=test.raw.get("model_n_params"), **ttft_columns(test), **phases[test.name],
+            **_model_columns(predictor, conf, config, test, loaded)))
         line = f"{test.name} {test.tps_mean:.1f} t/s"  # short: the closing summary has the rest
         if ci.n >= 2:
             line += f" (±{ci.half_width_pct:.0f}% over {ci.n} {ci.unit})"
@@ -188,11 +188,10 @@ def _model_columns(predictor: Predictor, conf: Configuration, config: BenchConfi
     """The engine's graph splits and, where this engine and device are calibrated, the performance model's
     prediction for the test (`harness.perf`)."""
     splits = loaded.graph_splits if loaded else None
-    if bool(test.n_prompt) == bool(test.n_gen):  # a combined prompt + generation test: not modelled
+    modelled = modelled_test(test.n_prompt, test.n_gen)
+    if modelled is None:  # a combined prompt + generation test: not modelled
         return {"graph_splits": splits}
-    kind = "pp" if test.n_prompt else "tg"
-    model_test = test_of(kind, test.n_prompt if kind == "pp" else test.n_gen, test.n_depth or 0, conf,
-                         config.bench)
+    model_test = test_of(*modelled, test.n_depth or 0, conf, config.bench)
     return predictor.columns(conf, model_test, test.tps_mean, splits)
 
 

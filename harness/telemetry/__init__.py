@@ -3,7 +3,8 @@ background thread and attributed to the phases (prompt processing, generation, .
 
 - `Sampler(root_pid, hz=10.0, *, loopback=False, nvml=None)`: the sampling thread; `mark_phase`,
   `summarize`, `write_csv_gz`, `warnings`, `cpu_seconds`.
-- `summarize_phase(samples, windows, tokens)` and `TELEMETRY_COLUMNS`: one results row's figures for a phase.
+- `summarize_phase(samples, windows, tokens)` and `TELEMETRY_COLUMNS`: one results row's figures for a phase
+  (and under `per_gpu` each GPU's own: devices.csv).
 - `open_nvml()` -> `NvmlSource | None`: an NVML session; `shared_nvml()`: this process's one session (the host
   fingerprint, the planner's VRAM budget and the sweep's samplers share it).
 - `ProcessTreeSource`: the process tree (and the host) on its own; `HostSource`: the host alone.

@@ -10,8 +10,9 @@ what ran just before and after. `telemetry_samples` counts only samples inside t
 every figure came from neighbouring samples. A metric with no data at all is None, never 0.
 
 Multi-GPU: `vram_*` is the fullest GPU of each sample (what decides whether a placement fits); PCIe and power
-are summed over GPUs; utilization is averaged over GPUs. Each GPU's own VRAM peak, PCIe and utilization are in
-the `*_gpu<i>` columns (`harness.telemetry.per_gpu`).
+are summed over GPUs; utilization is averaged over GPUs. Each GPU's own VRAM peak, PCIe and utilization are
+under `PER_GPU` (GPU index -> figures, `harness.telemetry.per_gpu`), not a column: the results store writes
+them to devices.csv.
 
 Energy: with a total-energy counter on every GPU that reports power, joules are the counter's increase over
 each window, the counter linearly interpolated at the window's edges (when a window reaches past the first or
@@ -48,7 +49,7 @@ import re
 import statistics
 from typing import Callable, Iterable, Sequence
 
-from harness.telemetry.per_gpu import PER_GPU_COLUMNS, per_gpu_figures
+from harness.telemetry.per_gpu import per_gpu_figures
 
 Window = tuple[float, float]
 Sample = dict[str, float]
@@ -61,8 +62,10 @@ TELEMETRY_COLUMNS: list[str] = [
     "rss_peak_mib", "uss_peak_mib", "cpu_pct_mean", "ram_available_min_mib", "swap_used_peak_mib",
     "loopback_mib_s_mean", "loopback_mib_per_token",
     "other_cpu_pct_mean", "swap_io_pages_s_peak", "gpu_throttle_reasons",
-    "telemetry_samples", *PER_GPU_COLUMNS,
+    "telemetry_samples",
 ]
+PER_GPU = "per_gpu"
+"""The key of a phase summary that holds each GPU's own figures ({index: {figure: value}}), when there are GPUs."""
 
 CLOCK_EVENT_REASONS: dict[int, str] = {
     0x1: "gpu_idle", 0x2: "applications_clocks_setting", 0x4: "sw_power_cap", 0x8: "hw_slowdown",
@@ -80,7 +83,8 @@ _GPU_KEY = re.compile(r"^gpu(\d+)_(.+)$")
 
 def summarize_phase(samples: Sequence[Sample], windows: Iterable[Window], tokens: float | None
                     ) -> dict[str, float | int | str | None]:
-    """The TELEMETRY_COLUMNS for the samples inside `windows` (see the module's docstring for the rules)."""
+    """The TELEMETRY_COLUMNS for the samples inside `windows` (see the module's docstring for the rules), and
+    under `PER_GPU` each GPU's own figures when the samples have GPUs."""
     windows = sorted((min(a, b), max(a, b)) for a, b in windows)
     out: dict[str, float | int | str | None] = dict.fromkeys(TELEMETRY_COLUMNS)
     if not windows:
@@ -134,7 +138,8 @@ def summarize_phase(samples: Sequence[Sample], windows: Iterable[Window], tokens
     out["gpu_throttle_reasons"] = None if not reasons else throttle_names(_bit_or(reasons))
     out["telemetry_samples"] = sum(1 for s in rows if any(a <= s["t_s"] <= b for a, b in windows))
     if gpus:
-        out.update(per_gpu_figures(pick))
+        indices = {int(_GPU_KEY.match(k).group(1)) for keys in gpus.values() for k in keys}
+        out[PER_GPU] = per_gpu_figures(pick, indices)
     return out
 
 

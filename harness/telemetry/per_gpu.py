@@ -3,31 +3,35 @@
 `harness.telemetry.attribution`). With a placement over several GPUs these say which card filled up, which bus
 carried the traffic, which card waited.
 
-Columns `<metric>_gpu<i>` for NVML's GPUs 0..MAX_GPUS-1 (NVML's index order; CUDA's is the same with
-`CUDA_DEVICE_ORDER=PCI_BUS_ID`); a GPU beyond them is in the time series and the aggregates only.
+Keyed by NVML's GPU index (NVML's order; CUDA's is the same with `CUDA_DEVICE_ORDER=PCI_BUS_ID`), every GPU the
+samples have, however many. The results store writes them to devices.csv, one row per run and GPU (device
+`gpu<i>`, `harness.results.record.DeviceFigures`); up to schema 2 they were the runs.csv columns
+`<metric>_gpu0` ... `<metric>_gpu7`.
 """
 
 from __future__ import annotations
 
 import statistics
-from typing import Callable
+from typing import Callable, Iterable
 
-MAX_GPUS = 8
-_METRICS = (  # column prefix, sample key, reduction over the phase's samples
+PER_GPU_METRICS = (  # figure name (a devices.csv column), sample key, reduction over the phase's samples
     ("vram_peak_mib", "vram_used_mib", max),
     ("gpu_util_pct_mean", "gpu_util_pct", statistics.fmean),
     ("pcie_rx_mib_s_mean", "pcie_rx_mib_s", statistics.fmean),
     ("pcie_tx_mib_s_mean", "pcie_tx_mib_s", statistics.fmean),
 )
-PER_GPU_COLUMNS: list[str] = [f"{column}_gpu{i}" for i in range(MAX_GPUS) for column, _, _ in _METRICS]
+PER_GPU_FIGURES: tuple[str, ...] = tuple(name for name, _, _ in PER_GPU_METRICS)
 
 
-def per_gpu_figures(pick: Callable[[Callable[[dict], float | None]], list[float]]) -> dict[str, float | None]:
-    """The PER_GPU_COLUMNS; `pick(value)` returns the phase's values of `value(sample)` (the attribution's
-    window rule). A GPU or metric without samples is None."""
-    out: dict[str, float | None] = {}
-    for i in range(MAX_GPUS):
-        for column, key, reduce in _METRICS:
+def per_gpu_figures(pick: Callable[[Callable[[dict], float | None]], list[float]], gpus: Iterable[int]
+                    ) -> dict[int, dict[str, float | None]]:
+    """GPU index -> its PER_GPU_FIGURES for the GPUs `gpus` (those the samples name); `pick(value)` returns the
+    phase's values of `value(sample)` (the attribution's window rule). A metric without samples is None."""
+    out: dict[int, dict[str, float | None]] = {}
+    for i in sorted(gpus):
+        figures = {}
+        for name, key, reduce in PER_GPU_METRICS:
             values = pick(lambda s, k=f"gpu{i}_{key}": s.get(k))
-            out[f"{column}_gpu{i}"] = reduce(values) if values else None
+            figures[name] = reduce(values) if values else None
+        out[i] = figures
     return out

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from harness.results.record import test_name
+
 
 class BenchTests(Protocol):
     """The sweep's tests (`harness.config.BenchSettings` is one): what a tool builds its arguments from."""
@@ -62,12 +64,8 @@ class BenchTest:
 
     @property
     def name(self) -> str:
-        kind = f"pp{self.n_prompt}" if self.n_gen == 0 else f"tg{self.n_gen}"
-        if self.n_prompt and self.n_gen:
-            kind = f"pp{self.n_prompt}+tg{self.n_gen}"
-        if self.raw.get("concurrency", 1) > 1:
-            kind += f"x{self.raw['concurrency']}"  # aggregate over that many concurrent requests
-        return f"{kind}@d{self.n_depth}" if self.n_depth else kind
+        """The test's name in the results (`harness.results.record.test_name`: `pp512`, `tg16x3@d128`)."""
+        return test_name(self.n_prompt, self.n_gen, self.n_depth, self.raw.get("concurrency", 1))
 
 
 class BenchOutputError(ValueError):

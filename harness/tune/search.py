@@ -22,6 +22,8 @@ from harness.perf.calibrate import calibrate, calibration_configs, stored_sample
 from harness.perf.configs import Predictor, configuration_workload, test_of
 from harness.perf.model import fit_constants, predict
 from harness.plan.planner import plan_sweep
+from harness.results.reader import read_runs
+from harness.results.record import parse_test
 from harness.tune.settings import MIN_MODEL_ERROR, ROUND_SIZE, Measured, TuneSettings, TuneState, score
 from harness.tune.space import Candidate, fits, space_strategies, spec_of
 from harness.units import MIB
@@ -74,15 +76,16 @@ class Tuner:
             run_sweep(self.settings.config(specs, knobs), self.settings.out, self.progress, resume=True)
 
     def _results(self) -> pd.DataFrame:
-        path = self.settings.out / self.settings.name / "runs.csv"
-        return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        folder = self.settings.out / self.settings.name
+        return read_runs(folder) if (folder / "runs.csv").is_file() else pd.DataFrame()
 
     def _measured(self, rows: pd.DataFrame, cid: str, label: str, spec: dict, knobs: dict) -> Measured:
         mine = rows[rows["config_id"] == cid] if not rows.empty else rows
         failed = mine[mine["status"] != "ok"] if not mine.empty else mine
         tps = {}
         for kind in ("pp", "tg"):
-            ok = mine[(mine["status"] == "ok") & mine["test"].astype(str).str.startswith(kind)] if not mine.empty else mine
+            ok = mine[(mine["status"] == "ok") & (mine["test"].map(lambda t: parse_test(t)["kind"]) == kind)] \
+                if not mine.empty else mine
             if len(ok):
                 found = measured_interval(ok)  # the report's interval
                 tps[kind] = (found.mean, found.low, found.high)
