@@ -18,7 +18,7 @@ from harness.plan.memory import MemoryPrediction
 from harness.plan.planner import Configuration, ResolvedModel, config_id
 from harness.runner.commands import commands
 from harness.runner.schedule import Schedule, history_from_rows
-from harness.runner.sweep import _run_process
+from harness.runner.sweep import RunSettings, SweepRun, _run_process
 from harness.store import ResultsStore
 from harness.tools import TOOLS, tool_named
 from standin_tool import StandInTool
@@ -60,7 +60,9 @@ def sweep_setup(tmp_path, stand_in):
     confs = [conf("fast", n=4), conf("slow", n=0), conf("crashes", fail=True), conf("invalid"), conf("too-big")]
     confs[3].error = "cannot place: no such layer"
     confs[4].memory = over
-    return config, {config_id(config.bench, c): c for c in confs}
+    for c in confs:
+        c.id = config_id(config.bench, c)
+    return config, {c.id: c for c in confs}
 
 
 def _sweep(config, confs, folder, processes):
@@ -69,12 +71,12 @@ def _sweep(config, confs, folder, processes):
     store = ResultsStore(folder)
     schedule = Schedule(list(confs), processes, config.bench.until, seed=config.order.seed,
                         shuffle=config.order.random, history=history_from_rows(store.rows()))
+    run = SweepRun(RunSettings.of(config), store, schedule, plan_budget(False), _Quiet(), Predictor({}))
     order = []
     for round_, ids in schedule.rounds():
         for cid in ids:
             order.append((round_, cid))
-            _run_process(config, store, confs[cid], cid, round_, schedule, plan_budget(False), _Quiet(), None,
-                         Predictor({}))
+            _run_process(run, confs[cid], round_, None)
     return store, order
 
 
