@@ -33,7 +33,7 @@ from harness.perf.model import TERM_LABELS
 from harness.perf.workload import Workload
 from harness.plan.planner import plan
 from harness.plan.request import request_from_config
-from harness.plan.stored import configuration_record, read_configurations, test_key
+from harness.plan.stored import configuration_record, read_configurations, key_of_test
 
 PAIR_STRATEGIES = ("first-n-experts", "last-n-experts")
 # The baselines the fastest placement is explained against: the report's baselines (`harness.analysis.selection.
@@ -63,7 +63,7 @@ def _stored(folder: Path) -> tuple[dict[str, dict], TestLookup] | None:
         return None
 
     def lookup(cid: str, kind: str, tokens: int, depth: int):
-        found = records[cid].get("tests", {}).get(test_key(kind, tokens, depth))
+        found = records[cid].get("tests", {}).get(key_of_test(kind, tokens, depth))
         return (Workload.from_dict(found["workload"]), found["predicted_graph_splits"]) if found else None
 
     return records, lookup

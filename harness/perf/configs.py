@@ -10,7 +10,7 @@ from harness.perf.calibration import Calibration, device_key, load_calibration
 from harness.perf.model import Prediction, predict, roofline_tps
 from harness.perf.workload import MeasuredTest, Workload, layout_for, reported_splits, workload
 from harness.plan.planner import Configuration
-from harness.plan.stored import test_key
+from harness.plan.stored import key_of_test
 
 def test_of(kind: str, tokens: int, depth: int, conf: Configuration, bench: BenchSettings) -> MeasuredTest:
     """The model's view of a measured test: its depth as the tool fills the cache (llama-server generates after
@@ -101,7 +101,7 @@ class Predictor:
 
 def planned_tests(predictor: Predictor, conf: Configuration, bench: BenchSettings) -> dict[str, dict]:
     """What the plan says of each test a configuration's rows can have (every prompt and generation size at
-    each depth, and at depth 0, where llama-server's rows are), by `test_key`: the workload, the graph splits the
+    each depth, and at depth 0, where llama-server's rows are), by `key_of_test`: the workload, the graph splits the
     engine will log, and where calibrated the predicted tokens/s and the generation roofline. Empty where the
     engine places at load time (engine-fit) or nothing was placed."""
     if configuration_workload(conf, MeasuredTest("tg", 1)) is None:
@@ -114,7 +114,7 @@ def planned_tests(predictor: Predictor, conf: Configuration, bench: BenchSetting
         test = test_of(kind, tokens, depth, conf, bench)
         w, pred = predictor.prediction(conf, test)
         cal = predictor.calibration(conf)
-        out[test_key(kind, tokens, depth)] = {
+        out[key_of_test(kind, tokens, depth)] = {
             "workload": w.to_dict(), "predicted_graph_splits": predicted_splits(conf, test.ubatch),
             "predicted_tps": pred.tps if pred else None,
             "roofline_tps": roofline_tps(w, cal.peaks) if cal and cal.peaks else None}

@@ -24,14 +24,14 @@ CONFIGURATIONS_FILE = "configurations.json"
 CONFIGURATIONS_FORMAT = 1   # 1: the first; a reader of an unknown format plans the sweep again
 
 
-def test_key(kind: str, tokens: int, depth: int) -> str:
+def key_of_test(kind: str, tokens: int, depth: int) -> str:
     """A test as the rows give it (pp or tg, its tokens, the depth in its `n_depth`)."""
     return f"{kind}{tokens}@d{depth}"
 
 
 def configuration_record(conf: Configuration, commands: list[list[str]], tests: dict[str, dict]) -> dict:
     """What is stored of one configuration; `commands`: its argument lists (`harness.runner.commands`);
-    `tests`: per `test_key`, the workload and predictions of the test."""
+    `tests`: per `key_of_test`, the workload and predictions of the test."""
     memory = conf.memory
     return {
         "id": conf.id, "status": status(conf), "error": conf.error,
