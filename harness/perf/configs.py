@@ -20,10 +20,15 @@ def test_of(kind: str, tokens: int, depth: int, conf: Configuration, bench: Benc
                         conf.knobs.effective_ubatch(tool.context_tokens(bench)))
 
 
+def _placed(conf: Configuration) -> bool:
+    """Whether the plan placed the configuration's weights (not the engine at load time: engine-fit)."""
+    return conf.placement is not None and not conf.placement.deferred and conf.target is not None
+
+
 def configuration_workload(conf: Configuration, test: MeasuredTest) -> Workload | None:
     """The workload of a planned configuration, or None where the engine decides the placement at load time
     (engine-fit), or nothing was placed."""
-    if conf.placement is None or conf.placement.deferred or conf.target is None:
+    if not _placed(conf):
         return None
     return workload(conf.model.info, layout_for(conf.placement, conf.target, conf.knobs), test)
 
@@ -101,21 +106,23 @@ class Predictor:
 
 def planned_tests(predictor: Predictor, conf: Configuration, bench: BenchSettings) -> dict[str, dict]:
     """What the plan says of each test a configuration's rows can have (every prompt and generation size at
-    each depth, and at depth 0, where llama-server's rows are), by `key_of_test`: the workload, the graph splits the
-    engine will log, and where calibrated the predicted tokens/s and the generation roofline. Empty where the
-    engine places at load time (engine-fit) or nothing was placed."""
-    if configuration_workload(conf, MeasuredTest("tg", 1)) is None:
+    each depth, and at depth 0, where llama-server's rows are), by `key_of_test`: the workload, the graph splits
+    the engine will log, and where calibrated the predicted tokens/s and the generation roofline. Empty where
+    the engine places at load time (engine-fit) or nothing was placed."""
+    if not _placed(conf):
         return {}
     depths = sorted(set(bench.depth) | {0})
     tests = [("pp", n, d) for n in bench.prompt_tokens if n for d in depths]
     tests += [("tg", n, d) for n in bench.gen_tokens if n for d in depths]
-    out = {}
+    out, splits = {}, {}
+    cal = predictor.calibration(conf)
     for kind, tokens, depth in tests:
         test = test_of(kind, tokens, depth, conf, bench)
         w, pred = predictor.prediction(conf, test)
-        cal = predictor.calibration(conf)
+        if test.ubatch not in splits:
+            splits[test.ubatch] = predicted_splits(conf, test.ubatch)
         out[key_of_test(kind, tokens, depth)] = {
-            "workload": w.to_dict(), "predicted_graph_splits": predicted_splits(conf, test.ubatch),
+            "workload": w.to_dict(), "predicted_graph_splits": splits[test.ubatch],
             "predicted_tps": pred.tps if pred else None,
             "roofline_tps": roofline_tps(w, cal.peaks) if cal and cal.peaks else None}
     return out
