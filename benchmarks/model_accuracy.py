@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.analysis.explain import explain_folder  # noqa: E402
 from harness.config import BenchConfig  # noqa: E402
-from harness.perf.calibrate import calibrate  # noqa: E402
+from harness.tune.calibrate import calibrate  # noqa: E402
 from harness.runner.sweep import PrintProgress, run_sweep  # noqa: E402
 
 STRATEGIES = [

@@ -24,7 +24,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.intervals import interval  # noqa: E402
-from harness.plan.planner import plan_sweep, resolve_model  # noqa: E402
+from harness.config import ModelSpec  # noqa: E402
+from harness.plan.planner import plan, resolve_model  # noqa: E402
 from harness.results.reader import read_runs  # noqa: E402
 from harness.results.record import parse_test  # noqa: E402
 from harness.runner.sweep import PrintProgress, run_sweep  # noqa: E402
@@ -53,16 +54,17 @@ def budget_for(model: str, engine: str, out: Path) -> float:
     """Half way between the accelerator memory cpu-moe and all-gpu are predicted to need: everything on the
     accelerator is ruled out, many expert placements are not (on tiny models the fixed buffers are most of it)."""
     probe = settings_for(model, engine, 1e9, "tg", out, 1, "probe")
-    need = {name: plan_sweep(probe.config([{"name": name}]))[0][1].memory.vram_bytes / 2**20
+    need = {name: plan(probe.request([{"name": name}]))[0].memory.vram_bytes / 2**20
             for name in ("all-gpu", "cpu-moe")}
     return round(need["cpu-moe"] + BUDGET_SHARE * (need["all-gpu"] - need["cpu-moe"]), 1)
 
 
 def grid(model: str, engine: str, budget: float, out: Path, processes: int, quiet) -> tuple[pd.DataFrame, int]:
     s = settings_for(model, engine, budget, "tg", out, processes, f"grid-{model}")
-    info = resolve_model(s.config([{"name": "all-gpu"}]).models[0], s.config([{"name": "all-gpu"}])).info
+    info = resolve_model(ModelSpec(**s.model), write=True).info
     config = s.config(space_strategies(info, s.space))
-    feasible = [cid for cid, conf in plan_sweep(config) if not conf.error and fits(conf, budget)]
+    feasible = [conf.id for conf in plan(s.request(space_strategies(info, s.space))) if not conf.error
+                and fits(conf, budget)]
     config = config.model_copy(update={"vram_budget_mib": budget})
     folder = run_sweep(config, out, PrintProgress(quiet), resume=True)
     rows = read_runs(folder)

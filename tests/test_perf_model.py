@@ -170,6 +170,22 @@ def test_calibrate_predict_and_explain_on_the_rig(rig_calibration, tmp_path):
     assert "first-n-experts(n=2)" in explained.stdout and "last-n-experts(n=2)" in explained.stdout
     assert "the model sees no difference" in explained.stdout  # same work and crossings on this model
 
+    # what the run stored of its plan: every configuration of the rows, with the predictions the rows carry
+    folder = tmp_path / "results" / "explained"
+    stored = json.loads((folder / "configurations.json").read_text())["configurations"]
+    assert {row["config_id"] for row in rows} == set(stored)
+    for row in rows:
+        test = stored[row["config_id"]]["tests"][f"{row['test']}@d0"]
+        assert round(test["predicted_tps"], 3) == float(row[f"predicted_{row['test'][:2]}_tps"])
+        assert test["predicted_graph_splits"] == 6
+    # explain reads it: with the sweep's engine and model unknown to a planner, the same explanation
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["config"]["engines"] = [{"name": "no-such-engine"}]
+    meta["config"]["models"] = [{"path": str(tmp_path / "gone.gguf")}]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    again = run_cli("explain", folder, env=env)
+    assert again.returncode == 0 and again.stdout == explained.stdout, again.stderr[-2000:]
+
 
 def test_explain_without_predictions_says_why():
     """A sweep whose engines have no calibration: a table would be empty; the section says what to run."""

@@ -49,18 +49,18 @@ def planned(config_path: Path) -> dict[str, dict]:
 
 def run_side(config_path: Path) -> dict[str, tuple[str, list[list[str]]]]:
     """What `moebench run` would execute: its planning (real ports, its own shuffled order) and argv builders."""
+    from dataclasses import replace
+
     from harness.config import load_config
-    from harness.cpus import plan_budget
-    from harness.engines.discover import find_engine
-    from harness.plan.planner import accelerator_devices, config_id, plan_configurations, resolve_model, status
+    from harness.plan.planner import find_engines, plan, status
+    from harness.plan.request import request_from_config
     from harness.runner.commands import commands
 
     config = load_config(config_path)
-    engines = [find_engine(e.name, config.engine_paths()) for e in config.engines]
-    models = [resolve_model(m, config, write=False) for m in config.models]
-    devices = accelerator_devices(config, engines, {e.name: RPC_ENDPOINT for e in engines})
-    confs = plan_configurations(config, models, engines, devices, plan_budget(config.rpc_rig))
-    return {config_id(config.bench, c): (status(c), commands(c, config.bench, port=SERVER_PORT)) for c in confs}
+    request = request_from_config(config)
+    endpoints = {e.name: RPC_ENDPOINT for e in find_engines(request)}  # the rig's, by the found engine's name
+    confs = plan(replace(request, rpc_endpoints=endpoints))
+    return {c.id: (status(c), commands(c, config.bench, port=SERVER_PORT)) for c in confs}
 
 
 def with_ports(argv: list[str]) -> list[str]:

@@ -18,7 +18,7 @@ from harness.plan.memory import MemoryPrediction
 from harness.plan.planner import Configuration, ResolvedModel, config_id
 from harness.runner.commands import commands
 from harness.runner.schedule import Schedule, history_from_rows
-from harness.runner.sweep import _run_process
+from harness.runner.sweep import RunSettings, SweepRun, _run_process
 from harness.results.store import ResultsStore
 from harness.tools import TOOLS, tool_named
 from standin_tool import StandInTool
@@ -60,7 +60,9 @@ def sweep_setup(tmp_path, stand_in):
     confs = [conf("fast", n=4), conf("slow", n=0), conf("crashes", fail=True), conf("invalid"), conf("too-big")]
     confs[3].error = "cannot place: no such layer"
     confs[4].memory = over
-    return config, {config_id(config.bench, c): c for c in confs}
+    for c in confs:
+        c.id = config_id(config.bench, c)
+    return config, {c.id: c for c in confs}
 
 
 def _sweep(config, confs, folder, processes):
@@ -69,12 +71,12 @@ def _sweep(config, confs, folder, processes):
     store = ResultsStore(folder)
     schedule = Schedule(list(confs), processes, config.bench.until, seed=config.order.seed,
                         shuffle=config.order.random, history=history_from_rows(store.rows()))
+    run = SweepRun(RunSettings.of(config), store, schedule, plan_budget(False), _Quiet(), Predictor({}))
     order = []
     for round_, ids in schedule.rounds():
         for cid in ids:
             order.append((round_, cid))
-            _run_process(config, store, confs[cid], cid, round_, schedule, plan_budget(False), _Quiet(), None,
-                         Predictor({}))
+            _run_process(run, confs[cid], round_, None)
     return store, order
 
 
@@ -161,7 +163,8 @@ def test_a_run_writes_its_devices(sweep_setup, stand_in, tmp_path, monkeypatch):
     store = ResultsStore(tmp_path / "gpus")
     schedule = Schedule([cid], 1, None, seed=0)
     with Sampler(lambda: None, hz=50) as sampler:
-        _run_process(config, store, conf, cid, 0, schedule, plan_budget(False), _Quiet(), sampler, Predictor({}))
+        run = SweepRun(RunSettings.of(config), store, schedule, plan_budget(False), _Quiet(), Predictor({}))
+        _run_process(run, conf, 0, sampler)
     runs = read_runs(store.folder)
     assert list(runs["test"]) == ["pp32", "tg8"] and list(runs["vram_peak_mib"]) == [6100, 6100]
     assert not any("gpu0" in c or "gpu1" in c for c in runs.columns)

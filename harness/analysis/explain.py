@@ -1,10 +1,13 @@
 """`moebench explain` and the report's "Why" section: the performance model's prediction against what was
 measured, per placement, and the terms that make two placements differ.
 
-The sweep is planned again from its `meta.json` (the one planner: the same placements and workloads the run
-had) and predicted with the calibration stored now for its engine, tool and device (`moebench calibrate`), so a
-sweep measured before the calibration is explained too. A prediction outside the measured 95% interval is
-"beyond noise": the measurement shows an effect the model lacks.
+What the planner said of each configuration is read from the sweep's `configurations.json` (stored when the
+sweep started: placements, devices, each test's workload; `harness.plan.stored`), so nothing is planned again
+and neither the engines nor the GGUF files need to be there. A folder written before that file existed is
+planned again from its `meta.json` (the one planner: the same placements and workloads the run had). Either way
+the workloads are predicted with the calibration stored now for the engine, tool and device (`moebench
+calibrate`), so a sweep measured before the calibration is explained too. A prediction outside the measured 95%
+interval is "beyond noise": the measurement shows an effect the model lacks.
 
 Pairs explained: for every parameter value n present in both, first-n-experts(n) against last-n-experts(n) (the
 maintainers' question: why should the first N layers on the CPU beat the last N?), and the fastest placement
@@ -16,12 +19,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
 from harness.analysis.markdown import fmt, markdown_table
 from harness.analysis.stats import measured_interval
+from harness.config import BenchConfig
+from harness.errors import UserError
 from harness.intervals import noise_verdict
+from harness.perf.configs import Predictor, configuration_workload, predicted_splits, test_of
+from harness.perf.model import TERM_LABELS
+from harness.perf.workload import Workload
+from harness.plan.planner import plan
+from harness.plan.request import request_from_config
+from harness.plan.stored import configuration_record, read_configurations, key_of_test
 from harness.results.reader import read_runs
 from harness.results.record import modelled_test
 
@@ -29,6 +41,9 @@ PAIR_STRATEGIES = ("first-n-experts", "last-n-experts")
 # The baselines the fastest placement is explained against: the report's baselines (`harness.analysis.selection.
 # BASELINES`) less engine-fit, whose placement the engine chooses when it loads, so the model has no terms for it.
 EXPLAINED_BASELINES = ("cpu-moe", "all-gpu")
+
+# a configuration's test -> (its workload, the graph splits the engine will log), or None where there is none
+TestLookup = Callable[[str, str, int, int], "tuple[Workload, int] | None"]
 
 
 @dataclass
@@ -43,59 +58,74 @@ class Explained:
                            "rows": json.loads(self.rows.to_json(orient="records"))}, indent=1)
 
 
-def _plan(folder: Path):
-    from harness.config import BenchConfig
-    from harness.plan.planner import plan_sweep
+def _stored(folder: Path) -> tuple[dict[str, dict], TestLookup] | None:
+    """The configurations the sweep stored, and their tests' workloads as stored."""
+    records = read_configurations(folder)
+    if records is None:
+        return None
 
-    meta = json.loads((folder / "meta.json").read_text())
-    config = BenchConfig.model_validate(meta["config"])
-    return config, dict(plan_sweep(config))
+    def lookup(cid: str, kind: str, tokens: int, depth: int):
+        found = records[cid].get("tests", {}).get(key_of_test(kind, tokens, depth))
+        return (Workload.from_dict(found["workload"]), found["predicted_graph_splits"]) if found else None
+
+    return records, lookup
+
+
+def _replanned(folder: Path) -> tuple[dict[str, dict], TestLookup]:
+    """An older folder's configurations, planned again from its meta.json, with any test's workload."""
+    config = BenchConfig.model_validate(json.loads((folder / "meta.json").read_text())["config"])
+    confs = {conf.id: conf for conf in plan(request_from_config(config))}
+
+    def lookup(cid: str, kind: str, tokens: int, depth: int):
+        conf = confs[cid]
+        test = test_of(kind, tokens, depth, conf, config.bench)
+        w = configuration_workload(conf, test)
+        return (w, predicted_splits(conf, test.ubatch)) if w is not None else None
+
+    return {cid: configuration_record(conf, [], {}) for cid, conf in confs.items()}, lookup
 
 
 def explain_folder(folder: Path) -> Explained:
-    from harness.errors import UserError
-    from harness.perf.configs import Predictor, predicted_splits, test_of
-    from harness.perf.model import TERM_LABELS
-
+    folder = Path(folder)
     try:
-        config, confs = _plan(Path(folder))
+        records, lookup = _stored(folder) or _replanned(folder)
     except (OSError, ValueError, KeyError, UserError) as exc:
         return Explained(pd.DataFrame(), problem=f"cannot plan the sweep again: {exc}")
-    predictor = Predictor.for_configurations(list(confs.values()))
+    predictor = Predictor.for_devices([(r["engine"], r["device"]) for r in records.values() if r.get("device")])
     raw = read_runs(folder)
-    raw = raw[(raw["status"] == "ok") & raw["config_id"].isin(list(confs))]
-    records = []
+    raw = raw[(raw["status"] == "ok") & raw["config_id"].isin(list(records))]
+    rows = []
     for (cid, test_name), group in raw.groupby(["config_id", "test"], sort=False):
-        conf, first = confs[cid], group.iloc[0]
+        conf, first = records[cid], group.iloc[0]
         modelled = modelled_test(first["n_prompt"], first["n_gen"])
         if modelled is None:
             continue  # combined tests are not modelled
         kind, tokens = modelled
         measured = measured_interval(group)  # the report's interval (one process: its repetitions)
-        record = {"engine": conf.engine.name, "tool": conf.tool, "model": conf.model.label,
-                  "strategy": conf.strategy or "", "params": conf.params, "test": test_name, "kind": kind,
-                  "placement": conf.placement.describe() if conf.placement else (conf.strategy or ""),
+        record = {"engine": conf["engine"], "tool": conf["tool"], "model": conf["model"],
+                  "strategy": conf["strategy"] or "", "params": conf["params"], "test": test_name, "kind": kind,
+                  "placement": conf["placement"] or (conf["strategy"] or ""),
                   "measured_tps": measured.mean, "ci_low": measured.low, "ci_high": measured.high,
                   "measured_median_tps": float(group["tps_mean"].astype(float).median()),
                   "processes": len(group), "graph_splits": first.get("graph_splits")}
-        test = test_of(kind, tokens, int(first.get("n_depth") or 0), conf, config.bench)
-        found = predictor.prediction(conf, test)
+        found = lookup(cid, kind, tokens, int(first.get("n_depth") or 0))
         if found is not None:
-            w, pred = found
+            w, splits = found
+            _, pred = predictor.stored_prediction(conf["engine"], conf["device"], conf["tool"], conf["threads"], w)
             record.update(crossings_per_pass=w.crossings / max(w.passes, 1), predicted_tps=None,
-                          predicted_graph_splits=predicted_splits(conf, test.ubatch))
+                          predicted_graph_splits=splits)
             if pred is not None:
                 beyond = not (measured.low <= pred.tps <= measured.high) if measured.n >= 2 else None
                 record.update(predicted_tps=pred.tps, error_pct=100 * (pred.tps / measured.mean - 1),
                               beyond_noise=beyond, dominant=pred.dominant(),
                               terms_s={TERM_LABELS[k]: v for k, v in pred.terms_s.items()})
-        records.append(record)
-    rows = pd.DataFrame(records)
+        rows.append(record)
+    frame = pd.DataFrame(rows)
     calibrations = sorted({f"{c.engine} on {c.device} ({', '.join(c.tools)}; {c.created_at})"
                            for c in predictor.calibrations.values() if c is not None})
     problem = "" if calibrations else ("no calibration for this sweep's engines and devices: run "
                                        "`moebench calibrate` (with the sweep's --engine and --rpc-rig/--device)")
-    return Explained(rows, _pairs(rows), calibrations, problem)
+    return Explained(frame, _pairs(frame), calibrations, problem)
 
 
 def _pairs(rows: pd.DataFrame) -> list[dict]:

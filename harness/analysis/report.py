@@ -24,6 +24,7 @@ import pandas as pd
 
 from harness.analysis.community import COMMUNITY_COLUMNS, COMMUNITY_SCHEMA_VERSION, community_frame  # noqa: F401
 from harness.analysis.compare import compare, render_compare  # noqa: F401 - re-exported
+from harness.analysis.explain import explain_folder, explain_markdown
 from harness.analysis.knobs import (KNOB_LABELS, axis_label, describe_fixed, knob_settings, knob_sort_key,
                                     varying_knobs)
 from harness.analysis.load import load_meta, load_results
@@ -33,6 +34,7 @@ from harness.analysis.selection import TOP_N, top_configurations
 from harness.analysis.stability import stability_section
 from harness.analysis.stats import status_counts, summarize
 from harness.analysis.verdicts import best_strategies
+from harness.perf.calibration import calibration_dir
 from harness.units import MIB
 
 TABLE_FILE = "table.csv"
@@ -187,10 +189,8 @@ def render_report(df: pd.DataFrame, table: pd.DataFrame, best: pd.DataFrame, met
 
 
 def _why(folder: Path) -> str:
-    """The performance model's section (`moebench explain`), where this machine has a calibration."""
-    from harness.analysis.explain import explain_folder, explain_markdown
-    from harness.perf.calibration import calibration_dir
-
+    """The performance model's section (`moebench explain`: what the sweep stored of its plan, predicted with
+    the calibrations), where this machine has a calibration."""
     if not any(calibration_dir().glob("*/*.json")) or not (folder / "meta.json").is_file():
         return ""
     explained = explain_folder(folder)

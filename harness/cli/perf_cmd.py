@@ -63,7 +63,7 @@ def engine_spec(text: str) -> dict:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from harness.cli.run_cmd import RichProgress
     from harness.engines.discover import find_engine_entry
-    from harness.perf.calibrate import calibrate
+    from harness.tune.calibrate import calibrate
 
     console = Console(stderr=True)
     spec = engine_spec(args.engine)

@@ -6,6 +6,7 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -13,8 +14,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.config import load_config
+from harness.errors import UserError
+from harness.grid import parse_assignments
+from harness.knobs import varying_knobs
+from harness.plan.planner import plan, status
+from harness.plan.request import bench_settings, point_request, request_from_config
+from harness.runner.commands import commands
 from harness.tools import TOOL_NAMES
 from harness.units import MIB
+from strategies.registry import available_strategies
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     flags.add_argument("--device", help="the accelerator(s) as the engine names them: CUDA0, CUDA0,CUDA1, "
                        "RPC0[127.0.0.1:50052]")
     flags.add_argument("--ctx", type=int, default=4096, help="context size for the KV cache prediction")
+    flags.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                       help="an engine knob (ubatch=2048, cache_type_k=q8_0, ...): its arguments are printed too, "
+                            "and the memory predicted with it")
     flags.add_argument("--json", action="store_true", help="argument list and predicted bytes per device")
     flags.set_defaults(func=cmd_flags)
 
@@ -40,50 +51,48 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_flags(args: argparse.Namespace) -> int:
-    from harness.engines.discover import find_engine
-    from harness.models import inspect_model
-    from harness.plan.flags import compile_flags
-    from harness.grid import parse_assignments
-    from harness.plan.memory import MemorySettings, predict_memory
-    from harness.plan.targets import resolve_target
-    from harness.plan.verify import predicted_model_buffers
-    from strategies.registry import get_strategy
-
-    model = inspect_model(args.model)
-    placement = get_strategy(args.strategy).placement(model, parse_assignments(args.params))
-    engine = find_engine(args.engine)
-    target = resolve_target(engine, args.tool, args.device.split(",") if args.device else None)
-    compiled = compile_flags(placement, model, target)
-    memory = predict_memory(placement, model, MemorySettings(n_ctx=args.ctx))
-    device_names = {"cpu": "CPU", **{f"accel{i}": b for i, b in enumerate(target.buffer_types)}}
+    """One placement planned by the planner (knob values applied): its placement arguments, and with knobs the
+    knob arguments `moebench run` would pass with them."""
+    knobs = parse_assignments(args.knob)
+    # every tool sizes its KV cache at --ctx: llama-bench from its test, the others from ctx
+    bench = bench_settings(prompt_tokens=[args.ctx], gen_tokens=[0], ctx=args.ctx, **knobs)
+    request = point_request({"path": str(args.model.resolve())}, {"name": args.engine}, args.strategy,
+                            parse_assignments(args.params), tool=args.tool, rpc_rig=False, device=None, bench=bench)
+    request = replace(request, devices=args.device.split(",") if args.device else [])
+    planned = plan(request)
+    if len(planned) != 1:
+        raise UserError(f"{len(planned)} placements: give one value per parameter and knob")
+    conf = planned[0]
+    if conf.error:
+        raise UserError(conf.error.removeprefix("cannot place: "))
+    args_out = conf.placement_args + (conf.knob_args if knobs else [])
     if args.json:
+        memory = conf.memory
+        names = {"cpu": "CPU", **conf.device_names}
         json.dump({
-            "engine": engine.name, "dialect": engine.dialect, "tool": args.tool, "device": target.buffer_type,
-            "devices": list(target.buffer_types),
-            "strategy": placement.describe(), "args": compiled.args,
-            "predicted_weights_bytes": {device_names.get(d, d): b for d, b in memory.weights_bytes.items()},
-            "predicted_model_buffer_bytes": predicted_model_buffers(placement, model, target, compiled),
-            "predicted_kv_bytes": {device_names.get(d, d): b for d, b in memory.kv_bytes.items()},
-            "note": placement.note,
+            "engine": conf.engine.name, "dialect": conf.engine.dialect, "tool": conf.tool,
+            "device": conf.target.buffer_type, "devices": list(conf.target.buffer_types),
+            "strategy": conf.placement.describe(), "args": conf.placement_args, "knob_args": conf.knob_args,
+            "knobs": {k: v for k, v in asdict(conf.knobs).items() if k in knobs},
+            "predicted_weights_bytes": {names.get(d, d): b for d, b in memory.weights_bytes.items()},
+            "predicted_model_buffer_bytes": conf.predicted_buffers,
+            "predicted_kv_bytes": {names.get(d, d): b for d, b in memory.kv_bytes.items()},
+            "predicted_vram_bytes_by_device": {names.get(d, d): b for d, b in memory.vram_bytes_by_device.items()},
+            "note": conf.placement.note,
         }, sys.stdout, indent=2)
         print()
     else:
-        print(shlex.join(compiled.args))
+        print(shlex.join(args_out))
     return 0
 
 
 def plan_rows(config) -> list[dict]:
     """`moebench plan --json`: each configuration as `moebench run` plans it, with the exact argument lists it
     runs (llama-bench: one per test; the RPC rig's port and llama-server's port as placeholders)."""
-    from dataclasses import asdict
-
-    from harness.plan.planner import plan_sweep, status
-    from harness.runner.commands import commands
-
     rows = []
-    for cid, conf in plan_sweep(config):
+    for conf in plan(request_from_config(config)):
         rows.append({
-            "config_id": cid, "model": conf.model.label, "model_file": str(conf.model.path),
+            "config_id": conf.id, "model": conf.model.label, "model_file": str(conf.model.path),
             "engine": conf.engine.name, "dialect": conf.engine.dialect, "tool": conf.tool,
             "strategy": conf.strategy, "params": conf.params, "knobs": asdict(conf.knobs), "threads": conf.threads,
             "status": status(conf), "error": conf.error,
@@ -96,8 +105,6 @@ def plan_rows(config) -> list[dict]:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from harness.knobs import varying_knobs
-
     config = load_config(args.config)
     rows = plan_rows(config)
     if args.json:
@@ -147,8 +154,6 @@ def _fits_cell(memory: dict | None, fits: str) -> str:
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
-    from strategies.registry import available_strategies
-
     for name, cls in available_strategies().items():
         params = ", ".join(f"{k}" + (f"={f.default!r}" if not f.is_required() else "")
                            for k, f in cls.Params.model_fields.items())

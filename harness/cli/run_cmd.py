@@ -99,6 +99,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from harness.errors import UserError
     from harness.knobs import knob_grid, varying_knobs
     from harness.plan.planner import check_knobs
+    from harness.plan.request import request_from_config
 
     config = load_config(args.config)
     engines, unchecked = [], []
@@ -107,7 +108,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             engines.append(find_engine(spec.name, config.engine_paths()))
         except UserError as exc:
             unchecked.append(f"engine {spec.name}: {exc}")
-    check_knobs(config, engines, plan_budget(config.rpc_rig))
+    check_knobs(request_from_config(config), engines, plan_budget(config.rpc_rig))
     axes = varying_knobs(config.bench)
     grid = f", {len(knob_grid(config.bench))} knob combinations ({' x '.join(axes)})" if axes else ""
     print(f"{args.config}: ok ({len(config.models)} models, {len(config.engines)} engines, tools: "

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from harness.perf.configs import Predictor, configuration_workload, test_of
 from harness.perf.model import Constants, predict
 from harness.plan.placement import is_accelerator
-from harness.plan.planner import Configuration, status
+from harness.plan.planner import Configuration, plan, status
+from harness.plan.request import request_from_config
 from harness.tools.llama_bench import bench_phases
 
 # Rough constants of the performance model for a configuration without a calibration (seconds per unit):
@@ -88,10 +89,8 @@ class SweepEstimate:
 def estimate_sweep(config, planned: list[tuple[str, Configuration]] | None = None,
                    constants: EtaConstants | None = None) -> SweepEstimate:
     """The estimate for `config`'s sweep (its configurations as `moebench plan` plans them, unless given)."""
-    from harness.plan.planner import plan_sweep
-
     constants = constants or EtaConstants()
-    planned = planned if planned is not None else plan_sweep(config)
+    planned = planned if planned is not None else [(c.id, c) for c in plan(request_from_config(config))]
     predictor = Predictor.for_configurations([conf for _, conf in planned])
     bench = config.bench
     total, per, runs, not_run, rough = constants.setup_s, {}, 0, 0, 0

@@ -17,7 +17,7 @@ splits do not). Fitted as its own constant (0.93 ms per token for mainline on th
 generation error on models the calibration never saw from 26.6% to 17.8% (benchmarks/model_accuracy.py): a cost
 a crossing count does not carry, which the model names without explaining.
 
-tokens/s = tokens / time. The constants are fitted per engine, tool and device (`harness.perf.calibrate`) by
+tokens/s = tokens / time. The constants are fitted per engine, tool and device (`harness.tune.calibrate`) by
 non-negative least squares on relative error; the bus constant is the bus's measured peak (it cannot be told
 apart from the crossing cost on few configurations) unless the calibration holds op-offload runs. The roofline
 is the same sum with each device at its physical peak and no per-pass or per-crossing cost (generation only:

@@ -19,7 +19,7 @@ its constants. Everything is a total for the whole test (divide by `tokens` for 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from harness.models.inspect import ModelInfo
 from harness.models.tensor_groups import TensorGroup, classify_tensor
@@ -84,6 +84,14 @@ class Workload:
     offload_bytes: float = 0.0         # the offloaded weights' share of bus_bytes
     kv_bytes_by_device: dict[str, float] = field(default_factory=dict)  # KV cache read (generation), whole test
     detour_passes: int = 0             # passes that leave the accelerator for the CPU mid-way (`graph.detours`)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Workload":
+        """A workload as `to_dict` wrote it (configurations.json)."""
+        return cls(**{**data, "test": MeasuredTest(**data["test"])})
 
 
 def _elements(shape: tuple[int, ...]) -> int:

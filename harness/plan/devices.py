@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 
-from harness.config import BenchConfig
 from harness.config_devices import budgets_mib, device_count, rig_servers
-from harness.units import GIB, MIB
 from harness.plan.placement import accel
+from harness.plan.request import PlanRequest
+from harness.telemetry.nvml import shared_nvml
+from harness.units import GIB, MIB
 
 RPC_PORT = "RPC_PORT"          # what `moebench plan` shows for the RPC rig's port, chosen when the run starts
 _CUDA = re.compile(r"^CUDA(\d+)$")
@@ -21,7 +22,7 @@ def rig_placeholder(index: int) -> str:
     return f"127.0.0.1:{RPC_PORT}" + (f"_{index}" if index else "")
 
 
-def accelerator_devices(config: BenchConfig, engines, rpc_endpoints: dict | None = None) -> dict[str, list[str]]:
+def accelerator_devices(config: PlanRequest, engines, rpc_endpoints: dict | None = None) -> dict[str, list[str]]:
     """Each engine's accelerators by engine name (accel0 first): on the RPC rig its own servers
     (`rpc_endpoints`: engine name -> endpoint or list of endpoints; else placeholders), else the configured
     devices, else one device per `rpc` server; an empty list: the first accelerator the engine lists."""
@@ -37,7 +38,7 @@ def accelerator_devices(config: BenchConfig, engines, rpc_endpoints: dict | None
     return {e.name: list(names) for e in engines}
 
 
-def vram_budgets(config: BenchConfig) -> int | dict[str, int] | None:
+def vram_budgets(config: PlanRequest) -> int | dict[str, int] | None:
     """The VRAM budget of each accelerator (`accel0` -> bytes), or one for all: bench.yaml's
     `vram_budget_mib`, else the size of an emulated card, else the free memory NVML reports for each CUDA device
     named (or GPU 0 when the engine picks its device), else unknown."""
@@ -50,8 +51,6 @@ def vram_budgets(config: BenchConfig) -> int | dict[str, int] | None:
         return int(config.vram_limit_gib * GIB)
     if config.rpc_rig or config.rpc:
         return None  # an RPC server's memory is not on this host's GPUs
-    from harness.telemetry.nvml import shared_nvml
-
     nvml = shared_nvml()
     if nvml is None:
         return None
@@ -66,7 +65,7 @@ def vram_budgets(config: BenchConfig) -> int | dict[str, int] | None:
     return out or None
 
 
-def default_split(config: BenchConfig) -> list[float] | None:
+def default_split(config: PlanRequest) -> list[float] | None:
     """The split of a strategy that names none, with several devices: the configured budgets' proportions
     (equal without per-device budgets); None with one device. Only what bench.yaml says is used (never NVML's
     free memory), so that plan and run make the same configurations."""

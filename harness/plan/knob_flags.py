@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from harness.engines import probe
 from harness.errors import UserError
 from harness.knobs import Knobs
 
@@ -77,8 +78,6 @@ class ToolSyntax:
 
 def tool_syntax(engine, tool: str) -> ToolSyntax:
     """The syntax of `engine`'s `tool` (an `harness.engines.discover.Engine`), from its probed help."""
-    from harness.engines import probe
-
     binary = engine.tool(tool)
     return ToolSyntax(engine.name, engine.dialect, tool, probe.help_text(binary),
                       lambda flag, value: probe.accepts(binary, flag, value))

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from harness.errors import UserError
 from harness.models.inspect import ModelInfo
 from harness.models.tensor_groups import layer_index
 from harness.knobs import CACHE_TYPE_BYTES
@@ -107,8 +108,6 @@ def cache_type_bytes(name: str) -> float:
     try:
         return CACHE_TYPE_BYTES[name.lower()]
     except KeyError:
-        from harness.errors import UserError
-
         raise UserError(f"unknown KV cache type {name!r}; known: {', '.join(CACHE_TYPE_BYTES)}") from None
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from harness.models.inspect import ModelInfo, TensorRecord
-from harness.models.tensor_groups import TensorGroup, classify_tensor, layer_index
+from harness.models.tensor_groups import TensorGroup, classify_tensor, ffn_matrix, layer_index
 
 CPU = "cpu"
 ACCEL = "accel0"
@@ -94,8 +94,6 @@ def select(model: ModelInfo, *, groups: Iterable[TensorGroup] | None = None, lay
            matrices: Iterable[str] | None = None) -> list[str]:
     """Names of the model's tensors in `groups`, in `layers` (block index) and of FFN `matrices`
     (gate, up, down, gate_up); None means any."""
-    from harness.models.tensor_groups import ffn_matrix
-
     group_set = set(groups) if groups is not None else None
     layer_set = set(layers) if layers is not None else None
     matrix_set = set(matrices) if matrices is not None else None

@@ -1,8 +1,10 @@
-"""The one planner: every configuration of a sweep, model x strategy x parameter point x knob values x engine x
-tool, each with its placement, accelerator, placement flags, knob arguments, thread count, predicted memory and
-predicted model buffers. `moebench run` plans with the real devices (the RPC rig's servers once started);
-`moebench plan` and `moebench validate` with the rig's port as a placeholder (`RPC0[127.0.0.1:RPC_PORT]`) and
-without writing synthetic models. Nothing else builds configurations.
+"""The one planner: `plan(request)` gives every configuration a request (`harness.plan.request.PlanRequest`)
+asks for, model x strategy x parameter point x knob values x engine x tool, each with its id, placement,
+accelerator, placement flags, knob arguments, thread count, predicted memory and predicted model buffers.
+`moebench run` plans with the real devices (the RPC rig's servers once started) and writes synthetic models;
+everything else (`plan`, `validate`, `flags`, `predict`, `tune`, `calibrate`, `explain` of an older folder) with
+the rig's port as a placeholder (`RPC0[127.0.0.1:RPC_PORT]`) and without writing them. Nothing else builds
+configurations.
 
 A knob value an engine's tool cannot take (`harness.plan.knob_flags`) stops the whole sweep before anything
 runs, with one line per engine, tool and knob; a grid point a model or engine cannot place becomes a
@@ -17,10 +19,11 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
-from harness.config import BenchConfig, BenchSettings, ModelSpec
-from harness.cpus import CpuBudget
-from harness.engines.discover import Engine
+from harness.config import BenchSettings, ModelSpec
+from harness.cpus import CpuBudget, plan_budget
+from harness.engines.discover import Engine, find_engine
 from harness.errors import UserError
+from harness.models import inspect_model, inspect_plan, synthetic_model, synthetic_model_path
 from harness.models.inspect import ModelInfo
 from harness.models.shards import SplitRule, shard_path
 from harness.plan.flags import CompiledFlags, Target, compile_flags
@@ -30,6 +33,7 @@ from harness.knobs import Knobs, knob_grid
 from harness.plan.devices import RPC_PORT, accelerator_devices, default_split, vram_budgets  # noqa: F401
 from harness.plan.memory import MemoryPrediction, MemorySettings, predict_memory
 from harness.plan.placement import Placement
+from harness.plan.request import PlanRequest
 from harness.plan.targets import resolve_target
 from harness.plan.verify import predicted_model_buffers
 from harness.tools import Tool, tool_named
@@ -65,6 +69,7 @@ class Configuration:
     error: str | None = None                               # the reason it cannot run: a `failed` row
     engine_args: list[str] = field(default_factory=list)   # bench.yaml engine_args for this engine
     syntax: ToolSyntax | None = None                       # what the tool's binary parses
+    id: str = ""                                           # `config_id`, set by `plan`
 
     @property
     def engine_tool(self) -> Tool:
@@ -99,12 +104,12 @@ def config_id(bench: BenchSettings, conf: Configuration) -> str:
                      conf.params, conf.engine_args, {**bench.identity(), **conf.knobs.identity()})
 
 
-def resolve_model(spec: ModelSpec, config: BenchConfig, *, write: bool = True) -> ResolvedModel:
-    """The model of `spec`; a synthetic one is written into the cache first when `write` (run), else described
-    from its preset (plan: nothing is written, the path is where run will write it). A split model is given to
-    the engines by its first shard (both load a split model only from it), whichever shard `path` names."""
-    from harness.models import inspect_model, inspect_plan, synthetic_model, synthetic_model_path
-
+def resolve_model(spec: ModelSpec, *, write: bool = False, source: Path | None = None) -> ResolvedModel:
+    """The model of `spec` (a path: absolute, `request_from_config` resolves bench.yaml's); a synthetic one is
+    written into the cache first when `write` (run), else described from its preset (nothing is written, the
+    path is where run will write it). A split model is given to the engines by its first shard (both load a
+    split model only from it), whichever shard `path` names. `source`: the file that named the model, for the
+    message."""
     if spec.synth:
         split = spec.split
         identity = f"synth:{spec.synth}:seed{spec.seed}" + (f":{split.tag}" if split else "")
@@ -115,9 +120,9 @@ def resolve_model(spec: ModelSpec, config: BenchConfig, *, write: bool = True) -
             info = _with_layout_offsets(inspect_plan(spec.synth), path, split)
             return ResolvedModel(spec.label, path, identity, info)
         return ResolvedModel(spec.label, path, identity, inspect_model(path))
-    path = config.resolve(spec.path).resolve()
+    path = Path(spec.path).expanduser().resolve()
     if not path.is_file():
-        raise UserError(f"model file {path} does not exist (models: in {config.source_path})")
+        raise UserError(f"model file {path} does not exist" + (f" (models: in {source})" if source else ""))
     info = inspect_model(path)
     first = Path(info.path or path)
     with open(first, "rb") as fh:
@@ -158,15 +163,20 @@ def memory_settings(bench: BenchSettings, tool: str, knobs: Knobs, accelerator: 
                           op_offload=offload)
 
 
-def tool_syntaxes(config: BenchConfig, engines: list[Engine]) -> dict[tuple[str, str], ToolSyntax]:
-    """The probed syntax of every (engine, tool) of the sweep the engine has."""
-    return {(e.name, tool): tool_syntax(e, tool) for e in engines for tool in config.tools if e.has(tool)}
+def find_engines(request: PlanRequest) -> list[Engine]:
+    """The request's engines, found by name or build folder."""
+    return [find_engine(e.name, request.engine_paths()) for e in request.engines]
 
 
-def knob_errors(config: BenchConfig, syntaxes: dict[tuple[str, str], ToolSyntax], budget: CpuBudget
+def tool_syntaxes(request: PlanRequest, engines: list[Engine]) -> dict[tuple[str, str], ToolSyntax]:
+    """The probed syntax of every (engine, tool) of the request the engine has."""
+    return {(e.name, tool): tool_syntax(e, tool) for e in engines for tool in request.tools if e.has(tool)}
+
+
+def knob_errors(request: PlanRequest, syntaxes: dict[tuple[str, str], ToolSyntax], budget: CpuBudget
                 ) -> list[KnobUnsupported]:
     """One error per knob value an engine's tool cannot take (empty: every one can)."""
-    grid = knob_grid(config.bench)
+    grid = knob_grid(request.bench)
     problems: dict[str, KnobUnsupported] = {}
     for syntax in syntaxes.values():
         for problem in knob_problems(grid, budget.engine_threads, syntax):
@@ -174,46 +184,49 @@ def knob_errors(config: BenchConfig, syntaxes: dict[tuple[str, str], ToolSyntax]
     return list(problems.values())
 
 
-def check_knobs(config: BenchConfig, engines: list[Engine], budget: CpuBudget) -> dict[tuple[str, str], ToolSyntax]:
+def check_knobs(request: PlanRequest, engines: list[Engine], budget: CpuBudget
+                ) -> dict[tuple[str, str], ToolSyntax]:
     """The syntax of each engine's tools; raises KnobUnsupported, one line per problem, when a knob value of the
-    sweep cannot be set."""
-    syntaxes = tool_syntaxes(config, engines)
-    problems = knob_errors(config, syntaxes, budget)
+    request cannot be set."""
+    syntaxes = tool_syntaxes(request, engines)
+    problems = knob_errors(request, syntaxes, budget)
     if problems:
-        raise KnobUnsupported("\n".join(config.where(("bench", p.knob)) + str(p) for p in problems))
+        raise KnobUnsupported("\n".join(request.where(("bench", p.knob)) + str(p) for p in problems))
     return syntaxes
 
 
-def plan_configurations(config: BenchConfig, models: list[ResolvedModel], engines: list[Engine],
-                        devices: dict[str, list[str]], budget: CpuBudget,
-                        syntaxes: dict[tuple[str, str], ToolSyntax] | None = None) -> list[Configuration]:
-    """Every configuration, in grid order (model, strategy point, knobs, engine, tool; the run interleaves them
-    in its own seeded order per round, `harness.runner.schedule`); `devices` gives each engine's accelerators by
-    engine name (`harness.plan.devices`); a strategy that takes a split and has none gets the devices' budgets'
-    proportions when there are several; `syntaxes`: what `check_knobs` found, when the caller has already
-    checked. Raises UserError when a knob value cannot be set (see module doc)."""
-    if syntaxes is None:
-        syntaxes = check_knobs(config, engines, budget)
-    vram_budget = vram_budgets(config)
-    split = default_split(config)
-    extra = {engine.name: config.engine_args.get(spec.name, []) for spec, engine in zip(config.engines, engines)}
-    points = [(None, {})] if not config.strategies else [
-        (spec.name, params) for spec in config.strategies for params in expand_grid(spec.params)]
+def plan(request: PlanRequest) -> list[Configuration]:
+    """Every configuration of `request`, each with its id, in grid order (model, strategy point, knobs, engine,
+    tool; the run interleaves them in its own seeded order per round, `harness.runner.schedule`); each engine's
+    accelerators from `harness.plan.devices` (on the RPC rig: `request.rpc_endpoints`, else placeholders); a
+    strategy that takes a split and has none gets the devices' budgets' proportions when there are several.
+    Raises UserError when an engine is not found or a knob value cannot be set (see module doc)."""
+    engines = find_engines(request)
+    budget = plan_budget(request.rpc_rig)
+    syntaxes = check_knobs(request, engines, budget)
+    models = [resolve_model(m, write=request.write_models, source=request.source) for m in request.models]
+    devices = accelerator_devices(request, engines, request.rpc_endpoints)
+    vram_budget = vram_budgets(request)
+    split = default_split(request)
+    extra = {engine.name: request.engine_args.get(spec.name, []) for spec, engine in zip(request.engines, engines)}
+    points = [(None, {})] if not request.strategies else [
+        (spec.name, params) for spec in request.strategies for params in expand_grid(spec.params)]
     targets: dict[tuple[str, str], Target | UserError] = {}
     out: list[Configuration] = []
     for model in models:
         for strategy, params in points:
-            for knobs in knob_grid(config.bench):
+            for knobs in knob_grid(request.bench):
                 for engine in engines:
-                    for tool in config.tools:
+                    for tool in request.tools:
                         conf = Configuration(model, engine, tool, strategy, dict(params), knobs,
                                              budget.threads(knobs.threads),
                                              engine_args=list(extra.get(engine.name, [])),
                                              syntax=syntaxes.get((engine.name, tool)))
                         if split and strategy and get_strategy(strategy).takes_split:
                             conf.params.setdefault("split", split)  # several devices: by their budgets
-                        out.append(_planned(conf, config.bench, vram_budget,
+                        out.append(_planned(conf, request.bench, vram_budget,
                                             partial(_target, targets, engine, tool, devices)))
+                        conf.id = config_id(request.bench, conf)
     return out
 
 
@@ -250,20 +263,6 @@ def _planned(conf: Configuration, bench: BenchSettings, vram_budget, target) -> 
     except UserError as exc:  # a grid point this model or engine cannot take: a row that says why
         conf.error = f"cannot place: {exc}"
     return conf
-
-
-def plan_sweep(config: BenchConfig) -> list[tuple[str, Configuration]]:
-    """What `moebench plan` shows: every (config id, configuration) exactly as `moebench run` will plan it, with
-    the RPC rig's port as a placeholder and synthetic models described without being written, in grid order
-    (the run interleaves them in its own seeded order per round)."""
-    from harness.cpus import plan_budget
-    from harness.engines.discover import find_engine
-
-    engines = [find_engine(e.name, config.engine_paths()) for e in config.engines]
-    budget = plan_budget(config.rpc_rig)
-    models = [resolve_model(m, config, write=False) for m in config.models]
-    confs = plan_configurations(config, models, engines, accelerator_devices(config, engines), budget)
-    return [(config_id(config.bench, conf), conf) for conf in confs]
 
 
 def status(conf: Configuration) -> str:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Protocol
 
-from harness.config import BenchConfig
+from harness.config import BenchSettings
 from harness.hostinfo import host_fingerprint
 from harness.plan.planner import Configuration
 from harness.tools.measurement import BenchTest
@@ -17,14 +18,20 @@ from harness.results.store import ResultsStore
 from harness.telemetry import Sampler
 
 
-def base_record(config: BenchConfig, conf: Configuration) -> RunRecord:
-    """The record of a configuration before it runs: what it is and what the plan predicted."""
+class HasNameAndBench(Protocol):
+    name: str
+    bench: BenchSettings
+
+
+def base_record(run: "HasNameAndBench", conf: Configuration) -> RunRecord:
+    """The record of a configuration before it runs: what it is and what the plan predicted. `run`: the
+    sweep's settings (`runner.sweep.RunSettings`: its name and bench settings)."""
     engine = conf.engine
     memory = conf.memory
     record = RunRecord(
-        sweep=config.name, tool=conf.tool, strategy=conf.strategy or "", strategy_params=conf.params or "",
+        sweep=run.name, tool=conf.tool, strategy=conf.strategy or "", strategy_params=conf.params or "",
         placement=conf.placement.describe() if conf.placement else "",
-        device="+".join(conf.target.buffer_types) if conf.target else "", repetitions=config.bench.repetitions,
+        device="+".join(conf.target.buffer_types) if conf.target else "", repetitions=run.bench.repetitions,
         engine=engine.name, engine_dialect=engine.dialect, engine_version=engine.version,
         engine_build=engine.build_number, engine_commit=engine.commit,
         model=conf.model.label, model_file=str(conf.model.path), model_arch=conf.model.info.architecture,

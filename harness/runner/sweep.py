@@ -11,21 +11,22 @@ import contextlib
 import os
 import platform
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Protocol
 
 from harness import __version__, procs
-from harness.config import BenchConfig
+from harness.config import BenchConfig, BenchSettings
 from harness.cpus import CpuBudget, cpu_list, plan_budget
-from harness.engines.discover import find_engine
 from harness.errors import UserError
 from harness.gpu.vram_limit import VramReservation
 from harness.hostinfo import host_fingerprint
-from harness.perf.configs import Predictor, test_of
+from harness.perf.configs import Predictor, planned_tests, test_of
 from harness.plan.load_report import parse_report
-from harness.plan.planner import (
-    Configuration, accelerator_devices, check_knobs, config_id, plan_configurations, resolve_model, stable_id,
-)
+from harness.plan.planner import Configuration, accelerator_devices, check_knobs, find_engines, plan, stable_id
+from harness.plan.request import request_from_config
+from harness.plan.stored import configuration_record, write_configurations
+from harness.runner.commands import commands
 from harness.runner.measure import ProcessSettings, RunFailed, measure
 from harness.runner.rig import start_rig
 from harness.runner.rows import base_record, phase_telemetry, telemetry_file, ttft_columns
@@ -67,6 +68,34 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """What a measuring process needs of the sweep: its name, the bench settings, the run limit and the
+    emulated card (reserved for each run)."""
+
+    name: str
+    bench: BenchSettings
+    timeout_s: float
+    vram_limit_gib: float | None = None
+    vram_limit_device: int = 0
+
+    @classmethod
+    def of(cls, config: BenchConfig) -> "RunSettings":
+        return cls(config.name, config.bench, config.timeouts.run_s, config.vram_limit_gib, config.vram_limit_device)
+
+
+@dataclass
+class SweepRun:
+    """One sweep under way: where its rows go, its rounds, its CPU budget, who is told, the performance model."""
+
+    settings: RunSettings
+    store: ResultsStore
+    schedule: Schedule
+    budget: CpuBudget
+    progress: SweepProgress
+    predictor: Predictor
+
+
 def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None = None, *,
               resume: bool = False) -> Path:
     """Run every configuration of `config`; return the sweep's results folder. With `resume`, the processes
@@ -78,34 +107,35 @@ def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None
     if history and not resume:
         raise UserError(f"{store.csv_path} already has results; continue it with --resume, or choose another "
                         "`name:` or --out")
-    engines = [find_engine(e.name, config.engine_paths()) for e in config.engines]
+    request = request_from_config(config)
+    engines = find_engines(request)
     budget = plan_budget(config.rpc_rig)
-    syntaxes = check_knobs(config, engines, budget)  # before anything is written or started
-    models = [resolve_model(m, config) for m in config.models]
+    check_knobs(request, engines, budget)  # before anything is written or started
     with contextlib.ExitStack() as stack:
         rig = start_rig(stack, config, engines, budget, store.logs)  # the RPC servers, one or more per engine
-        devices = accelerator_devices(config, engines, rig.endpoints)
-        planned = plan_configurations(config, models, engines, devices, budget, syntaxes)
-        confs = {config_id(config.bench, conf): conf for conf in planned}
+        planned = plan(replace(request, write_models=True, rpc_endpoints=rig.endpoints))
+        confs = {conf.id: conf for conf in planned}
         predictor = Predictor.for_configurations(planned)  # the performance model, where calibrated
+        write_configurations(folder, [configuration_record(conf, commands(conf, config.bench),
+                                                           planned_tests(predictor, conf, config.bench))
+                                      for conf in planned])
         nvml = shared_nvml() if config.telemetry.enabled else None  # the planner's and fingerprint's session
         store.write_meta({
             "moebench_version": __version__, "config": config.model_dump(mode="json"),
             "config_file": str(config.source_path), "host": host_fingerprint(),
             "python": platform.python_version(), "engines": [e.describe() for e in engines],
-            "devices": devices, "configurations": len(confs), "started_at": _now(),
-            "cpus": {"engine": cpu_list(budget.engine_cpus), "rpc": budget.describe_rpc()},
+            "devices": accelerator_devices(request, engines, rig.endpoints), "configurations": len(confs),
+            "started_at": _now(), "cpus": {"engine": cpu_list(budget.engine_cpus), "rpc": budget.describe_rpc()},
         })
         schedule = Schedule(list(confs), config.bench.processes, config.bench.until, seed=config.order.seed,
                             shuffle=config.order.random, history=history)
-        progress = progress or PrintProgress()
-        progress.begin(*schedule.progress_counts())
+        run = SweepRun(RunSettings.of(config), store, schedule, budget, progress or PrintProgress(), predictor)
+        run.progress.begin(*schedule.progress_counts())
         for round_, ids in schedule.rounds():
             for cid in ids:
                 conf = confs[cid]
-                others = rig.other_pids(conf.engine.name)
-                sampler = _sampler(config, others, nvml)
-                _run_process(config, store, conf, cid, round_, schedule, budget, progress, sampler, predictor)
+                sampler = _sampler(config, rig.other_pids(conf.engine.name), nvml)
+                _run_process(run, conf, round_, sampler)
     return folder
 
 
@@ -118,12 +148,12 @@ def _sampler(config: BenchConfig, other_rig_pids: set[int], nvml) -> Sampler | N
                    loopback=config.rpc_rig, nvml=nvml if nvml is not None else False)
 
 
-def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, cid: str, round_: int,
-                 schedule: Schedule, budget: CpuBudget, progress: SweepProgress,
-                 sampler: Sampler | None, predictor: Predictor) -> None:
+def _run_process(run: SweepRun, conf: Configuration, round_: int, sampler: Sampler | None) -> None:
     """Round `round_` of one configuration: one measuring process (for llama-bench, one per test)."""
+    settings, store, schedule, budget, progress = run.settings, run.store, run.schedule, run.budget, run.progress
+    cid = conf.id
     history = schedule.history[cid]
-    record = base_record(config, conf).update(
+    record = base_record(settings, conf).update(
         config_id=cid, process_index=round_, cpus=cpu_list(budget.engine_cpus), rpc_cpus=budget.describe_rpc(),
         run_id=run_id(cid, round_))
     progress.start(f"[{round_ + 1}/{max(schedule.processes, round_ + 1)}] {conf.label}")
@@ -140,16 +170,16 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
     suffix = f".p{round_}" if round_ else ""
     log_path = store.logs / f"{cid}{suffix}.log"
     record.log_file = str(log_path.relative_to(store.folder))
-    settings = ProcessSettings(config.bench, budget.engine_cpus, config.timeouts.run_s)
+    process = ProcessSettings(settings.bench, budget.engine_cpus, settings.timeout_s)
     started = time.monotonic()
     record.started_at = _now()
     try:
         with contextlib.ExitStack() as held:
-            if config.vram_limit_gib:  # reserved for this run only, released on every exit path
-                held.enter_context(VramReservation(config.vram_limit_device, config.vram_limit_gib))
+            if settings.vram_limit_gib:  # reserved for this run only, released on every exit path
+                held.enter_context(VramReservation(settings.vram_limit_device, settings.vram_limit_gib))
             if sampler is not None:
                 held.enter_context(sampler)
-            measured = measure(conf, settings, log_path)
+            measured = measure(conf, process, log_path)
     except RunFailed as exc:
         return finish("failed", str(exc)[:2000], finished_at=_now(),
                       duration_s=round(time.monotonic() - started, 3),
@@ -174,7 +204,7 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
             tps_samples=[round(s, 3) for s in test.tps_samples], tps_ci_low=_round(ci.low),
             tps_ci_high=_round(ci.high), sample_ms_mean=_round(test.sample_ms),
             model_n_params=test.raw.get("model_n_params"), **ttft_columns(test), **phases[test.name],
-            **_model_columns(predictor, conf, config, test, loaded)))
+            **_model_columns(run.predictor, conf, settings, test, loaded)))
         line = f"{test.name} {test.tps_mean:.1f} t/s"  # short: the closing summary has the rest
         if ci.n >= 2:
             line += f" (±{ci.half_width_pct:.0f}% over {ci.n} {ci.unit})"
@@ -184,14 +214,14 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
         progress.result(line)
 
 
-def _model_columns(predictor: Predictor, conf: Configuration, config: BenchConfig, test, loaded) -> dict:
+def _model_columns(predictor: Predictor, conf: Configuration, settings: RunSettings, test, loaded) -> dict:
     """The engine's graph splits and, where this engine and device are calibrated, the performance model's
     prediction for the test (`harness.perf`)."""
     splits = loaded.graph_splits if loaded else None
     modelled = modelled_test(test.n_prompt, test.n_gen)
     if modelled is None:  # a combined prompt + generation test: not modelled
         return {"graph_splits": splits}
-    model_test = test_of(*modelled, test.n_depth or 0, conf, config.bench)
+    model_test = test_of(*modelled, test.n_depth or 0, conf, settings.bench)
     return predictor.columns(conf, model_test, test.tps_mean, splits)
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
 from harness.analysis.markdown import fmt, markdown_table
 from harness.intervals import noise_verdict
-from harness.plan.planner import plan_sweep
+from harness.plan.planner import plan
 from harness.runner.commands import commands
 from harness.tune.search import Tuner
 from harness.tune.settings import Measured, TuneState, score
@@ -29,9 +30,9 @@ def _commands(tuner: Tuner, m: Measured) -> dict:
     s = tuner.settings
     out = {}
     for tool in ("llama-server", "llama-bench"):
-        config = s.config([m.spec], m.knobs).model_copy(update={"tools": [tool]})
-        for _, conf in plan_sweep(config):
-            argv = commands(conf, config.bench)
+        request = replace(s.request([m.spec], m.knobs), tools=[tool])
+        for conf in plan(request):
+            argv = commands(conf, request.bench)
             out[tool] = argv if argv else conf.error
     return out
 

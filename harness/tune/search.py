@@ -11,17 +11,26 @@ rounds, failed rows for crashes), so `moebench report` and the notebooks work on
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import asdict
 from typing import Callable
 
 import numpy as np
 import pandas as pd
+import psutil
 
-from harness.errors import UserError
 from harness.analysis.stats import measured_interval
-from harness.perf.calibrate import calibrate, calibration_configs, stored_samples
+from harness.config import ModelSpec
+from harness.engines.discover import find_engine_entry
+from harness.engines.rpc import RpcServer
+from harness.errors import UserError
+from harness.perf.calibration import calibration_dir
 from harness.perf.configs import Predictor, configuration_workload, test_of
 from harness.perf.model import fit_constants, predict
-from harness.plan.planner import plan_sweep
+from harness.plan.planner import plan, resolve_model
+from harness.runner.sweep import run_sweep
+from harness.telemetry.nvml import shared_nvml
+from harness.tune.calibrate import calibrate, calibration_configs, stored_samples
 from harness.results.reader import read_runs
 from harness.results.record import parse_test
 from harness.tune.settings import MIN_MODEL_ERROR, ROUND_SIZE, Measured, TuneSettings, TuneState, score
@@ -30,26 +39,21 @@ from harness.units import MIB
 
 def plan_space(settings: TuneSettings) -> tuple[list[Candidate], int]:
     """Every feasible point of the space with its workloads, and how many points were planned."""
-    from harness.plan.planner import resolve_model
-
-    probe = settings.config([{"name": "all-gpu"}])
-    model = resolve_model(probe.models[0], probe)
-    config = settings.config(space_strategies(model.info, settings.space))
-    planned = plan_sweep(config)
+    model = resolve_model(ModelSpec(**settings.model), write=True)
+    request = settings.request(space_strategies(model.info, settings.space))
+    planned = plan(request)
     out = []
-    for cid, conf in planned:
+    for conf in planned:
         if conf.error or conf.placement is None or not fits(conf, settings.vram_budget_mib):
             continue
-        workloads = {kind: configuration_workload(conf, test_of(kind, tokens, settings.depth, conf, config.bench))
+        workloads = {kind: configuration_workload(conf, test_of(kind, tokens, settings.depth, conf, request.bench))
                      for kind, tokens in (("pp", settings.prompt_tokens), ("tg", settings.gen_tokens))}
-        out.append(Candidate(cid, conf, spec_of(conf), {}, workloads))
+        out.append(Candidate(conf.id, conf, spec_of(conf), {}, workloads))
     return out, len(planned)
 
 
 def _knob_values(conf) -> dict:
     """The knob values a configuration was planned with, as bench.yaml settings (defaults left out)."""
-    from dataclasses import asdict
-
     return {k: v for k, v in asdict(conf.knobs).items()
             if v is not None and not (k.startswith("cache_type") and v == "f16")}
 
@@ -66,8 +70,6 @@ class Tuner:
     def _measure(self, points: list[tuple[dict, dict]]) -> None:
         """Run the given (strategy entry, knob values) points: one sweep per distinct knob values, all into the
         tune's results folder (resumed, so a point is never measured twice)."""
-        from harness.runner.sweep import run_sweep
-
         groups: dict[str, tuple[dict, list[dict]]] = {}
         for spec, knobs in points:
             key = repr(sorted(knobs.items()))
@@ -95,8 +97,6 @@ class Tuner:
     # -- the model -------------------------------------------------------------------------------------------
     def _calibration_samples(self) -> list:
         """What the calibration measured: the full calibration's sweeps, or the quick one's, whichever exist."""
-        from harness.perf.calibration import calibration_dir
-
         s = self.settings
         configs = [config for quick in (False, True)
                    for config in calibration_configs(s.engine, rpc_rig=s.rpc_rig, device=s.device, tools=[s.tool],
@@ -174,7 +174,7 @@ class Tuner:
     def _baselines(self, state: TuneState) -> None:
         s = self.settings
         specs = [{"name": "engine-fit", "params": {"margin_mib": engine_fit_margin(s)}}, {"name": "cpu-moe"}]
-        planned = {conf.strategy: (cid, conf) for cid, conf in plan_sweep(s.config(specs, s.fixed_knobs))}
+        planned = {conf.strategy: (conf.id, conf) for conf in plan(s.request(specs, s.fixed_knobs))}
         if not fits(planned["cpu-moe"][1], s.vram_budget_mib):
             self.report(f"baseline cpu-moe does not fit {s.vram_budget_mib:g} MiB: not measured")
             specs.pop()
@@ -234,11 +234,6 @@ def engine_fit_margin(settings: TuneSettings) -> int:
     engine sees it, minus the budget. From the engine's `--list-devices`; ik has none: on the RPC rig the
     server's CPU backend reports the host's total memory as free (mainline's log: `RPC0 (24105 MiB, 24105 MiB
     free)` on a 24105 MiB host), on a GPU NVML says."""
-    import psutil
-
-    from harness.engines.discover import find_engine_entry
-    from harness.engines.rpc import RpcServer
-
     engine = find_engine_entry(settings.engine)
     if settings.rpc_rig:
         with RpcServer(engine, threads=1) as rpc:
@@ -257,10 +252,6 @@ def engine_fit_margin(settings: TuneSettings) -> int:
 
 
 def _nvml_free_mib(device: str | None) -> float | None:
-    import re
-
-    from harness.telemetry.nvml import shared_nvml
-
     nvml = shared_nvml()
     index = int(m.group(1)) if device and (m := re.fullmatch(r"CUDA(\d+)", device)) else 0
     free = nvml.free_bytes(index) if nvml is not None else None

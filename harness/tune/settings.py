@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.balanced_score import balanced_score
-from harness.config import BenchConfig
+from harness.config import BenchConfig, BenchSettings, EngineSpec, ModelSpec, StrategySpec
+from harness.config_devices import RpcRig
+from harness.plan.request import PlanRequest
 from harness.tune.space import Candidate
 
 MIN_MODEL_ERROR = 0.05      # the predicted upper bound is at least 5% above the prediction
@@ -41,16 +43,27 @@ class TuneSettings:
         """The knobs given one value (not searched): the baselines run with them too."""
         return {k: v for k, v in self.knobs.items() if not isinstance(v, list)}
 
+    def bench(self, knobs: dict | None = None) -> BenchSettings:
+        """The tests of the session with `knobs` (None: the knobs as given, lists being axes)."""
+        return BenchSettings(prompt_tokens=[self.prompt_tokens], gen_tokens=[self.gen_tokens], depth=[self.depth],
+                             repetitions=1, processes=self.processes,
+                             ctx=max(1024, self.prompt_tokens + self.gen_tokens + self.depth),
+                             **(self.knobs if knobs is None else knobs))
+
+    def request(self, strategies: list[dict], knobs: dict | None = None) -> PlanRequest:
+        """The planning request of `strategies` (bench.yaml strategy entries) with `knobs`."""
+        return PlanRequest(models=[ModelSpec(**self.model)], engines=[EngineSpec(**self.engine)], tools=[self.tool],
+                           strategies=[StrategySpec(**spec) for spec in strategies], bench=self.bench(knobs),
+                           devices=[self.device] if self.device else [],
+                           rpc_rig=RpcRig() if self.rpc_rig else None)
+
     def config(self, strategies: list[dict], knobs: dict | None = None) -> BenchConfig:
-        """A sweep of `strategies` with `knobs` (None: the knobs as given, lists being axes)."""
-        bench = {"prompt_tokens": [self.prompt_tokens], "gen_tokens": [self.gen_tokens], "depth": [self.depth],
-                 "repetitions": 1, "processes": self.processes,
-                 "ctx": max(1024, self.prompt_tokens + self.gen_tokens + self.depth),
-                 **(self.knobs if knobs is None else knobs)}
-        return BenchConfig.model_validate({
-            "name": self.name, "output": str(self.out), "models": [self.model], "engines": [self.engine],
-            "tools": [self.tool], "rpc_rig": self.rpc_rig, "devices": [self.device] if self.device else [],
-            "strategies": strategies, "bench": bench})
+        """The sweep that measures `strategies` with `knobs` into the session's results folder (its plan is
+        `request`'s: the same settings, so the same configuration ids)."""
+        request = self.request(strategies, knobs)
+        return BenchConfig(name=self.name, output=self.out, models=request.models, engines=request.engines,
+                           tools=request.tools, rpc_rig=request.rpc_rig, devices=request.devices,
+                           strategies=request.strategies, bench=request.bench)
 
 
 @dataclass

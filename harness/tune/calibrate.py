@@ -13,14 +13,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from harness.config import BenchConfig
+from harness.config import BenchConfig, BenchSettings, EngineSpec, ModelSpec, StrategySpec, TelemetrySettings
+from harness.config_devices import RpcRig
+from harness.errors import UserError
 from harness.perf.calibration import Calibration, ToolCalibration, calibration_dir, device_key
 from harness.perf.configs import configuration_workload, test_of
 from harness.perf.model import fit_constants
 from harness.perf.peaks import measure_peaks
 from harness.perf.workload import Workload
-from harness.plan.planner import Configuration, plan_sweep
+from harness.plan.planner import Configuration, plan
+from harness.plan.request import request_from_config
+from harness.runner.sweep import run_sweep
+from harness.telemetry.nvml import shared_nvml
 from harness.results.reader import read_runs
 from harness.results.record import modelled_test
 
@@ -49,13 +55,14 @@ def calibration_configs(engine: dict, *, rpc_rig: bool, device: str | None, tool
     sees no filled cache)."""
     name = f"{engine['name']}-{'rpc-rig' if rpc_rig else device or 'default'}".replace("/", "_")
     variants = list(CALIBRATION_TESTS.items())[:1] if quick else CALIBRATION_TESTS.items()
-    return [BenchConfig.model_validate({
-        "name": f"{name}-{variant}" + ("-quick" if quick else ""), "output": str(out),
-        "models": [{"synth": CALIBRATION_MODEL}], "engines": [engine], "tools": tools, "rpc_rig": rpc_rig,
-        "devices": [device] if device else [], "telemetry": {"enabled": False},
-        "strategies": QUICK_STRATEGIES if quick else CALIBRATION_STRATEGIES,
-        "bench": {**tests, "repetitions": 1, "processes": processes, "ctx": 2304},
-    }) for variant, tests in variants]
+    strategies = [StrategySpec(**spec) for spec in (QUICK_STRATEGIES if quick else CALIBRATION_STRATEGIES)]
+    return [BenchConfig(
+        name=f"{name}-{variant}" + ("-quick" if quick else ""), output=out,
+        models=[ModelSpec(synth=CALIBRATION_MODEL)], engines=[EngineSpec(**engine)], tools=tools,
+        rpc_rig=RpcRig() if rpc_rig else None, devices=[device] if device else [],
+        telemetry=TelemetrySettings(enabled=False), strategies=strategies,
+        bench=BenchSettings(**tests, repetitions=1, processes=processes, ctx=2304),
+    ) for variant, tests in variants]
 
 
 def samples(folder: Path, config: BenchConfig) -> dict[str, list[tuple[str, Workload, float]]]:
@@ -64,7 +71,7 @@ def samples(folder: Path, config: BenchConfig) -> dict[str, list[tuple[str, Work
     processes of a configuration, not the typical one (docs/MEASUREMENT.md)."""
     rows = read_runs(folder)
     rows = rows[rows["status"] == "ok"]
-    confs: dict[str, Configuration] = dict(plan_sweep(config))
+    confs: dict[str, Configuration] = {conf.id: conf for conf in plan(request_from_config(config))}
     out: dict[str, list] = {}
     for (cid, test_name), group in rows.groupby(["config_id", "test"]):
         conf = confs.get(cid)
@@ -95,28 +102,23 @@ def stored_samples(configs: list[BenchConfig]) -> dict[str, list[tuple[str, Work
 def calibrate(engine: dict, *, rpc_rig: bool, device: str | None, tools: list[str], processes: int = 3,
               progress=None, quick: bool = False) -> Calibration:
     """Run the calibration sweep (resumed when it was started before), fit, measure the peaks, store."""
-    from harness.runner.sweep import run_sweep
-    from harness.telemetry.nvml import shared_nvml
-
     out = calibration_dir() / "runs"
     configs = calibration_configs(engine, rpc_rig=rpc_rig, device=device, tools=tools, processes=processes,
                                   out=out, quick=quick)
     folders = [run_sweep(config, out, progress, resume=True) for config in configs]
-    planned = plan_sweep(configs[0])
-    target = next((conf.target for _, conf in planned if conf.target is not None), None)
+    planned = plan(request_from_config(configs[0]))
+    target = next((conf.target for conf in planned if conf.target is not None), None)
     dev = "rpc-rig" if rpc_rig else device_key(target.buffer_type if target else device or "default")
     peaks = measure_peaks(rpc_rig, shared_nvml())
     bus = 1.0 / peaks.bus_bytes_s
-    threads = {conf.tool: conf.threads for _, conf in planned}
+    threads = {conf.tool: conf.threads for conf in planned}
     fitted = {}
     for tool, found in stored_samples(configs).items():
         fit = fit_constants(found, bus)
         fitted[tool] = ToolCalibration(threads[tool], fit.constants, fit.residuals, fit.median_abs_error_pct)
     if not fitted:
-        from harness.errors import UserError
-
         raise UserError(f"no configuration of the calibration sweeps was measured; see {folders[0]}/runs.csv")
-    engine_name = planned[0][1].engine.name
+    engine_name = planned[0].engine.name
     calibration = Calibration(engine_name, dev, peaks, fitted, results=", ".join(map(str, folders)))
     calibration.save()
     return calibration
