@@ -81,7 +81,7 @@ def _configuration(strategy: str, **params) -> Configuration:
 
 
 def _rows(conf: Configuration, tps: dict[str, list[float]]) -> list[dict]:
-    return [{"config_id": conf.id, "status": "ok", "test": test, "n_prompt": 64 if test == "pp64" else 0,
+    return [{"schema_version": 3, "run_id": f"{conf.id}-{test}-{i}", "config_id": conf.id, "status": "ok", "test": test, "n_prompt": 64 if test == "pp64" else 0,
              "n_gen": 16 if test == "tg16" else 0, "n_depth": 0, "tps_mean": v, "tps_samples": json.dumps([v]),
              "graph_splits": 6, "process_index": i}
             for test, values in tps.items() for i, v in enumerate(values)]

@@ -23,6 +23,7 @@ from harness.models.shards import SplitRule, read_shards, shard_path
 from harness.plan.load_report import parse_load_log
 from harness.plan.model_buffers import expected_model_buffer_bytes, mapped_span, mapped_spans
 from harness.plan.planner import _with_layout_offsets, resolve_model
+from harness.plan.request import request_from_config
 from harness.units import MIB
 
 FORTY = SplitRule(max_tensors=40)  # the tiny preset's 99 tensors: 40 + 40 + 19
@@ -199,13 +200,12 @@ def test_bench_yaml_split_synthetic_model(tmp_path, monkeypatch):
     monkeypatch.setenv("MOEBENCH_CACHE", str(tmp_path / "cache"))
     spec = _config(tmp_path, "{synth: tiny, split_max_tensors: 40}").models[0]
     assert spec.split == FORTY and spec.label == "synth:tiny:split-40t"
-    config = _config(tmp_path, "{synth: tiny, split_max_tensors: 40}")
-    planned = resolve_model(spec, config, write=False)
+    planned = resolve_model(spec, write=False)
     assert planned.path.name == "tiny-seed0-split-40t-00001-of-00003.gguf" and not planned.path.exists()
     assert len({t.file for t in planned.info.tensors}) == 3
-    resolved = resolve_model(spec, config)
+    resolved = resolve_model(spec, write=True)
     assert resolved.path == planned.path and resolved.info.files == planned.info.files
-    unsplit = resolve_model(_config(tmp_path, "{synth: tiny}").models[0], config, write=False)
+    unsplit = resolve_model(_config(tmp_path, "{synth: tiny}").models[0], write=False)
     assert resolved.identity != unsplit.identity
     for bad, match in [("{path: m.gguf, split_max_tensors: 4}", "split a synthetic model"),
                        ("{synth: tiny, split_max_mib: 0}", "greater than 0")]:
@@ -216,7 +216,7 @@ def test_bench_yaml_split_synthetic_model(tmp_path, monkeypatch):
 def test_bench_yaml_path_to_a_middle_shard_runs_the_first(written, tmp_path):
     shards = _shards(written["split"])
     config = _config(tmp_path, f"{{path: {shards[1]}}}")
-    resolved = resolve_model(config.models[0], config)
+    resolved = resolve_model(request_from_config(config).models[0])
     assert resolved.path == shards[0] and len(resolved.info.tensors) == 99
     assert f":{resolved.info.file_size_bytes}:" in resolved.identity
 
