@@ -32,7 +32,10 @@ def base_row(config: BenchConfig, conf: Configuration) -> dict:
         "predicted_vram_bytes_by_device": {conf.device_names.get(d, d): b for d, b in
                                            memory.vram_bytes_by_device.items()} if memory else None,
         "predicted_ram_bytes": memory.ram_bytes if memory else None,
-        "predicted_model_buffers": conf.predicted_buffers, **host_fingerprint(),
+        "predicted_model_buffers": conf.predicted_buffers,
+        "predicted_kv_buffers": memory.kv_by_engine_device(conf.engine_device_names) if memory else None,
+        "predicted_compute_buffers": memory.compute_by_engine_device(conf.engine_device_names) if memory else None,
+        **host_fingerprint(),
     }
 
 

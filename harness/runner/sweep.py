@@ -155,7 +155,9 @@ def _run_process(config: BenchConfig, store: ResultsStore, conf: Configuration, 
                       **telemetry_file(store, f"{cid}{suffix}", sampler))
     loaded = parse_report(log_path.read_text(errors="replace"))
     row.update(finished_at=_now(), duration_s=round(time.monotonic() - started, 3),
-               actual_model_buffers=loaded.model_bytes_by_device if loaded else None)
+               actual_model_buffers=loaded.model_bytes_by_device if loaded else None,
+               actual_kv_buffers=loaded.state_bytes_by_device if loaded else None,
+               actual_compute_buffers=loaded.compute_bytes_by_device if loaded else None)
     phases = {test.name: phase_telemetry(sampler, test) for test, _ in measured}  # marks the windows
     row.update(telemetry_file(store, f"{cid}{suffix}", sampler))
     oversubscribed = budget.oversubscribed(max(conf.threads, conf.knobs.threads_batch or 0))

@@ -1,0 +1,202 @@
+"""The compute buffers a placement makes the engine reserve on each device.
+
+Both engines size their compute buffers once, when the context is made, by allocating the worst-case graph:
+one micro-batch of n_tokens = min(n_ctx, n_ubatch) tokens against the whole KV cache, with every token an
+output (mainline `llama_context::sched_reserve`: n_outputs = min(n_tokens, n_outputs_max = n_batch); ik
+`llama_build_graph(worst_case)`: n_outputs = n_tokens), also a one-token graph, keeping the larger buffer. This
+module builds that graph, tensor by tensor, for the layer kinds of the architectures moebench knows (attention
+with a KV cache, routed experts with or without shared experts, a dense FFN), and sizes it with ggml's
+scheduler and allocator rules (`harness.plan.graph_alloc`).
+
+The graph follows mainline's `llm_graph_context` (`build_attn`, `build_moe_ffn`, `build_ffn`) and the
+qwen3moe / glm4moe builders: per layer rms_norm, Q/K/V products (+bias, per-head norm, rope in place), the K and
+V rows written into the cache, then either flash attention (an f16 mask; the output [head_dim_v, n_head,
+n_tokens]) or KQ = K·Q [n_kv, n_tokens, n_head] in f32 with soft_max in place and KQV made contiguous; the
+output projection; the router (soft_max or sigmoid + selection bias), top-k, the weights (normalized), the
+three expert products [n_ff, n_expert_used, n_tokens] and their SwiGLU, the weighted sum; shared experts as a
+dense FFN beside them; at the last layer only the output rows go on; the logits [n_vocab, n_outputs] in f32.
+
+With op offload (CUDA and other GPUs, not an RPC server), a micro-batch of at least 32 tokens runs the
+products of RAM-held weights on the accelerator, which copies those weights into its compute buffer one
+layer at a time: the largest layer's RAM-held weights are added there (source only: no GPU here).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from harness.models.inspect import ModelInfo
+from harness.models.tensor_groups import layer_index
+from harness.plan.graph_alloc import Graph, assign_devices, peak_bytes, with_copies
+from harness.plan.placement import CPU, INPUT_TENSORS, Placement, is_accelerator
+
+if TYPE_CHECKING:
+    from harness.plan.memory import MemorySettings
+
+OFFLOAD_MIN_BATCH = 32  # ggml-cuda: op_offload_min_batch_size, the batch from which ops are offloaded
+F32 = 4
+
+
+def compute_bytes_by_device(placement: Placement, model: ModelInfo, settings: "MemorySettings") -> dict[str, int]:
+    """The compute buffer bytes each device reserves (devices with none are left out)."""
+    n_tokens = max(1, min(settings.n_ctx, settings.n_ubatch))
+    out: dict[str, int] = {}
+    for tokens in (n_tokens, 1):  # the prompt graph, then the one-token graph: the larger buffer stays
+        graph = reserve_graph(placement, model, settings, tokens)
+        devices = assign_devices(graph, CPU)
+        copied, copied_devices = with_copies(graph, devices)
+        for device, n_bytes in peak_bytes(copied, copied_devices).items():
+            out[device] = max(out.get(device, 0), n_bytes)
+    accelerators = sorted(d for d in placement.devices() if is_accelerator(d))
+    if settings.op_offload and n_tokens >= OFFLOAD_MIN_BATCH and accelerators:
+        out[accelerators[0]] = out.get(accelerators[0], 0) + _largest_ram_layer_bytes(placement, model)
+    return {d: b for d, b in out.items() if b > 1}  # the engines print only buffers over 1 byte
+
+
+def _largest_ram_layer_bytes(placement: Placement, model: ModelInfo) -> int:
+    """The weight bytes in RAM of the layer that holds the most there (the output layer counts as one)."""
+    sizes = {t.name: t.n_bytes for t in model.tensors}
+    per_layer: dict[int | None, int] = {}
+    for name, device in placement.tensor_devices.items():
+        if device == CPU and name not in INPUT_TENSORS:
+            layer = layer_index(name)
+            per_layer[layer] = per_layer.get(layer, 0) + sizes[name]
+    return max(per_layer.values(), default=0)
+
+
+class _Shapes:
+    """A model's tensors by name: shape and device."""
+
+    def __init__(self, placement: Placement, model: ModelInfo) -> None:
+        self.shape = {t.name: t.shape for t in model.tensors}
+        self.device = placement.tensor_devices
+
+    def has(self, name: str) -> bool:
+        return name in self.shape
+
+    def rows(self, name: str) -> int:
+        """The output width of a matrix (ggml ne[1])."""
+        return self.shape[name][1]
+
+    def dev(self, name: str) -> str | None:
+        return self.device.get(name) if name in self.shape else None
+
+
+def reserve_graph(placement: Placement, model: ModelInfo, settings: "MemorySettings", n_tokens: int) -> Graph:
+    """The worst-case graph of one micro-batch of `n_tokens` tokens (see the module doc)."""
+    g, w = Graph(), _Shapes(placement, model)
+    T, E, n_kv = n_tokens, model.n_embd, settings.n_ctx
+    fa = settings.flash_attn
+    embd_dev = w.dev("token_embd.weight") or CPU
+    tokens = g.input(T * 4, CPU, "inp_tokens")
+    inp = g.add(E * T * F32, tokens, device=embd_dev, name="inp_embd")
+    pos = g.input(T * 4, CPU, "inp_pos")
+    mask = g.input(n_kv * T * (2 if fa else 4), CPU, "kq_mask")
+    n_embd_v = model.n_head_kv * model.head_dim_v
+    k_idx = g.input(T * 8, CPU, "k_idxs")
+    v_idx = g.input(T * 8 * (1 if fa else n_embd_v), CPU, "v_idxs")  # a transposed V cache: one per element
+    out_ids = g.input(T * 4, CPU, "inp_out_ids")
+    n_run = model.n_layers - model.nextn_predict_layers
+    for il in range(n_run):
+        p = f"blk.{il}."
+        layer_dev = placement.layer_devices[il]
+        kv_dev = CPU if settings.kv_on_cpu else layer_dev
+        residual = inp
+        cur = _norm(g, w, inp, p + "attn_norm.weight", E * T)
+        cur = _attention(g, w, model, p, cur, pos, mask, k_idx, v_idx, T, n_kv, fa, kv_dev)
+        if il == n_run - 1:  # only the output rows go on (all of them in the worst case)
+            cur = g.add(E * T * F32, cur, out_ids, name="get_rows")
+            residual = g.add(E * T * F32, residual, out_ids, name="get_rows")
+        ffn_inp = g.add(E * T * F32, cur, residual, inplace=True, name="ffn_inp")
+        norm_name = p + ("ffn_norm.weight" if w.has(p + "ffn_norm.weight") else "post_attention_norm.weight")
+        cur = _norm(g, w, ffn_inp, norm_name, E * T)
+        if w.has(p + "ffn_gate_inp.weight"):
+            ffn = _moe(g, w, model, p, cur, T)
+            if w.has(p + "ffn_up_shexp.weight"):
+                shared = _dense_ffn(g, w, p, cur, T, "_shexp")
+                ffn = g.add(E * T * F32, ffn, shared, inplace=True, name="ffn_out")
+        else:
+            ffn = _dense_ffn(g, w, p, cur, T, "")
+        inp = g.add(E * T * F32, ffn, ffn_inp, inplace=True, name="l_out")
+    cur = _norm(g, w, inp, "output_norm.weight", E * T)
+    out_name = "output.weight" if w.has("output.weight") else "token_embd.weight"
+    logits = g.add(model.vocab_size * T * F32, cur, device=w.dev(out_name), name="result_output")
+    g.nodes[logits].is_output = True
+    return g
+
+
+def _norm(g: Graph, w: _Shapes, x: int, weight: str, n: int) -> int:
+    """rms_norm (in place where the input has no other reader), then the multiplication by its weight."""
+    cur = g.add(n * F32, x, inplace=True, name="norm")
+    return g.add(n * F32, cur, device=w.dev(weight), inplace=True, name=weight) if w.has(weight) else cur
+
+
+def _matmul(g: Graph, w: _Shapes, weight: str, x: int, n_tokens: int) -> int:
+    out = g.add(w.rows(weight) * n_tokens * F32, x, device=w.dev(weight), name=weight)
+    bias = weight.replace(".weight", ".bias")
+    if w.has(bias):
+        out = g.add(w.rows(weight) * n_tokens * F32, out, device=w.dev(bias), inplace=True, name=bias)
+    return out
+
+
+def _attention(g: Graph, w: _Shapes, model: ModelInfo, p: str, x: int, pos: int, mask: int, k_idx: int,
+               v_idx: int, T: int, n_kv: int, fa: bool, kv_dev: str) -> int:
+    H, D, Dv, Hkv = model.n_head, model.head_dim_k, model.head_dim_v, model.n_head_kv
+    q = _matmul(g, w, p + "attn_q.weight", x, T)
+    k = _matmul(g, w, p + "attn_k.weight", x, T)
+    v = _matmul(g, w, p + "attn_v.weight", x, T)
+    heads = []
+    for cur, norm in ((q, "attn_q_norm.weight"), (k, "attn_k_norm.weight")):
+        cur = g.view(cur, "reshape")
+        if w.has(p + norm):
+            cur = _norm(g, w, cur, p + norm, w.rows(p + norm.replace("_norm", "")) * T)
+        heads.append(g.add(g.nodes[cur].n_bytes or g.nodes[g.nodes[cur].view_of].n_bytes, cur, pos,
+                           inplace=True, name="rope"))
+    q, k = heads
+    k_cache = g.external(n_kv * Hkv * D * 2, kv_dev, "cache_k")
+    v_cache = g.external(n_kv * Hkv * Dv * 2, kv_dev, "cache_v")
+    g.add(0, k_cache, k, k_idx, device=kv_dev, name="set_rows k")
+    g.add(0, v_cache, v, v_idx, device=kv_dev, name="set_rows v")
+    q = g.view(q, "permute")
+    k_view, v_view = g.view(k_cache, "k"), g.view(v_cache, "v")
+    if fa:
+        cur = g.add(Dv * H * T * F32, q, k_view, v_view, mask, name="fattn")
+    else:
+        kq = g.add(n_kv * T * H * F32, k_view, q, name="kq")
+        kq = g.add(n_kv * T * H * F32, kq, mask, inplace=True, name="kq_soft_max")
+        kqv = g.add(Dv * T * H * F32, v_view, kq, name="kqv")
+        cur = g.add(Dv * H * T * F32, g.view(kqv, "permute"), name="kqv_out")
+    return _matmul(g, w, p + "attn_output.weight", g.view(cur, "reshape"), T)
+
+
+def _moe(g: Graph, w: _Shapes, model: ModelInfo, p: str, x: int, T: int) -> int:
+    E, X, K = model.n_embd, model.n_experts, model.n_experts_used
+    F = w.rows(p + "ffn_up_exps.weight")
+    logits = _matmul(g, w, p + "ffn_gate_inp.weight", x, T)
+    probs = g.add(X * T * F32, logits, inplace=True, name="probs")  # soft_max or sigmoid
+    select = probs
+    if w.has(p + "exp_probs_b.bias"):
+        select = g.add(X * T * F32, probs, device=w.dev(p + "exp_probs_b.bias"), name="selection_probs")
+    top = g.add(X * T * 4, select, name="argsort")
+    selected = g.view(top, "top_k")
+    weights = g.add(K * T * F32, g.view(probs, "reshape"), selected, name="weights")
+    total = g.add(T * F32, weights, name="weights_sum")
+    weights = g.add(K * T * F32, weights, total, inplace=True, name="weights_norm")
+    cur = g.view(x, "reshape")
+    up = g.add(F * K * T * F32, cur, selected, device=w.dev(p + "ffn_up_exps.weight"), name="ffn_moe_up")
+    gate = g.add(F * K * T * F32, cur, selected, device=w.dev(p + "ffn_gate_exps.weight"), name="ffn_moe_gate")
+    act = g.add(F * K * T * F32, gate, up, name="ffn_moe_swiglu")
+    down = g.add(E * K * T * F32, act, selected, device=w.dev(p + "ffn_down_exps.weight"), name="ffn_moe_down")
+    down = g.add(E * K * T * F32, down, weights, inplace=True, name="ffn_moe_weighted")
+    views = [g.view(down, f"expert {i}") for i in range(K)]
+    out = g.add(E * T * F32, views[0], views[1] if K > 1 else None, name="ffn_moe_out")
+    for view in views[2:]:
+        out = g.add(E * T * F32, out, view, inplace=True, name="ffn_moe_out")
+    return out
+
+
+def _dense_ffn(g: Graph, w: _Shapes, p: str, x: int, T: int, suffix: str) -> int:
+    up = _matmul(g, w, f"{p}ffn_up{suffix}.weight", x, T)
+    gate = _matmul(g, w, f"{p}ffn_gate{suffix}.weight", x, T)
+    act = g.add(g.nodes[up].n_bytes, gate, up, name="swiglu")
+    return _matmul(g, w, f"{p}ffn_down{suffix}.weight", act, T)
