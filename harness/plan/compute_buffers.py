@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 OFFLOAD_MIN_BATCH = 32  # ggml-cuda: op_offload_min_batch_size, the batch from which ops are offloaded
 F32 = 4
+UNROTATED = ("f32", "f16", "bf16")  # cache types mainline does not rotate (only quantized ones)
 
 
 def compute_bytes_by_device(placement: Placement, model: ModelInfo, settings: "MemorySettings") -> dict[str, int]:
@@ -42,7 +43,7 @@ def compute_bytes_by_device(placement: Placement, model: ModelInfo, settings: "M
     n_tokens = max(1, min(settings.n_ctx, settings.n_ubatch))
     out: dict[str, int] = {}
     for tokens in (n_tokens, 1):  # the prompt graph, then the one-token graph: the larger buffer stays
-        graph = reserve_graph(placement, model, settings, tokens)
+        graph = reserve_graph(placement, model, settings, tokens).ordered()
         devices = assign_devices(graph, CPU)
         copied, copied_devices = with_copies(graph, devices)
         for device, n_bytes in peak_bytes(copied, copied_devices).items():
@@ -85,16 +86,19 @@ class _Shapes:
 def reserve_graph(placement: Placement, model: ModelInfo, settings: "MemorySettings", n_tokens: int) -> Graph:
     """The worst-case graph of one micro-batch of `n_tokens` tokens (see the module doc)."""
     g, w = Graph(), _Shapes(placement, model)
-    T, E, n_kv = n_tokens, model.n_embd, settings.n_ctx
-    fa = settings.flash_attn
+    T, E = n_tokens, model.n_embd
     embd_dev = w.dev("token_embd.weight") or CPU
     tokens = g.input(T * 4, CPU, "inp_tokens")
-    inp = g.add(E * T * F32, tokens, device=embd_dev, name="inp_embd")
-    pos = g.input(T * 4, CPU, "inp_pos")
-    mask = g.input(n_kv * T * (2 if fa else 4), CPU, "kq_mask")
-    n_embd_v = model.n_head_kv * model.head_dim_v
-    k_idx = g.input(T * 8, CPU, "k_idxs")
-    v_idx = g.input(T * 8 * (1 if fa else n_embd_v), CPU, "v_idxs")  # a transposed V cache: one per element
+    inp = g.expand(g.add(E * T * F32, tokens, device=embd_dev, name="get_rows"))
+    if settings.dialect != "ik":
+        # mainline builds all three inputs of `build_inp_embd` and selects one (ggml_build_forward_select): the
+        # embeddings input and the mixed batch's copy stay allocated (nothing reads them)
+        g.expand(g.input(E * T * F32, CPU, "inp_embd"))
+        mixed = g.add(E * T * F32, g.input(E * T * F32, CPU, "inp_mixed_embd"), name="dup")
+        rows = g.add(E * T * F32, g.input(T * 4, CPU, "inp_mixed_tokens"), device=embd_dev, name="get_rows")
+        slots = g.input(T * 8, CPU, "inp_mixed_slots")
+        g.expand(g.view(mixed, reads=(rows, slots, mixed), name="set_rows"))  # ggml_set_rows: src = b, c, a
+    inputs = _attention_inputs(g, model, settings, T)
     out_ids = g.input(T * 4, CPU, "inp_out_ids")
     n_run = model.n_layers - model.nextn_predict_layers
     for il in range(n_run):
@@ -103,7 +107,7 @@ def reserve_graph(placement: Placement, model: ModelInfo, settings: "MemorySetti
         kv_dev = CPU if settings.kv_on_cpu else layer_dev
         residual = inp
         cur = _norm(g, w, inp, p + "attn_norm.weight", E * T)
-        cur = _attention(g, w, model, p, cur, pos, mask, k_idx, v_idx, T, n_kv, fa, kv_dev)
+        cur = _attention(g, w, model, settings, p, cur, inputs, T, kv_dev)
         if il == n_run - 1:  # only the output rows go on (all of them in the worst case)
             cur = g.add(E * T * F32, cur, out_ids, name="get_rows")
             residual = g.add(E * T * F32, residual, out_ids, name="get_rows")
@@ -120,9 +124,31 @@ def reserve_graph(placement: Placement, model: ModelInfo, settings: "MemorySetti
         inp = g.add(E * T * F32, ffn, ffn_inp, inplace=True, name="l_out")
     cur = _norm(g, w, inp, "output_norm.weight", E * T)
     out_name = "output.weight" if w.has("output.weight") else "token_embd.weight"
-    logits = g.add(model.vocab_size * T * F32, cur, device=w.dev(out_name), name="result_output")
+    logits = g.expand(g.add(model.vocab_size * T * F32, cur, device=w.dev(out_name), name="result_output"))
     g.nodes[logits].is_output = True
     return g
+
+
+def _attention_inputs(g: Graph, model: ModelInfo, settings: "MemorySettings", T: int) -> dict[str, int]:
+    """Positions, the mask [n_kv, n_tokens] (f16 for flash attention, else f32), the cache rows to write (a
+    transposed V cache, without flash attention: one index per element) and, in mainline with a quantized
+    cache, the Hadamard rotations (`llama_kv_cache`: n_rot_k = 64 doubled while it divides the head,
+    n_rot_v = 64)."""
+    fa, n_kv = settings.flash_attn, settings.n_ctx
+    n_embd_v = model.n_head_kv * model.head_dim_v
+    out = {"pos": g.input(T * 4, CPU, "inp_pos"),
+           "k_idxs": g.input(T * 8, CPU, "k_idxs"),
+           "v_idxs": g.input(T * 8 * (1 if fa else n_embd_v), CPU, "v_idxs")}
+    out["mask"] = g.input(n_kv * T * (2 if fa else 4), CPU, "kq_mask")
+    if settings.dialect != "ik":
+        if settings.cache_type_k not in UNROTATED and model.head_dim_k % 64 == 0:
+            n_rot = 64
+            while model.head_dim_k % (2 * n_rot) == 0:
+                n_rot *= 2
+            out["k_rot"] = g.input(n_rot * n_rot * F32, CPU, "k_rot")
+        if settings.cache_type_v not in UNROTATED and model.head_dim_v % 64 == 0:
+            out["v_rot"] = g.input(64 * 64 * F32, CPU, "v_rot")
+    return out
 
 
 def _norm(g: Graph, w: _Shapes, x: int, weight: str, n: int) -> int:
@@ -139,34 +165,45 @@ def _matmul(g: Graph, w: _Shapes, weight: str, x: int, n_tokens: int) -> int:
     return out
 
 
-def _attention(g: Graph, w: _Shapes, model: ModelInfo, p: str, x: int, pos: int, mask: int, k_idx: int,
-               v_idx: int, T: int, n_kv: int, fa: bool, kv_dev: str) -> int:
-    H, D, Dv, Hkv = model.n_head, model.head_dim_k, model.head_dim_v, model.n_head_kv
+def _attention(g: Graph, w: _Shapes, model: ModelInfo, settings: "MemorySettings", p: str, x: int, inputs: dict,
+               T: int, kv_dev: str) -> int:
+    """Q, K, V (+bias, per-head norm, rope), mainline's Hadamard rotation of a quantized cache's rows, the rows
+    written into the cache, attention against all n_kv cells, the output projection."""
+    H, D, Dv, Hkv, n_kv = model.n_head, model.head_dim_k, model.head_dim_v, model.n_head_kv, settings.n_ctx
+    fa = settings.flash_attn
     q = _matmul(g, w, p + "attn_q.weight", x, T)
     k = _matmul(g, w, p + "attn_k.weight", x, T)
     v = _matmul(g, w, p + "attn_v.weight", x, T)
     heads = []
     for cur, norm in ((q, "attn_q_norm.weight"), (k, "attn_k_norm.weight")):
-        cur = g.view(cur, "reshape")
+        n_bytes = g.nodes[cur].n_bytes
+        cur = g.view(cur, name="reshape")
         if w.has(p + norm):
-            cur = _norm(g, w, cur, p + norm, w.rows(p + norm.replace("_norm", "")) * T)
-        heads.append(g.add(g.nodes[cur].n_bytes or g.nodes[g.nodes[cur].view_of].n_bytes, cur, pos,
-                           inplace=True, name="rope"))
+            cur = _norm(g, w, cur, p + norm, n_bytes // F32)
+        heads.append(g.add(n_bytes, cur, inputs["pos"], inplace=True, name="rope"))
     q, k = heads
+    if "k_rot" in inputs:
+        q = g.add(g.nodes[q].n_bytes, inputs["k_rot"], g.view(q, name="reshape"), name="hadamard q")
+        k = g.add(g.nodes[k].n_bytes, inputs["k_rot"], g.view(k, name="reshape"), name="hadamard k")
+    if "v_rot" in inputs:
+        v = g.add(g.nodes[v].n_bytes, inputs["v_rot"], g.view(v, name="reshape"), name="hadamard v")
+    g.expand(q), g.expand(v), g.expand(k)   # "added to the graph together so that they are not reordered"
     k_cache = g.external(n_kv * Hkv * D * 2, kv_dev, "cache_k")
     v_cache = g.external(n_kv * Hkv * Dv * 2, kv_dev, "cache_v")
-    g.add(0, k_cache, k, k_idx, device=kv_dev, name="set_rows k")
-    g.add(0, v_cache, v, v_idx, device=kv_dev, name="set_rows v")
-    q = g.view(q, "permute")
-    k_view, v_view = g.view(k_cache, "k"), g.view(v_cache, "v")
+    g.expand(g.add(0, k, inputs["k_idxs"], k_cache, device=kv_dev, name="set_rows k"))
+    g.expand(g.add(0, v, inputs["v_idxs"], v_cache, device=kv_dev, name="set_rows v"))
+    q = g.view(q, name="permute")
+    k_view, v_view = g.view(k_cache, name="k"), g.view(v_cache, name="v")
     if fa:
-        cur = g.add(Dv * H * T * F32, q, k_view, v_view, mask, name="fattn")
+        cur = g.add(Dv * H * T * F32, q, k_view, v_view, inputs["mask"], name="fattn")
     else:
         kq = g.add(n_kv * T * H * F32, k_view, q, name="kq")
-        kq = g.add(n_kv * T * H * F32, kq, mask, inplace=True, name="kq_soft_max")
+        kq = g.add(n_kv * T * H * F32, kq, inputs["mask"], inplace=True, name="kq_soft_max")
         kqv = g.add(Dv * T * H * F32, v_view, kq, name="kqv")
-        cur = g.add(Dv * H * T * F32, g.view(kqv, "permute"), name="kqv_out")
-    return _matmul(g, w, p + "attn_output.weight", g.view(cur, "reshape"), T)
+        cur = g.add(Dv * H * T * F32, g.view(kqv, name="permute"), name="kqv_out")
+    if "v_rot" in inputs:
+        cur = g.add(Dv * H * T * F32, inputs["v_rot"], g.view(cur, name="reshape"), name="hadamard out")
+    return _matmul(g, w, p + "attn_output.weight", g.view(cur, name="reshape"), T)
 
 
 def _moe(g: Graph, w: _Shapes, model: ModelInfo, p: str, x: int, T: int) -> int:
@@ -178,20 +215,21 @@ def _moe(g: Graph, w: _Shapes, model: ModelInfo, p: str, x: int, T: int) -> int:
     if w.has(p + "exp_probs_b.bias"):
         select = g.add(X * T * F32, probs, device=w.dev(p + "exp_probs_b.bias"), name="selection_probs")
     top = g.add(X * T * 4, select, name="argsort")
-    selected = g.view(top, "top_k")
-    weights = g.add(K * T * F32, g.view(probs, "reshape"), selected, name="weights")
+    selected = g.view(top, name="top_k")
+    weights = g.add(K * T * F32, g.view(probs, name="reshape"), selected, name="weights")
     total = g.add(T * F32, weights, name="weights_sum")
-    weights = g.add(K * T * F32, weights, total, inplace=True, name="weights_norm")
-    cur = g.view(x, "reshape")
+    total = g.add(T * F32, total, inplace=True, name="weights_sum_clamped")
+    weights = g.expand(g.add(K * T * F32, weights, total, inplace=True, name="weights_norm"))
+    cur = g.view(x, name="reshape")
     up = g.add(F * K * T * F32, cur, selected, device=w.dev(p + "ffn_up_exps.weight"), name="ffn_moe_up")
     gate = g.add(F * K * T * F32, cur, selected, device=w.dev(p + "ffn_gate_exps.weight"), name="ffn_moe_gate")
     act = g.add(F * K * T * F32, gate, up, name="ffn_moe_swiglu")
     down = g.add(E * K * T * F32, act, selected, device=w.dev(p + "ffn_down_exps.weight"), name="ffn_moe_down")
-    down = g.add(E * K * T * F32, down, weights, inplace=True, name="ffn_moe_weighted")
-    views = [g.view(down, f"expert {i}") for i in range(K)]
-    out = g.add(E * T * F32, views[0], views[1] if K > 1 else None, name="ffn_moe_out")
-    for view in views[2:]:
-        out = g.add(E * T * F32, out, view, inplace=True, name="ffn_moe_out")
+    down = g.expand(g.add(E * K * T * F32, down, weights, inplace=True, name="ffn_moe_weighted"))
+    views = [g.expand(g.view(down, name=f"expert {i}")) for i in range(K)]
+    out = views[0]
+    for view in views[1:]:
+        out = g.expand(g.add(E * T * F32, out, view, inplace=True, name="ffn_moe_out"))
     return out
 
 

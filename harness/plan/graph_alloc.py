@@ -45,6 +45,41 @@ class Graph:
     """A compute graph in build order; `add` returns the node's index, used as a source by later nodes."""
 
     nodes: list[Node] = field(default_factory=list)
+    roots: list[int] = field(default_factory=list)   # ggml_build_forward_expand calls, in order
+
+    def expand(self, i: int) -> int:
+        self.roots.append(i)
+        return i
+
+    def ordered(self) -> "Graph":
+        """The graph in ggml's order: depth first from each expanded tensor in turn, sources left to right,
+        every tensor after its sources (`ggml_visit_parents_graph`); what no expanded tensor reaches is
+        dropped."""
+        order: list[int] = []
+        seen: set[int] = set()
+        for root in self.roots or [len(self.nodes) - 1]:
+            stack = [(root, 0)]
+            while stack:
+                i, k = stack.pop()
+                if k == 0:
+                    if i in seen:
+                        continue
+                    seen.add(i)
+                srcs = self.nodes[i].srcs
+                if k < len(srcs):
+                    stack.append((i, k + 1))
+                    if srcs[k] not in seen:
+                        stack.append((srcs[k], 0))
+                else:
+                    order.append(i)
+        index = {old: new for new, old in enumerate(order)}
+        out = Graph()
+        for old in order:
+            n = self.nodes[old]
+            out.nodes.append(Node(n.n_bytes, tuple(index[s] for s in n.srcs), n.device, n.inplace,
+                                  index[n.view_of] if n.view_of is not None else None, n.is_input, n.is_output,
+                                  n.name, n.external))
+        return out
 
     def add(self, n_bytes: int, *srcs: int, device: str | None = None, inplace: bool = False,
             name: str = "") -> int:
@@ -59,11 +94,12 @@ class Graph:
         self.nodes.append(Node(int(n_bytes), (), device, name=name, external=True))
         return len(self.nodes) - 1
 
-    def view(self, src: int, name: str = "") -> int:
+    def view(self, src: int, *, reads: tuple[int, ...] | None = None, name: str = "") -> int:
+        """A view of `src` (reshape, permute; set_rows into `src`, reading `reads` in ggml's source order)."""
         root = src
         while self.nodes[root].view_of is not None:   # ggml: a view's view_src is the tensor that owns the data
             root = self.nodes[root].view_of
-        self.nodes.append(Node(0, (src,), None, view_of=root, name=name))
+        self.nodes.append(Node(0, reads if reads is not None else (src,), None, view_of=root, name=name))
         return len(self.nodes) - 1
 
 
@@ -135,51 +171,64 @@ class _Allocator:
             if offset + size == block[0]:              # before this block
                 block[0] -= size
                 block[1] += size
+                if i > 0 and self.blocks[i - 1][0] + self.blocks[i - 1][1] == block[0]:
+                    self.blocks[i - 1][1] += block[1]
+                    del self.blocks[i]
                 return
         at = next((i for i, b in enumerate(self.blocks) if b[0] > offset), len(self.blocks))
         self.blocks.insert(at, [offset, size])
 
 
 def with_copies(graph: Graph, devices: list[str]) -> tuple[Graph, list[str]]:
-    """The graph as the scheduler runs it: cut into splits (runs of nodes on one device), a source read from
-    another device replaced by a copy on the reader's device, one per tensor and device, added at the start of
-    the split that first needs it (`ggml_backend_sched_split_graph`, one copy: no pipeline parallelism)."""
+    """The graph as the scheduler runs it: its leaves (inputs, the KV cache) first, then its nodes cut into
+    splits (runs of nodes on one device; views and leaves go along), a source read from another device replaced
+    by a copy on the reader's device, one per tensor and device, added at the start of the split that first
+    needs it (`ggml_backend_sched_split_graph`, one copy: no pipeline parallelism)."""
     nodes = graph.nodes
     out = Graph()
     out_devices: list[str] = []
     new_index: dict[int, int] = {}
     copies: dict[tuple[int, str], int] = {}
 
+    def leaf(i: int) -> bool:
+        return nodes[i].is_input or nodes[i].external
+
     def crossing(i: int, s: int) -> bool:
         return nodes[i].view_of is None and devices[s] != devices[i]
 
-    i = 0
-    while i < len(nodes):
-        end = i + 1                      # the split: the nodes up to the next device change (views go along)
-        while end < len(nodes) and (nodes[end].view_of is not None or devices[end] == devices[i]):
+    def emit(node: Node, device: str, srcs: tuple[int, ...], view_of: int | None) -> int:
+        out.nodes.append(Node(node.n_bytes, srcs, device, node.inplace, view_of, node.is_input, node.is_output,
+                              node.name, node.external))
+        out_devices.append(device)
+        return len(out.nodes) - 1
+
+    for i, node in enumerate(nodes):
+        if leaf(i):
+            new_index[i] = emit(node, devices[i], (), None)
+    compute = [i for i in range(len(nodes)) if not leaf(i)]
+    start = 0
+    while start < len(compute):
+        device = next((devices[i] for i in compute[start:] if nodes[i].view_of is None), devices[compute[start]])
+        end = start
+        while end < len(compute) and (nodes[compute[end]].view_of is not None or devices[compute[end]] == device):
             end += 1
-        device = devices[i]
-        for j in range(i, end):
+        split = compute[start:end] if end > start else compute[start:start + 1]
+        for j in split:
             for s in nodes[j].srcs:
-                if crossing(j, s) and (s, device) not in copies:
-                    out.nodes.append(Node(nodes[s].n_bytes if nodes[s].view_of is None else
-                                          nodes[nodes[s].view_of].n_bytes, (new_index[s],), device,
-                                          name=f"copy of {nodes[s].name}"))
-                    out_devices.append(device)
-                    copies[s, device] = len(out.nodes) - 1
-        for j in range(i, end):
+                if crossing(j, s) and (s, devices[j]) not in copies:
+                    size = nodes[s].n_bytes if nodes[s].view_of is None else nodes[nodes[s].view_of].n_bytes
+                    copies[s, devices[j]] = emit(Node(size, name=f"copy of {nodes[s].name}"), devices[j],
+                                                 (new_index[s],), None)
+        for j in split:
             node = nodes[j]
             srcs = tuple(copies[s, devices[j]] if crossing(j, s) else new_index[s] for s in node.srcs)
-            out.nodes.append(Node(node.n_bytes, srcs, devices[j], node.inplace,
-                                  new_index[node.view_of] if node.view_of is not None else None,
-                                  node.is_input, node.is_output, node.name, node.external))
-            out_devices.append(devices[j])
-            new_index[j] = len(out.nodes) - 1
-        i = end
+            new_index[j] = emit(node, devices[j], srcs,
+                                new_index[node.view_of] if node.view_of is not None else None)
+        start += len(split)
     return out, out_devices
 
 
-def peak_bytes(graph: Graph, devices: list[str]) -> dict[str, int]:
+def peak_bytes(graph: Graph, devices: list[str], trace: list | None = None) -> dict[str, int]:
     """The high-water mark of each device's compute buffer for one pass over the graph (ggml-alloc's order:
     inputs first, then every node; a parent freed once its last reader and views are done)."""
     nodes = graph.nodes
@@ -210,8 +259,11 @@ def peak_bytes(graph: Graph, devices: list[str]) -> dict[str, int]:
                 where[i], owned[i] = where.pop(p), owned.pop(p)
                 return
         alloc = allocators.setdefault(devices[i], _Allocator())
+        before = alloc.max_size
         where[i] = alloc.alloc(max(n.n_bytes, 1))
         owned[i] = n.n_bytes
+        if trace is not None and alloc.max_size > before:  # what was live when this device's buffer grew
+            trace.append((i, devices[i], alloc.max_size, [(j, where[j]) for j in where if devices[j] == devices[i]]))
 
     owned: dict[int, int] = {}
     for i, n in enumerate(nodes):
