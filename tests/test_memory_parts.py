@@ -54,7 +54,7 @@ def test_plan_shows_model_kv_and_compute_per_device(tmp_path, mainline_engine):
     assert "model + KV + compute" in result.stdout
     rows = json.loads(run_cli("plan", path, "--json").stdout)
     memory = rows[0]["memory"]
-    assert set(memory["kv_mib"]) == {"accel0"} and memory["kv_mib"]["accel0"] == pytest.approx(32.0)
+    assert set(memory["kv_mib"]) == {"accel0"} and memory["kv_mib"]["accel0"] == pytest.approx(16.0)  # 8 layers x 4096 x 2 heads x 64 x 2 B x (K + V)
     assert set(memory["compute_mib"]) == {"cpu", "accel0"}
     for device in ("CPU", "RPC0[127.0.0.1:RPC_PORT]"):
         line = next(line for line in result.stdout.splitlines() if f"{device}:" in line)

@@ -112,8 +112,8 @@ def assign_devices(graph: Graph, cpu: str) -> list[str]:
     def expand(order, accelerators_only: bool) -> None:
         current = None
         for i in order:
-            if nodes[i].view_of is not None:
-                continue
+            if nodes[i].view_of is not None or nodes[i].is_input or nodes[i].external:  # leaves: not in the
+                continue                                                                 # scheduler's node list
             if out[i] is not None:
                 current = None if accelerators_only and out[i] == cpu else out[i]
             elif current is not None:
@@ -213,14 +213,20 @@ def with_copies(graph: Graph, devices: list[str]) -> tuple[Graph, list[str]]:
         while end < len(compute) and (nodes[compute[end]].view_of is not None or devices[compute[end]] == device):
             end += 1
         split = compute[start:end] if end > start else compute[start:start + 1]
-        for j in split:
+        def copy(s: int, device: str) -> None:
+            if (s, device) not in copies:
+                size = nodes[s].n_bytes if nodes[s].view_of is None else nodes[nodes[s].view_of].n_bytes
+                copies[s, device] = emit(Node(size, name=f"copy of {nodes[s].name}"), device, (new_index[s],), None)
+
+        for j in split:   # what the split reads from before it: copied at its start
             for s in nodes[j].srcs:
-                if crossing(j, s) and (s, devices[j]) not in copies:
-                    size = nodes[s].n_bytes if nodes[s].view_of is None else nodes[nodes[s].view_of].n_bytes
-                    copies[s, devices[j]] = emit(Node(size, name=f"copy of {nodes[s].name}"), devices[j],
-                                                 (new_index[s],), None)
+                if crossing(j, s) and s in new_index:
+                    copy(s, devices[j])
         for j in split:
             node = nodes[j]
+            for s in node.srcs:   # a view inside the split of a tensor held elsewhere: copied where it is read
+                if crossing(j, s):
+                    copy(s, devices[j])
             srcs = tuple(copies[s, devices[j]] if crossing(j, s) else new_index[s] for s in node.srcs)
             new_index[j] = emit(node, devices[j], srcs,
                                 new_index[node.view_of] if node.view_of is not None else None)
