@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from harness.knobs import CACHE_TYPE_BYTES
 from harness.models.inspect import ModelInfo
 from harness.models.tensor_groups import layer_index
 from harness.plan.graph_alloc import Graph, assign_devices, peak_bytes, with_copies
@@ -188,8 +189,9 @@ def _attention(g: Graph, w: _Shapes, model: ModelInfo, settings: "MemorySettings
     if "v_rot" in inputs:
         v = g.add(g.nodes[v].n_bytes, inputs["v_rot"], g.view(v, name="reshape"), name="hadamard v")
     g.expand(q), g.expand(v), g.expand(k)   # "added to the graph together so that they are not reordered"
-    k_cache = g.external(n_kv * Hkv * D * 2, kv_dev, "cache_k")
-    v_cache = g.external(n_kv * Hkv * Dv * 2, kv_dev, "cache_v")
+    # the layer's cache: read in place, or copied whole where attention runs on another device (ik on RPC)
+    k_cache = g.external(int(n_kv * Hkv * D * CACHE_TYPE_BYTES[settings.cache_type_k.lower()]), kv_dev, "cache_k")
+    v_cache = g.external(int(n_kv * Hkv * Dv * CACHE_TYPE_BYTES[settings.cache_type_v.lower()]), kv_dev, "cache_v")
     g.expand(g.add(0, k, inputs["k_idxs"], k_cache, device=kv_dev, name="set_rows k"))
     g.expand(g.add(0, v, inputs["v_idxs"], v_cache, device=kv_dev, name="set_rows v"))
     q = g.view(q, name="permute")
