@@ -76,7 +76,7 @@ def test_rows_carry_predicted_and_reported_kv_and_compute(engine_name, tmp_path,
     to its print rounding, its compute buffers within 10% and never under by more than 5%, on every device."""
     request.getfixturevalue(f"{engine_name}_engine")
     rows = _sweep_rows(tmp_path, engine_name,
-                       "{prompt_tokens: [8], gen_tokens: [4], repetitions: 1, ctx: 4096, cache_type_k: q8_0, "
+                       "{prompt_tokens: [8], gen_tokens: [4], repetitions: 1, ctx: 16384, cache_type_k: q8_0, "
                        "cache_type_v: q8_0}", "[all-gpu, {name: first-n-experts, params: {n: 2}}]")
     assert rows and all(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
     for row in rows:
