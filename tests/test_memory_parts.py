@@ -110,3 +110,22 @@ def test_cpu_compute_buffer_follows_the_engine(mainline_engine, tmp_path, flash_
     actual = report.compute_bytes_by_device["CPU"]
     assert 0.95 <= predicted.compute_bytes[CPU] / actual <= 1.10, (predicted.compute_bytes[CPU] / MIB, actual / MIB)
     assert abs(predicted.kv_bytes[CPU] - report.state_bytes_by_device["CPU"]) <= TIGHT_MIB * MIB
+
+
+def test_a_layer_kind_without_a_modelled_graph_gets_the_coarse_estimate():
+    """A layer the reserve graph does not know (here: no K projection, as in latent attention) must not stop
+    the planner: its compute buffers come from the coarse per-token estimate, on the same devices."""
+    from dataclasses import replace
+
+    from harness.models import inspect_plan
+    from harness.plan.compute_buffers import _graph_known
+    from strategies.registry import get_strategy
+
+    tiny = inspect_plan("tiny")
+    odd = replace(tiny, tensors=[t for t in tiny.tensors if t.name != "blk.0.attn_k.weight"])
+    assert _graph_known(tiny) and not _graph_known(odd)
+    settings = MemorySettings(n_ctx=4096, n_ubatch=512)
+    modelled, coarse = (predict_memory(get_strategy("all-gpu").placement(m, {}), m, settings).compute_bytes
+                        for m in (tiny, odd))
+    assert set(coarse) == set(modelled) == {"cpu", "accel0"}
+    assert all(b > 0 for b in coarse.values())

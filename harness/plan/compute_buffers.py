@@ -39,20 +39,70 @@ F32 = 4
 UNROTATED = ("f32", "f16", "bf16")  # cache types mainline does not rotate (only quantized ones)
 
 
+_CACHE: dict[tuple, dict[str, int]] = {}   # the same placement and settings planned again (tune, plan, run)
+_CACHE_SIZE = 4096
+
+
 def compute_bytes_by_device(placement: Placement, model: ModelInfo, settings: "MemorySettings") -> dict[str, int]:
     """The compute buffer bytes each device reserves (devices with none are left out)."""
+    key = (model.name, model.tensor_bytes_total, model.n_layers, tuple(sorted(placement.tensor_devices.items())),
+           placement.layer_devices, placement.output_device, settings)
+    if key not in _CACHE:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.clear()
+        _CACHE[key] = _compute_bytes(placement, model, settings)
+    return dict(_CACHE[key])
+
+
+def _compute_bytes(placement: Placement, model: ModelInfo, settings: "MemorySettings") -> dict[str, int]:
     n_tokens = max(1, min(settings.n_ctx, settings.n_ubatch))
-    out: dict[str, int] = {}
-    for tokens in (n_tokens, 1):  # the prompt graph, then the one-token graph: the larger buffer stays
-        graph = reserve_graph(placement, model, settings, tokens).ordered()
-        devices = assign_devices(graph, CPU)
-        copied, copied_devices = with_copies(graph, devices)
-        for device, n_bytes in peak_bytes(copied, copied_devices).items():
-            out[device] = max(out.get(device, 0), n_bytes)
+    if not _graph_known(model):
+        out = _coarse_estimate(placement, model, settings, n_tokens)
+    else:
+        out = {}
+        for tokens in (n_tokens, 1):  # the prompt graph, then the one-token graph: the larger buffer stays
+            graph = reserve_graph(placement, model, settings, tokens).ordered()
+            devices = assign_devices(graph, CPU)
+            copied, copied_devices = with_copies(graph, devices)
+            for device, n_bytes in peak_bytes(copied, copied_devices).items():
+                out[device] = max(out.get(device, 0), n_bytes)
     accelerators = sorted(d for d in placement.devices() if is_accelerator(d))
     if settings.op_offload and n_tokens >= OFFLOAD_MIN_BATCH and accelerators:
         out[accelerators[0]] = out.get(accelerators[0], 0) + _largest_ram_layer_bytes(placement, model)
     return {d: b for d, b in out.items() if b > 1}  # the engines print only buffers over 1 byte
+
+
+def _graph_known(model: ModelInfo) -> bool:
+    """Whether every layer is one `reserve_graph` builds: Q/K/V/output projections and routed experts (up, gate,
+    down) or a dense FFN. Other layer kinds (latent attention, recurrent state, merged experts, ...) get the
+    coarse estimate until their graph is modelled."""
+    names = {t.name for t in model.tensors}
+    for il in range(model.n_layers - model.nextn_predict_layers):
+        p = f"blk.{il}."
+        attention = all(f"{p}attn_{m}.weight" in names for m in ("q", "k", "v", "output"))
+        moe = all(f"{p}ffn_{m}_exps.weight" in names for m in ("up", "gate", "down")) and \
+            f"{p}ffn_gate_inp.weight" in names
+        dense = all(f"{p}ffn_{m}.weight" in names for m in ("up", "gate", "down"))
+        if not attention or not (moe or dense):
+            return False
+    return bool(model.n_head and model.head_dim_k)
+
+
+def _coarse_estimate(placement: Placement, model: ModelInfo, settings: "MemorySettings", n_tokens: int
+                     ) -> dict[str, int]:
+    """f32 activations of one micro-batch on every device a layer runs on (a handful of n_embd-wide tensors), the
+    logits where the output layer runs, the attention mask and, without flash attention, the scores of one
+    micro-batch against the whole context."""
+    out: dict[str, int] = {}
+    n_run = model.n_layers - model.nextn_predict_layers
+    for device in set(placement.layer_devices[:n_run]) | {placement.output_device, CPU}:
+        per_token = 6 * model.n_embd + settings.n_ctx
+        if device == placement.output_device:
+            per_token += model.vocab_size
+        if not settings.flash_attn:
+            per_token += max(model.n_head, 1) * settings.n_ctx
+        out[device] = n_tokens * per_token * F32
+    return out
 
 
 def _largest_ram_layer_bytes(placement: Placement, model: ModelInfo) -> int:
