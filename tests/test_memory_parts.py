@@ -129,3 +129,28 @@ def test_a_layer_kind_without_a_modelled_graph_gets_the_coarse_estimate():
                         for m in (tiny, odd))
     assert set(coarse) == set(modelled) == {"cpu", "accel0"}
     assert all(b > 0 for b in coarse.values())
+
+
+@pytest.mark.parametrize("engine_name", ["mainline", "ik"])
+def test_llama_bench_kv_and_compute_lines_as_predicted(engine_name, tmp_path, request):
+    """llama-bench -v (a context per test) on the CPU: the KV and compute lines of both engines parsed, and
+    equal to the prediction for the context each engine really allocates (64 prompt tokens: mainline pads the
+    context to 256 after bounding the batch by the unpadded one, ik pads first)."""
+    from harness import procs
+
+    engine = request.getfixturevalue(f"{engine_name}_engine")
+    path = synthetic_model("tiny")
+    model = inspect_model(path)
+    log = tmp_path / "bench.log"
+    fa = "on" if engine_name == "mainline" else "1"
+    result = procs.run([str(engine.tool("llama-bench")), "-m", str(path), "-p", "64", "-n", "0", "-r", "1",
+                        "-ngl", "0", "-fa", fa, "-t", "1", "-v"], timeout_s=180, log_path=log)
+    assert result.ok, result.output_tail
+    report = parse_report(log.read_text())
+    n_ctx = padded_context(64, engine.dialect)
+    n_ubatch = 64 if engine_name == "mainline" else n_ctx
+    cpu = build_placement("cpu", {}, model, layer_devices=[CPU] * model.n_layers, output_device=CPU)
+    predicted = predict_memory(cpu, model, MemorySettings(n_ctx=n_ctx, n_ubatch=n_ubatch, dialect=engine.dialect))
+    assert abs(predicted.kv_bytes[CPU] - report.state_bytes_by_device["CPU"]) <= TIGHT_MIB * MIB
+    actual = report.compute_bytes_by_device["CPU"]
+    assert 0.95 <= predicted.compute_bytes[CPU] / actual <= 1.10, (predicted.compute_bytes[CPU] / MIB, actual / MIB)
