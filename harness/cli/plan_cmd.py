@@ -76,7 +76,8 @@ def cmd_flags(args: argparse.Namespace) -> int:
             "knobs": {k: v for k, v in asdict(conf.knobs).items() if k in knobs},
             "predicted_weights_bytes": {names.get(d, d): b for d, b in memory.weights_bytes.items()},
             "predicted_model_buffer_bytes": conf.predicted_buffers,
-            "predicted_kv_bytes": {names.get(d, d): b for d, b in memory.kv_bytes.items()},
+            "predicted_kv_bytes": memory.kv_by_engine_device(conf.engine_device_names),
+            "predicted_compute_bytes": memory.compute_by_engine_device(conf.engine_device_names),
             "predicted_vram_bytes_by_device": {names.get(d, d): b for d, b in memory.vram_bytes_by_device.items()},
             "note": conf.placement.note,
         }, sys.stdout, indent=2)
@@ -113,7 +114,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 0
     knob_names = varying_knobs(config.bench)
     table = Table("model", "strategy", *(["knobs"] if knob_names else []), "engine", "tool", "VRAM MiB", "RAM MiB",
-                  "fits", "model buffers MiB")
+                  "fits", "MiB per device: model + KV + compute", "model buffers MiB")
     table.add_column("commands", overflow="fold")
     for r in rows:
         params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
@@ -125,7 +126,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                  else f"[red]{escape(r['error'] or '')}")
         table.add_row(r["model"], f"{r['strategy']}({params})" if params else str(r["strategy"] or "defaults"),
                       *knobs, r["engine"], r["tool"], _vram_cell(memory, r["devices"]),
-                      f"{memory['ram_mib']:.0f}" if memory else "-", _fits_cell(memory, fits), escape(buffers), shown)
+                      f"{memory['ram_mib']:.0f}" if memory else "-", _fits_cell(memory, fits),
+                      _parts_cell(memory, r["devices"]), escape(buffers), shown)
     Console(width=240).print(table)
     print(f"{len(rows)} configurations; ports shown as RPC_PORT (the RPC rig's server) and SERVER_PORT "
           "(llama-server) are chosen when the run starts")
@@ -144,6 +146,21 @@ def _vram_cell(memory: dict | None, names: dict[str, str]) -> str:
         lines += [escape(f"{names.get(d, d)}: {mib:.0f}" + (f" of {budgets[d]:.0f}" if d in budgets else ""))
                   for d, mib in memory["vram_mib_by_device"].items()]
     return "\n".join(lines)
+
+
+def parts_lines(memory: dict | None, names: dict[str, str]) -> list[str]:
+    """Each device's three predicted parts, `CPU: 12.3 + 4.0 + 1.5` (model + KV or recurrent state + compute,
+    MiB), under the engine's device names."""
+    if not memory:
+        return []
+    parts = (memory["weights_mib"], memory["kv_mib"], memory["compute_mib"])
+    devices = sorted(set().union(*parts), key=lambda d: (d != "cpu", d))
+    return [f"{names.get(d, 'CPU' if d == 'cpu' else d)}: " + " + ".join(f"{p.get(d, 0):.1f}" for p in parts)
+            for d in devices]
+
+
+def _parts_cell(memory: dict | None, names: dict[str, str]) -> str:
+    return escape("\n".join(parts_lines(memory, names))) or "-"
 
 
 def _fits_cell(memory: dict | None, fits: str) -> str:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from harness.models.inspect import ModelInfo
 from harness.models.tensor_groups import TensorGroup, classify_tensor, ffn_matrix, layer_index, tensor_stem
-from harness.plan.memory import OFFLOAD_MIN_BATCH
+from harness.plan.compute_buffers import OFFLOAD_MIN_BATCH
 from harness.plan.placement import CPU, Placement, is_accelerator, loaded_tensors
 
 # where a tensor's operation comes in a layer's forward pass; the KV cache read is stage 2

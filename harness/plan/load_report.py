@@ -27,6 +27,7 @@ _LOAD_START = re.compile(r"llama_model_loader: loaded meta data with")
 _CTX_START = re.compile(r"llama_context: constructing llama_context|llama_init_from_model: n_ctx\s+=")
 _MODEL_BUF = re.compile(r"^(?:llm_)?load_tensors:\s+(?P<name>\S+) (?:model )?buffer size =\s*(?P<mib>[\d.]+) MiB")
 _KV_BUF = re.compile(r"(?P<name>\S+) KV buffer size =\s*(?P<mib>[\d.]+) MiB")
+_RS_BUF = re.compile(r"(?P<name>\S+) RS buffer size =\s*(?P<mib>[\d.]+) MiB")  # mainline's recurrent state
 _COMPUTE_BUF = re.compile(r"(?P<name>\S+) compute buffer size =\s*(?P<mib>[\d.]+) MiB")
 _OUTPUT_BUF = re.compile(r"(?P<name>\S+)\s+output buffer size =\s*(?P<mib>[\d.]+) MiB")
 _OFFLOADED = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
@@ -82,6 +83,7 @@ class ContextReport:
     """The buffers of one llama_context (llama-bench makes one per test, llama-server one per model)."""
 
     kv_buffers: dict[str, int] = field(default_factory=dict)
+    rs_buffers: dict[str, int] = field(default_factory=dict)       # mainline's recurrent state (ik: in KV)
     compute_buffers: dict[str, int] = field(default_factory=dict)
     output_buffers: dict[str, int] = field(default_factory=dict)
     kv_layer_devices: dict[int, str] = field(default_factory=dict)  # mainline at debug level
@@ -119,6 +121,10 @@ class EngineReport:
         return _peak(c.kv_buffers for c in self.contexts)
 
     @property
+    def rs_buffers(self) -> dict[str, int]:
+        return _peak(c.rs_buffers for c in self.contexts)
+
+    @property
     def compute_buffers(self) -> dict[str, int]:
         return _peak(c.compute_buffers for c in self.contexts)
 
@@ -129,6 +135,16 @@ class EngineReport:
     @property
     def kv_bytes_by_device(self) -> dict[str, int]:
         return _by_device(self.kv_buffers)
+
+    @property
+    def rs_bytes_by_device(self) -> dict[str, int]:
+        return _by_device(self.rs_buffers)
+
+    @property
+    def state_bytes_by_device(self) -> dict[str, int]:
+        """KV cache and recurrent state together per device: the memory that grows with the context (what
+        `harness.plan.memory` predicts as its KV part)."""
+        return _sum_parts(self.kv_bytes_by_device, self.rs_bytes_by_device)
 
     @property
     def compute_bytes_by_device(self) -> dict[str, int]:
@@ -144,13 +160,18 @@ class EngineReport:
         return next((c.graph_splits for c in reversed(self.contexts) if c.graph_splits is not None), None)
 
     def total_bytes_by_device(self) -> dict[str, int]:
-        """Model + KV + compute + output buffers per device: what the engine allocated (or mapped)."""
-        out: dict[str, int] = {}
-        for part in (self.model_bytes_by_device, self.kv_bytes_by_device, self.compute_bytes_by_device,
-                     self.output_bytes_by_device):
-            for device, n_bytes in part.items():
-                out[device] = out.get(device, 0) + n_bytes
-        return out
+        """Model + KV + recurrent state + compute + output buffers per device: what the engine allocated (or
+        mapped)."""
+        return _sum_parts(self.model_bytes_by_device, self.kv_bytes_by_device, self.rs_bytes_by_device,
+                          self.compute_bytes_by_device, self.output_bytes_by_device)
+
+
+def _sum_parts(*parts: Mapping[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for part in parts:
+        for device, n_bytes in part.items():
+            out[device] = out.get(device, 0) + n_bytes
+    return out
 
 
 def _mib(text: str) -> int:
@@ -197,6 +218,9 @@ def parse_load_log(text: str) -> list[EngineReport]:
         elif m := _KV_BUF.search(line):
             ctx = _context(current, ctx)
             ctx.kv_buffers[m["name"]] = ctx.kv_buffers.get(m["name"], 0) + _mib(m["mib"])
+        elif m := _RS_BUF.search(line):
+            ctx = _context(current, ctx)
+            ctx.rs_buffers[m["name"]] = ctx.rs_buffers.get(m["name"], 0) + _mib(m["mib"])
         elif m := _COMPUTE_BUF.search(line):
             ctx = _context(current, ctx)
             ctx.compute_buffers[m["name"]] = max(ctx.compute_buffers.get(m["name"], 0), _mib(m["mib"]))

@@ -1,16 +1,13 @@
-"""Predict the memory a placement needs on each device: weights (exact, from the GGUF), the KV cache for the
-configured context and cache types, and an estimate of the compute buffers; and whether it fits a VRAM budget.
+"""Predict the memory a placement needs on each device, in the three parts the engines report: weights (exact,
+from the GGUF), the KV cache for the configured context and cache types, and the compute buffers
+(`harness.plan.compute_buffers`); and whether it fits a VRAM budget.
 
-The KV cache of layer i lives on the device layer i runs on (`Placement.layer_devices`), sized
-n_ctx x n_head_kv x (head_dim_k x size(type_k) + head_dim_v x size(type_v)). Models with multi-head latent
-attention (DeepSeek) cache less than this; their KV prediction is an upper bound.
-
-Compute buffers are an estimate (the engines size them by reserving a worst-case graph): the logits of one
-micro-batch where the output layer runs, the widest activations of a layer, and, without flash attention,
-the attention scores of one micro-batch against the whole context. With op offload (`op_offload`, on by
-default in both engines, where the accelerator offers it: CUDA yes, an RPC server no), a micro-batch of at
-least 32 tokens runs the matrix products of weights held in RAM on the accelerator, which copies those weights
-into its compute buffer: one layer's worth at a time, so the largest layer's RAM-held weights are added there.
+The KV cache of layer i lives on the device layer i runs on (`Placement.layer_devices`; ik on an RPC device
+keeps it on the CPU: `MemorySettings.kv_on_cpu`), sized n_ctx x n_head_kv x (head_dim_k x size(type_k) +
+head_dim_v x size(type_v)) per layer (`kv_bytes_per_layer`, the one per-layer formula). Models with multi-head
+latent attention (DeepSeek) cache less than this; their KV prediction is an upper bound. The context is the
+one the engine allocates: `padded_context` (mainline pads to 256 tokens; ik to 256 with flash attention, 32
+without).
 """
 
 from __future__ import annotations
@@ -20,12 +17,11 @@ from typing import Mapping
 
 from harness.errors import UserError
 from harness.models.inspect import ModelInfo
-from harness.models.tensor_groups import layer_index
 from harness.knobs import CACHE_TYPE_BYTES
-from harness.plan.placement import CPU, INPUT_TENSORS, Placement, is_accelerator
+from harness.plan.compute_buffers import compute_bytes_by_device
+from harness.plan.placement import CPU, Placement, is_accelerator
 from harness.units import MIB
 
-# bytes per element of the KV cache types the engines accept (-ctk / -ctv)
 @dataclass(frozen=True)
 class MemorySettings:
     n_ctx: int = 4096
@@ -34,9 +30,15 @@ class MemorySettings:
     cache_type_v: str = "f16"
     flash_attn: bool = True
     op_offload: bool = False       # the accelerator copies RAM-held weights in for big micro-batches
+    dialect: str = "mainline"      # whose graph and padding: "mainline" or "ik"
+    kv_on_cpu: bool = False        # ik on an RPC device: every layer's KV cache stays on the CPU
 
 
-OFFLOAD_MIN_BATCH = 32  # ggml-cuda: op_offload_min_batch_size, the batch from which ops are offloaded
+def padded_context(n_ctx: int, dialect: str = "mainline", flash_attn: bool = True) -> int:
+    """The context the engine allocates for `n_ctx` tokens: mainline `llama_context` pads to 256
+    (`GGML_PAD(n_ctx, 256)`); ik to `llama_kv_cache::get_padding(flash_attn)`: 256 with flash attention, else 32."""
+    pad = 256 if dialect != "ik" or flash_attn else 32
+    return (n_ctx + pad - 1) // pad * pad
 
 
 @dataclass
@@ -89,12 +91,24 @@ class MemoryPrediction:
         return "; ".join(f"predicted {b / MIB:.0f} MiB on {(names or {}).get(d, d)}, budget {cap / MIB:.0f} MiB"
                          for d, (b, cap) in self.over_budget().items())
 
+    def weights_by_engine_device(self, names: Mapping[str, str]) -> dict[str, int]:
+        return _renamed(self.weights_bytes, names)
+
+    def kv_by_engine_device(self, names: Mapping[str, str]) -> dict[str, int]:
+        """The KV cache (or recurrent state) per device under the engine's names (`cpu` -> `CPU`, `accel0` ->
+        `RPC0[host:port]`): what the engine's `KV buffer size` (+ `RS buffer size`) lines should say."""
+        return _renamed(self.kv_bytes, names)
+
+    def compute_by_engine_device(self, names: Mapping[str, str]) -> dict[str, int]:
+        """The compute buffers per device under the engine's names (its `compute buffer size` lines)."""
+        return _renamed(self.compute_bytes, names)
+
     def to_dict(self) -> dict:
         by_device = self.vram_bytes_by_device
         return {
             "weights_mib": {d: round(b / MIB, 2) for d, b in self.weights_bytes.items()},
             "kv_mib": {d: round(b / MIB, 2) for d, b in self.kv_bytes.items()},
-            "compute_mib_estimate": {d: round(b / MIB, 2) for d, b in self.compute_bytes.items()},
+            "compute_mib": {d: round(b / MIB, 2) for d, b in self.compute_bytes.items()},
             "vram_mib": round(self.vram_bytes / MIB, 1), "ram_mib": round(self.ram_bytes / MIB, 1),
             "budget_mib": None if self.budget_bytes is None else round(self.budget_bytes / MIB, 1),
             "vram_mib_by_device": {d: round(b / MIB, 1) for d, b in by_device.items()},
@@ -102,6 +116,14 @@ class MemoryPrediction:
             "fits_by_device": {d: b <= self.budgets[d] for d, b in by_device.items() if d in self.budgets},
             "fits": self.fits, "notes": self.notes,
         }
+
+
+def _renamed(part: Mapping[str, int], names: Mapping[str, str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for device, n_bytes in part.items():
+        name = names.get(device, device)
+        out[name] = out.get(name, 0) + n_bytes
+    return out
 
 
 def cache_type_bytes(name: str) -> float:
@@ -117,43 +139,24 @@ def kv_bytes_per_layer(model: ModelInfo, settings: MemorySettings) -> int:
     return int(settings.n_ctx * per_token)
 
 
-def _compute_estimate(model: ModelInfo, settings: MemorySettings, output_here: bool) -> int:
-    """f32 activations of one micro-batch: a handful of n_embd-wide tensors, the logits where the output layer
-    runs and, without flash attention, the attention scores against the whole context."""
-    per_token = 6 * model.n_embd
-    if output_here:
-        per_token += model.vocab_size
-    if not settings.flash_attn:
-        per_token += model.n_head * settings.n_ctx
-    return int(settings.n_ubatch * per_token * 4)
-
-
-def _largest_ram_layer_bytes(placement: Placement, model: ModelInfo) -> int:
-    """The weight bytes in RAM of the layer that holds the most there (the output layer counts as one)."""
-    sizes = {t.name: t.n_bytes for t in model.tensors}
-    per_layer: dict[int | None, int] = {}
-    for name, device in placement.tensor_devices.items():
-        if device == CPU and name not in INPUT_TENSORS:
-            layer = layer_index(name)
-            per_layer[layer] = per_layer.get(layer, 0) + sizes[name]
-    return max(per_layer.values(), default=0)
+def kv_bytes_by_device(placement: Placement, model: ModelInfo, settings: MemorySettings) -> dict[str, int]:
+    """The KV cache (or recurrent state) of every layer that runs, on the device that holds it."""
+    kv: dict[str, int] = {}
+    per_layer = kv_bytes_per_layer(model, settings)
+    n_run = model.n_layers - model.nextn_predict_layers
+    for device in placement.layer_devices[:n_run]:
+        device = CPU if settings.kv_on_cpu else device
+        kv[device] = kv.get(device, 0) + per_layer
+    return kv
 
 
 def predict_memory(placement: Placement, model: ModelInfo, settings: MemorySettings = MemorySettings(),
                    budget_bytes: int | Mapping[str, int] | None = None) -> MemoryPrediction:
     """`budget_bytes`: one budget for every accelerator, or one per device (`accel0`, ...)."""
     weights = placement.weight_bytes_by_device(model)
-    kv: dict[str, int] = {}
-    per_layer = kv_bytes_per_layer(model, settings)
-    n_run = model.n_layers - model.nextn_predict_layers
-    for device in placement.layer_devices[:n_run]:
-        kv[device] = kv.get(device, 0) + per_layer
-    compute: dict[str, int] = {}
-    for device in set(placement.layer_devices[:n_run]) | {placement.output_device, CPU}:
-        compute[device] = _compute_estimate(model, settings, device == placement.output_device)
+    kv = kv_bytes_by_device(placement, model, settings)
+    compute = compute_bytes_by_device(placement, model, settings)
     accelerators = sorted(d for d in placement.devices() if is_accelerator(d))
-    if settings.op_offload and settings.n_ubatch >= OFFLOAD_MIN_BATCH and accelerators:
-        compute[accelerators[0]] = compute.get(accelerators[0], 0) + _largest_ram_layer_bytes(placement, model)
     notes = []
     if placement.deferred:
         notes.append("the engine decides this placement at load time; figures are for everything on the "

@@ -26,13 +26,13 @@ from harness.errors import UserError
 from harness.models import inspect_model, inspect_plan, synthetic_model, synthetic_model_path
 from harness.models.inspect import ModelInfo
 from harness.models.shards import SplitRule, shard_path
-from harness.plan.flags import CompiledFlags, Target, compile_flags
+from harness.plan.flags import CompiledFlags, Target, compile_flags, ngl_places_weights
 from harness.grid import expand_grid
 from harness.plan.knob_flags import KnobUnsupported, ToolSyntax, knob_args, knob_problems, tool_syntax
 from harness.knobs import Knobs, knob_grid
 from harness.plan.devices import RPC_PORT, accelerator_devices, default_split, vram_budgets  # noqa: F401
-from harness.plan.memory import MemoryPrediction, MemorySettings, predict_memory
-from harness.plan.placement import Placement
+from harness.plan.memory import MemoryPrediction, MemorySettings, padded_context, predict_memory
+from harness.plan.placement import CPU, Placement
 from harness.plan.request import PlanRequest
 from harness.plan.targets import resolve_target
 from harness.plan.verify import predicted_model_buffers
@@ -40,7 +40,6 @@ from harness.tools import Tool, tool_named
 from strategies.registry import get_strategy
 
 GGUF_ALIGNMENT = 32            # gguf's default general.alignment: each tensor's data starts at a multiple
-CONTEXT_PADDING = 256          # both engines round a context up to a multiple of 256 tokens
 
 
 @dataclass
@@ -84,6 +83,11 @@ class Configuration:
     def device_names(self) -> dict[str, str]:
         """accel0, accel1, ... -> the engine's name for it (its buffer type: CUDA0, RPC0[host:port])."""
         return {f"accel{i}": b for i, b in enumerate(self.target.buffer_types)} if self.target else {}
+
+    @property
+    def engine_device_names(self) -> dict[str, str]:
+        """Every placement device (cpu, accel0, ...) -> the name the engine reports its buffers under."""
+        return {CPU: "CPU", **self.device_names}
 
     @property
     def label(self) -> str:
@@ -149,18 +153,24 @@ def _with_layout_offsets(info: ModelInfo, path: Path | None = None, split: Split
     return replace(info, tensors=records, files=[f for f in files if f])
 
 
-def memory_settings(bench: BenchSettings, tool: str, knobs: Knobs, accelerator: str = "") -> MemorySettings:
+def memory_settings(bench: BenchSettings, tool: str, knobs: Knobs, target: Target | None = None) -> MemorySettings:
     """What decides the KV cache and compute buffers of one configuration: its context (padded like the
-    engines pad it), the micro-batch it really uses, the cache types, flash attention (unset: on, as both
+    engine pads it), the micro-batch it really uses, the cache types, flash attention (unset: on, as both
     engines default to it: ik `flash_attn = true`, mainline `auto`, which its log shows enabled on the CPU and
-    RPC backends and CUDA supports for these head sizes) and op offload (on unless switched off, where the
-    accelerator offloads ops: not an RPC server)."""
+    RPC backends and CUDA supports for these head sizes), op offload (on unless switched off, where the
+    accelerator offloads ops: not an RPC server), the engine's dialect and where it keeps the KV cache (ik on an
+    RPC device: on the CPU, `harness.plan.flags.ngl_places_weights`)."""
+    accelerator = target.buffer_type if target else ""
+    dialect = target.dialect if target else "mainline"
+    flash_attn = knobs.flash_attn is not False
     n_ctx = tool_named(tool).context_tokens(bench)  # before padding
-    padded = (n_ctx + CONTEXT_PADDING - 1) // CONTEXT_PADDING * CONTEXT_PADDING
+    padded = padded_context(n_ctx, dialect, flash_attn)
     offload = knobs.op_offload is not False and not accelerator.startswith("RPC")
-    return MemorySettings(n_ctx=padded, n_ubatch=knobs.effective_ubatch(n_ctx), cache_type_k=knobs.cache_type_k,
-                          cache_type_v=knobs.cache_type_v, flash_attn=knobs.flash_attn is not False,
-                          op_offload=offload)
+    # the micro-batch is bounded by the context: mainline's unpadded one, ik's padded one (llama_context)
+    ubatch = knobs.effective_ubatch(padded if dialect == "ik" else n_ctx)
+    return MemorySettings(n_ctx=padded, n_ubatch=ubatch, cache_type_k=knobs.cache_type_k,
+                          cache_type_v=knobs.cache_type_v, flash_attn=flash_attn, op_offload=offload,
+                          dialect=dialect, kv_on_cpu=target is not None and not ngl_places_weights(target))
 
 
 def find_engines(request: PlanRequest) -> list[Engine]:
@@ -254,7 +264,7 @@ def _planned(conf: Configuration, bench: BenchSettings, vram_budget, target) -> 
     try:
         conf.placement = get_strategy(conf.strategy).placement(info, conf.params)
         conf.target = target()
-        settings = memory_settings(bench, conf.tool, conf.knobs, conf.target.buffer_type)
+        settings = memory_settings(bench, conf.tool, conf.knobs, conf.target)
         conf.memory = predict_memory(conf.placement, info, settings, vram_budget)
         conf.flags = compile_flags(conf.placement, info, conf.target)
         if not conf.placement.deferred:

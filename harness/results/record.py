@@ -119,6 +119,10 @@ class DeviceFigures:
     predicted_vram_bytes: int | None = None   # the planner's prediction for this accelerator (weights, KV, compute)
     predicted_model_bytes: int | None = None  # the model buffer the engine should report here
     actual_model_bytes: int | None = None     # the model buffer the engine reported (its load report)
+    predicted_kv_bytes: int | None = None     # the KV cache (and recurrent state) the engine should report here
+    actual_kv_bytes: int | None = None        # its `KV buffer size` (+ mainline's `RS buffer size`) lines
+    predicted_compute_bytes: int | None = None  # the compute buffer the engine should reserve here
+    actual_compute_bytes: int | None = None   # its `compute buffer size` line
 
 
 DEVICE_FIGURES = tuple(f.name for f in fields(DeviceFigures))

@@ -44,6 +44,9 @@ def base_record(run: "HasNameAndBench", conf: Configuration) -> RunRecord:
         record.device_bytes("predicted_vram_bytes", {conf.device_names.get(d, d): b
                                                      for d, b in memory.vram_bytes_by_device.items()})
     record.device_bytes("predicted_model_bytes", conf.predicted_buffers)
+    if memory:
+        record.device_bytes("predicted_kv_bytes", memory.kv_by_engine_device(conf.engine_device_names))
+        record.device_bytes("predicted_compute_bytes", memory.compute_by_engine_device(conf.engine_device_names))
     return record
 
 

@@ -187,6 +187,8 @@ def _run_process(run: SweepRun, conf: Configuration, round_: int, sampler: Sampl
     loaded = parse_report(log_path.read_text(errors="replace"))
     record.update(finished_at=_now(), duration_s=round(time.monotonic() - started, 3))
     record.device_bytes("actual_model_bytes", loaded.model_bytes_by_device if loaded else None)
+    record.device_bytes("actual_kv_bytes", loaded.state_bytes_by_device if loaded else None)
+    record.device_bytes("actual_compute_bytes", loaded.compute_bytes_by_device if loaded else None)
     phases = {test.name: phase_telemetry(sampler, test) for test, _ in measured}  # marks the windows
     record.update(**telemetry_file(store, f"{cid}{suffix}", sampler))
     oversubscribed = budget.oversubscribed(max(conf.threads, conf.knobs.threads_batch or 0))

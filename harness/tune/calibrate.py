@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from harness.config import BenchConfig, BenchSettings, EngineSpec, ModelSpec, StrategySpec, TelemetrySettings
 from harness.config_devices import RpcRig
