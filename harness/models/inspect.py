@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.models.attention import AttentionShape, attention_shape
 from harness.models.gguf_file import read_gguf_header
 from harness.models.plan import tensor_plan
 from harness.models.presets import get_preset
@@ -97,6 +98,7 @@ class ModelInfo:
     n_head_kv: int = 0
     head_dim_k: int = 0
     head_dim_v: int = 0
+    attention: AttentionShape = field(default_factory=AttentionShape)  # what each layer caches (KV or state)
 
     @property
     def embeddings_bytes(self) -> int:
@@ -119,6 +121,7 @@ class ModelInfo:
             "n_leading_dense_layers": self.n_leading_dense_layers, "n_shared_experts": self.n_shared_experts,
             "n_embd": self.n_embd, "context_length": self.context_length, "vocab_size": self.vocab_size,
             "nextn_predict_layers": self.nextn_predict_layers, "moe_layers": self.moe_layers,
+            "attention": self.attention.to_dict(),
             "quant_bytes": dict(self.quant_bytes), "bytes_by_group": dict(self.bytes_by_group),
             "embeddings_bytes": self.embeddings_bytes, "output_bytes": self.output_bytes,
             "tensor_bytes_total": self.tensor_bytes_total, "active_bytes_per_token": self.active_bytes_per_token,
@@ -196,6 +199,7 @@ def summarize(tensors: list[TensorRecord], metadata: dict[str, Any], path: str |
         active += token_embd.n_bytes
     active += embd_bytes // vocab_size if vocab_size else 0
 
+    attention = attention_shape(metadata, set(by_name), n_layers, n_embd)
     return ModelInfo(
         architecture=arch, name=str(metadata.get("general.name", "")),
         n_layers=n_layers, n_experts=n_experts, n_experts_used=n_experts_used,
@@ -204,9 +208,8 @@ def summarize(tensors: list[TensorRecord], metadata: dict[str, Any], path: str |
         quant_bytes=dict(quant.most_common()), bytes_by_group=totals,
         layers=[layers[i] for i in sorted(layers)], tensor_bytes_total=sum(t.n_bytes for t in tensors),
         active_bytes_per_token=active, tensors=list(tensors), path=path, file_size_bytes=file_size_bytes,
-        n_head=n_head, n_head_kv=n_head_kv,
-        head_dim_k=int(key("attention.key_length", 0) or (n_embd // n_head if n_head else 0)),
-        head_dim_v=int(key("attention.value_length", 0) or (n_embd // n_head if n_head else 0)),
+        n_head=n_head, n_head_kv=n_head_kv, head_dim_k=attention.head_dim_k, head_dim_v=attention.head_dim_v,
+        attention=attention,
     )
 
 
@@ -243,9 +246,20 @@ def plan_metadata(preset_name: str) -> dict[str, Any]:
         f"{a}.attention.head_count": p.n_head, f"{a}.attention.head_count_kv": p.n_head_kv,
         f"{a}.attention.key_length": p.head_dim, f"{a}.attention.value_length": p.head_dim,
     }
-    if a == "glm4moe":
+    meta[f"{a}.rope.dimension_count"] = p.rope_dim or p.head_dim
+    if p.kv_lora_rank:  # as synth writes it (harness.models.synth)
+        meta.update({f"{a}.attention.key_length": p.kv_lora_rank + (p.rope_dim or 0),
+                     f"{a}.attention.value_length": p.kv_lora_rank,
+                     f"{a}.attention.key_length_mla": p.head_dim, f"{a}.attention.value_length_mla": p.value_head_dim,
+                     f"{a}.attention.q_lora_rank": p.q_lora_rank, f"{a}.attention.kv_lora_rank": p.kv_lora_rank})
+    else:
+        meta[f"{a}.attention.value_length"] = p.value_head_dim
+    if p.sliding_window:
+        meta[f"{a}.attention.sliding_window"] = p.sliding_window
+    if a in ("glm4moe", "deepseek2"):
         meta[f"{a}.leading_dense_block_count"] = p.n_leading_dense_layers
         meta[f"{a}.expert_shared_count"] = p.n_shared_experts
+    if a == "glm4moe":
         meta[f"{a}.nextn_predict_layers"] = 0
     return meta
 

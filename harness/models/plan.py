@@ -10,7 +10,12 @@ The layouts follow what the engines' loaders create (mainline `src/models/qwen3m
   ffn_gate/ffn_up/ffn_down, the others ffn_gate_inp, exp_probs_b.bias, the routed *_exps and the
   shared-expert *_shexp matrices (n_shared_experts * expert_ff wide). No q/k norms (GLM-4.5-Air
   has none; they are optional in both loaders) and no MTP/NextN layer.
-- both: token_embd, output_norm, output (untied).
+- deepseek2 (mainline `src/models/deepseek2.cpp`, ik `create_deepseek2_tensors`), as current conversions
+  write it for multi-head latent attention: per layer attn_norm, attn_q_a_norm, attn_kv_a_norm, attn_q_a,
+  attn_q_b, attn_kv_a_mqa (n_embd -> kv_lora_rank + rope), attn_k_b (nope x kv_lora_rank x n_head) and
+  attn_v_b (kv_lora_rank x v_head x n_head) instead of the fused attn_kv_b, attn_output, ffn_norm; dense
+  layers as glm4moe, MoE layers ffn_gate_inp, exp_probs_b.bias, *_exps and *_shexp.
+- all: token_embd, output_norm, output (untied; ik's deepseek2 requires it).
 
 Shapes are in ggml order: shape[0] is the row length (the input dimension of a matrix).
 """
@@ -67,7 +72,7 @@ class _PlanBuilder:
     def __init__(self, preset: MoePreset):
         self.preset = preset
         self.arch = _arch_of(preset)
-        if self.arch not in (MODEL_ARCH.QWEN3MOE, MODEL_ARCH.GLM4_MOE):
+        if self.arch not in (MODEL_ARCH.QWEN3MOE, MODEL_ARCH.GLM4_MOE, MODEL_ARCH.DEEPSEEK2):
             raise ValueError(f"no tensor layout for architecture {preset.architecture!r}")
         self.specs: list[TensorSpec] = []
 
@@ -102,7 +107,7 @@ class _PlanBuilder:
                 self.add(MODEL_TENSOR.FFN_DOWN, "weight", (p.dense_ff, p.n_embd), mat, bid)
                 continue
             self.add_router((p.n_embd, p.n_experts), bid)
-            if self.arch == MODEL_ARCH.GLM4_MOE:
+            if self.arch in (MODEL_ARCH.GLM4_MOE, MODEL_ARCH.DEEPSEEK2):
                 self.add(MODEL_TENSOR.FFN_EXP_PROBS_B, "bias", (p.n_experts,), None, bid)
             self.add(MODEL_TENSOR.FFN_GATE_EXP, "weight", (p.n_embd, p.expert_ff, p.n_experts), mat, bid)
             self.add(MODEL_TENSOR.FFN_UP_EXP, "weight", (p.n_embd, p.expert_ff, p.n_experts), mat, bid)
@@ -117,6 +122,9 @@ class _PlanBuilder:
         return self.specs
 
     def _attention(self, bid: int) -> None:
+        if self.arch == MODEL_ARCH.DEEPSEEK2:
+            self._latent_attention(bid)
+            return
         p = self.preset
         q_dim, kv_dim = p.n_head * p.head_dim, p.n_head_kv * p.head_dim
         v_type = p.attn_v_type or p.matrix_type
@@ -132,6 +140,22 @@ class _PlanBuilder:
         if self.arch == MODEL_ARCH.QWEN3MOE:
             self.add(MODEL_TENSOR.ATTN_Q_NORM, "weight", (p.head_dim,), None, bid)
             self.add(MODEL_TENSOR.ATTN_K_NORM, "weight", (p.head_dim,), None, bid)
+
+
+    def _latent_attention(self, bid: int) -> None:
+        p = self.preset
+        rope = p.rope_dim or 0
+        nope = p.head_dim - rope
+        self.add(MODEL_TENSOR.ATTN_NORM, "weight", (p.n_embd,), None, bid)
+        self.add(MODEL_TENSOR.ATTN_Q_A_NORM, "weight", (p.q_lora_rank,), None, bid)
+        self.add(MODEL_TENSOR.ATTN_KV_A_NORM, "weight", (p.kv_lora_rank,), None, bid)
+        self.add(MODEL_TENSOR.ATTN_Q_A, "weight", (p.n_embd, p.q_lora_rank), p.matrix_type, bid)
+        self.add(MODEL_TENSOR.ATTN_Q_B, "weight", (p.q_lora_rank, p.n_head * p.head_dim), p.matrix_type, bid)
+        self.add(MODEL_TENSOR.ATTN_KV_A_MQA, "weight", (p.n_embd, p.kv_lora_rank + rope), p.matrix_type, bid)
+        self.add(MODEL_TENSOR.ATTN_K_B, "weight", (nope, p.kv_lora_rank, p.n_head), p.matrix_type, bid)
+        self.add(MODEL_TENSOR.ATTN_V_B, "weight", (p.kv_lora_rank, p.value_head_dim, p.n_head),
+                 p.attn_v_type or p.matrix_type, bid)
+        self.add(MODEL_TENSOR.ATTN_OUT, "weight", (p.n_head * p.value_head_dim, p.n_embd), p.matrix_type, bid)
 
 
 def tensor_plan(preset: MoePreset) -> list[TensorSpec]:

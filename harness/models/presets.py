@@ -19,7 +19,7 @@ class MoePreset:
 
     name: str
     description: str
-    architecture: str  # GGUF `general.architecture`: "qwen3moe" or "glm4moe"
+    architecture: str  # GGUF `general.architecture`: qwen3moe, glm4moe, deepseek2, gpt-oss
     n_layers: int
     n_embd: int
     n_head: int
@@ -41,6 +41,17 @@ class MoePreset:
     token_embd_type: str = "Q8_0"
     output_type: str = "Q8_0"
     full_size: bool = False  # many GB: tests use its tensor plan instead of writing it
+    # multi-head latent attention (deepseek2): head_dim is the MLA key head (nope + rope), head_dim_v its value head
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    head_dim_v: int | None = None  # None: head_dim
+    expert_gating: int = 0  # gguf ExpertGatingFuncType (1 softmax, 2 sigmoid); 0: the architecture's default
+    sliding_window: int = 0  # gpt-oss: tokens a sliding-window layer attends to (every other layer from 0)
+    expert_type: str | None = None  # routed experts' type; None: matrix_type
+
+    @property
+    def value_head_dim(self) -> int:
+        return self.head_dim_v or self.head_dim
 
 
 PRESETS: dict[str, MoePreset] = {
@@ -62,6 +73,18 @@ PRESETS: dict[str, MoePreset] = {
             n_experts=16, n_experts_used=4, expert_ff=128,
             vocab_size=2048, context_length=4096,
             n_leading_dense_layers=1, dense_ff=512, n_shared_experts=1, rope_dim=32, rms_norm_eps=1e-5,
+        ),
+        MoePreset(
+            name="tiny-deepseek",
+            description="DeepSeek-V3 layout: multi-head latent attention (kv_lora_rank 512, rope 64, q_lora_rank "
+                        "128, split attn_k_b/attn_v_b as mainline converts it), 1 leading dense layer, shared "
+                        "expert, exp_probs_b, sigmoid gating; Q8_0",
+            architecture="deepseek2",
+            n_layers=6, n_embd=256, n_head=4, n_head_kv=1, head_dim=128, head_dim_v=64,
+            n_experts=16, n_experts_used=4, expert_ff=128,
+            vocab_size=2048, context_length=4096,
+            n_leading_dense_layers=1, dense_ff=512, n_shared_experts=1, rope_dim=64, rms_norm_eps=1e-6,
+            q_lora_rank=128, kv_lora_rank=512, expert_gating=2,
         ),
         MoePreset(
             name="small",
@@ -90,6 +113,19 @@ PRESETS: dict[str, MoePreset] = {
             n_experts=128, n_experts_used=8, expert_ff=1408,
             vocab_size=151552, context_length=131072,
             n_leading_dense_layers=1, dense_ff=10944, n_shared_experts=1, rope_dim=64, rms_norm_eps=1e-5,
+            matrix_type="Q4_K", attn_v_type="Q6_K", token_embd_type="Q4_K", output_type="Q6_K",
+            full_size=True,
+        ),
+        MoePreset(
+            name="deepseek-v3",
+            description="DeepSeek-V3/R1 shapes: 61 layers (3 dense), 256 experts (8 used) + 1 shared, MLA "
+                        "(kv_lora_rank 512, rope 64, q_lora_rank 1536), Q4_K/Q6_K",
+            architecture="deepseek2",
+            n_layers=61, n_embd=7168, n_head=128, n_head_kv=1, head_dim=192, head_dim_v=128,
+            n_experts=256, n_experts_used=8, expert_ff=2048,
+            vocab_size=129280, context_length=163840,
+            n_leading_dense_layers=3, dense_ff=18432, n_shared_experts=1, rope_dim=64, rms_norm_eps=1e-6,
+            q_lora_rank=1536, kv_lora_rank=512, expert_gating=2, rope_freq_base=10000.0,
             matrix_type="Q4_K", attn_v_type="Q6_K", token_embd_type="Q4_K", output_type="Q6_K",
             full_size=True,
         ),

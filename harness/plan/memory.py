@@ -1,9 +1,9 @@
 """Predict the memory a placement needs on each device: weights (exact, from the GGUF), the KV cache for the
 configured context and cache types, and an estimate of the compute buffers; and whether it fits a VRAM budget.
 
-The KV cache of layer i lives on the device layer i runs on (`Placement.layer_devices`), sized
-n_ctx x n_head_kv x (head_dim_k x size(type_k) + head_dim_v x size(type_v)). Models with multi-head latent
-attention (DeepSeek) cache less than this; their KV prediction is an upper bound.
+The KV cache of layer i lives on the device layer i runs on (`Placement.layer_devices`); what one layer caches
+per token (ordinary attention, multi-head latent attention, sliding windows) or per sequence (a recurrent
+state) is `harness.models.attention`'s, per engine (ik's `-mla` mode, mainline's `--swa-full`).
 
 Compute buffers are an estimate (the engines size them by reserving a worst-case graph): the logits of one
 micro-batch where the output layer runs, the widest activations of a layer, and, without flash attention,
@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from harness.models.attention import kv_bytes_of_layer, recurrent_bytes_of_layer
 from harness.models.inspect import ModelInfo
 from harness.models.tensor_groups import layer_index
 from harness.knobs import CACHE_TYPE_BYTES
@@ -33,6 +34,10 @@ class MemorySettings:
     cache_type_v: str = "f16"
     flash_attn: bool = True
     op_offload: bool = False       # the accelerator copies RAM-held weights in for big micro-batches
+    dialect: str = "mainline"      # whose cache rules: "mainline" or "ik"
+    mla_mode: int | None = None    # ik's -mla (None: its default, 3)
+    swa_full: bool = False         # mainline's --swa-full: full-context cache on sliding-window layers too
+    n_seq: int = 1                 # sequences (llama-bench: 1)
 
 
 OFFLOAD_MIN_BATCH = 32  # ggml-cuda: op_offload_min_batch_size, the batch from which ops are offloaded
@@ -45,13 +50,15 @@ class MemoryPrediction:
     compute_bytes: dict[str, int]          # estimate
     budgets: dict[str, int] = field(default_factory=dict)  # VRAM budget per accelerator (accel0, ...), if known
     notes: list[str] = field(default_factory=list)
+    state_bytes: dict[str, int] = field(default_factory=dict)  # recurrent state (mainline's RS buffer)
 
     def device_bytes(self, device: str) -> int:
-        return sum(part.get(device, 0) for part in (self.weights_bytes, self.kv_bytes, self.compute_bytes))
+        return sum(part.get(device, 0)
+                   for part in (self.weights_bytes, self.kv_bytes, self.compute_bytes, self.state_bytes))
 
     @property
     def devices(self) -> list[str]:
-        return sorted(set(self.weights_bytes) | set(self.kv_bytes) | set(self.compute_bytes))
+        return sorted(set(self.weights_bytes) | set(self.kv_bytes) | set(self.compute_bytes) | set(self.state_bytes))
 
     @property
     def vram_bytes(self) -> int:
@@ -93,6 +100,7 @@ class MemoryPrediction:
         return {
             "weights_mib": {d: round(b / MIB, 2) for d, b in self.weights_bytes.items()},
             "kv_mib": {d: round(b / MIB, 2) for d, b in self.kv_bytes.items()},
+            **({"state_mib": {d: round(b / MIB, 2) for d, b in self.state_bytes.items()}} if self.state_bytes else {}),
             "compute_mib_estimate": {d: round(b / MIB, 2) for d, b in self.compute_bytes.items()},
             "vram_mib": round(self.vram_bytes / MIB, 1), "ram_mib": round(self.ram_bytes / MIB, 1),
             "budget_mib": None if self.budget_bytes is None else round(self.budget_bytes / MIB, 1),
@@ -112,10 +120,15 @@ def cache_type_bytes(name: str) -> float:
         raise UserError(f"unknown KV cache type {name!r}; known: {', '.join(CACHE_TYPE_BYTES)}") from None
 
 
+def kv_bytes_of(model: ModelInfo, settings: MemorySettings, layer: int) -> int:
+    """Bytes of layer `layer`'s KV cache at the settings' context, cache types and engine."""
+    return kv_bytes_of_layer(model.attention, layer, settings, cache_type_bytes)
+
+
 def kv_bytes_per_layer(model: ModelInfo, settings: MemorySettings) -> int:
-    per_token = model.n_head_kv * (model.head_dim_k * cache_type_bytes(settings.cache_type_k)
-                                   + model.head_dim_v * cache_type_bytes(settings.cache_type_v))
-    return int(settings.n_ctx * per_token)
+    """The largest layer's KV cache bytes (every layer's, on a model whose layers all cache alike)."""
+    n_run = model.n_layers - model.nextn_predict_layers
+    return max((kv_bytes_of(model, settings, i) for i in range(n_run)), default=0)
 
 
 def _compute_estimate(model: ModelInfo, settings: MemorySettings, output_here: bool) -> int:
@@ -145,10 +158,12 @@ def predict_memory(placement: Placement, model: ModelInfo, settings: MemorySetti
     """`budget_bytes`: one budget for every accelerator, or one per device (`accel0`, ...)."""
     weights = placement.weight_bytes_by_device(model)
     kv: dict[str, int] = {}
-    per_layer = kv_bytes_per_layer(model, settings)
+    state: dict[str, int] = {}
     n_run = model.n_layers - model.nextn_predict_layers
-    for device in placement.layer_devices[:n_run]:
-        kv[device] = kv.get(device, 0) + per_layer
+    for layer, device in enumerate(placement.layer_devices[:n_run]):
+        kv[device] = kv.get(device, 0) + kv_bytes_of(model, settings, layer)
+        if layer in model.attention.recurrent_layers:
+            state[device] = state.get(device, 0) + recurrent_bytes_of_layer(model.attention, layer, settings)
     compute: dict[str, int] = {}
     for device in set(placement.layer_devices[:n_run]) | {placement.output_device, CPU}:
         compute[device] = _compute_estimate(model, settings, device == placement.output_device)
@@ -163,4 +178,4 @@ def predict_memory(placement: Placement, model: ModelInfo, settings: MemorySetti
         budgets = {d: budget_bytes for d in accelerators or ["accel0"]}
     else:
         budgets = dict(budget_bytes or {})
-    return MemoryPrediction(weights, kv, compute, budgets, notes)
+    return MemoryPrediction(weights, kv, compute, budgets, notes, state)

@@ -133,18 +133,20 @@ def _with_layout_offsets(info: ModelInfo) -> ModelInfo:
     return replace(info, tensors=records)
 
 
-def memory_settings(bench: BenchSettings, tool: str, knobs: Knobs, accelerator: str = "") -> MemorySettings:
+def memory_settings(bench: BenchSettings, tool: str, knobs: Knobs, accelerator: str = "",
+                    dialect: str = "mainline") -> MemorySettings:
     """What decides the KV cache and compute buffers of one configuration: its context (padded like the
     engines pad it), the micro-batch it really uses, the cache types, flash attention (unset: on, as both
     engines default to it: ik `flash_attn = true`, mainline `auto`, which its log shows enabled on the CPU and
     RPC backends and CUDA supports for these head sizes) and op offload (on unless switched off, where the
-    accelerator offloads ops: not an RPC server)."""
+    accelerator offloads ops: not an RPC server); `dialect`: whose cache rules (ik's MLA cache, mainline's
+    sliding-window cache)."""
     n_ctx = tool_named(tool).context_tokens(bench)  # before padding
     padded = (n_ctx + CONTEXT_PADDING - 1) // CONTEXT_PADDING * CONTEXT_PADDING
     offload = knobs.op_offload is not False and not accelerator.startswith("RPC")
     return MemorySettings(n_ctx=padded, n_ubatch=knobs.effective_ubatch(n_ctx), cache_type_k=knobs.cache_type_k,
                           cache_type_v=knobs.cache_type_v, flash_attn=knobs.flash_attn is not False,
-                          op_offload=offload)
+                          op_offload=offload, dialect=dialect)
 
 
 def tool_syntaxes(config: BenchConfig, engines: list[Engine]) -> dict[tuple[str, str], ToolSyntax]:
@@ -230,7 +232,7 @@ def _planned(conf: Configuration, bench: BenchSettings, vram_budget, target) -> 
     try:
         conf.placement = get_strategy(conf.strategy).placement(info, conf.params)
         conf.target = target()
-        settings = memory_settings(bench, conf.tool, conf.knobs, conf.target.buffer_type)
+        settings = memory_settings(bench, conf.tool, conf.knobs, conf.target.buffer_type, conf.target.dialect)
         conf.memory = predict_memory(conf.placement, info, settings, vram_budget)
         conf.flags = compile_flags(conf.placement, info, conf.target)
         if not conf.placement.deferred:
