@@ -15,6 +15,10 @@ The layouts follow what the engines' loaders create (mainline `src/models/qwen3m
   attn_q_b, attn_kv_a_mqa (n_embd -> kv_lora_rank + rope), attn_k_b (nope x kv_lora_rank x n_head) and
   attn_v_b (kv_lora_rank x v_head x n_head) instead of the fused attn_kv_b, attn_output, ffn_norm; dense
   layers as glm4moe, MoE layers ffn_gate_inp, exp_probs_b.bias, *_exps and *_shexp.
+- gpt-oss (mainline `src/models/openai-moe.cpp`, ik `create_openai_moe_tensors`): per layer attn_norm,
+  post_attention_norm (the FFN norm), attn_q/k/v and attn_output with biases, attn_sinks (n_head), ffn_gate_inp
+  with a bias, the routed *_exps with biases (gate/up: expert_ff x n_experts, down: n_embd x n_experts). No
+  dense layers, no shared experts.
 - all: token_embd, output_norm, output (untied; ik's deepseek2 requires it).
 
 Shapes are in ggml order: shape[0] is the row length (the input dimension of a matrix).
@@ -72,7 +76,8 @@ class _PlanBuilder:
     def __init__(self, preset: MoePreset):
         self.preset = preset
         self.arch = _arch_of(preset)
-        if self.arch not in (MODEL_ARCH.QWEN3MOE, MODEL_ARCH.GLM4_MOE, MODEL_ARCH.DEEPSEEK2):
+        if self.arch not in (MODEL_ARCH.QWEN3MOE, MODEL_ARCH.GLM4_MOE, MODEL_ARCH.DEEPSEEK2,
+                             MODEL_ARCH.GPT_OSS):
             raise ValueError(f"no tensor layout for architecture {preset.architecture!r}")
         self.specs: list[TensorSpec] = []
 
@@ -97,7 +102,7 @@ class _PlanBuilder:
         self.add(MODEL_TENSOR.TOKEN_EMBD, "weight", (p.n_embd, p.vocab_size), p.token_embd_type)
         for bid in range(p.n_layers):
             self._attention(bid)
-            if self.arch == MODEL_ARCH.GLM4_MOE:
+            if self.arch in (MODEL_ARCH.GLM4_MOE, MODEL_ARCH.GPT_OSS):
                 self.add(MODEL_TENSOR.ATTN_POST_NORM, "weight", (p.n_embd,), None, bid)
             else:
                 self.add(MODEL_TENSOR.FFN_NORM, "weight", (p.n_embd,), None, bid)
@@ -109,9 +114,15 @@ class _PlanBuilder:
             self.add_router((p.n_embd, p.n_experts), bid)
             if self.arch in (MODEL_ARCH.GLM4_MOE, MODEL_ARCH.DEEPSEEK2):
                 self.add(MODEL_TENSOR.FFN_EXP_PROBS_B, "bias", (p.n_experts,), None, bid)
-            self.add(MODEL_TENSOR.FFN_GATE_EXP, "weight", (p.n_embd, p.expert_ff, p.n_experts), mat, bid)
-            self.add(MODEL_TENSOR.FFN_UP_EXP, "weight", (p.n_embd, p.expert_ff, p.n_experts), mat, bid)
-            self.add(MODEL_TENSOR.FFN_DOWN_EXP, "weight", (p.expert_ff, p.n_embd, p.n_experts), mat, bid)
+            exps = p.expert_type or mat
+            self.add(MODEL_TENSOR.FFN_GATE_EXP, "weight", (p.n_embd, p.expert_ff, p.n_experts), exps, bid)
+            self.add(MODEL_TENSOR.FFN_UP_EXP, "weight", (p.n_embd, p.expert_ff, p.n_experts), exps, bid)
+            self.add(MODEL_TENSOR.FFN_DOWN_EXP, "weight", (p.expert_ff, p.n_embd, p.n_experts), exps, bid)
+            if self.arch == MODEL_ARCH.GPT_OSS:  # router and expert biases
+                self.add(MODEL_TENSOR.FFN_GATE_INP, "bias", (p.n_experts,), None, bid)
+                self.add(MODEL_TENSOR.FFN_GATE_EXP, "bias", (p.expert_ff, p.n_experts), None, bid)
+                self.add(MODEL_TENSOR.FFN_UP_EXP, "bias", (p.expert_ff, p.n_experts), None, bid)
+                self.add(MODEL_TENSOR.FFN_DOWN_EXP, "bias", (p.n_embd, p.n_experts), None, bid)
             if p.n_shared_experts:
                 shexp_ff = p.expert_ff * p.n_shared_experts
                 self.add(MODEL_TENSOR.FFN_GATE_SHEXP, "weight", (p.n_embd, shexp_ff), mat, bid)
@@ -132,11 +143,14 @@ class _PlanBuilder:
         self.add(MODEL_TENSOR.ATTN_Q, "weight", (p.n_embd, q_dim), p.matrix_type, bid)
         self.add(MODEL_TENSOR.ATTN_K, "weight", (p.n_embd, kv_dim), p.matrix_type, bid)
         self.add(MODEL_TENSOR.ATTN_V, "weight", (p.n_embd, kv_dim), v_type, bid)
-        if self.arch == MODEL_ARCH.GLM4_MOE:  # GLM attention has q/k/v biases; ik_llama.cpp requires them
+        if self.arch in (MODEL_ARCH.GLM4_MOE, MODEL_ARCH.GPT_OSS):  # q/k/v biases; ik requires GLM's
             self.add(MODEL_TENSOR.ATTN_Q, "bias", (q_dim,), None, bid)
             self.add(MODEL_TENSOR.ATTN_K, "bias", (kv_dim,), None, bid)
             self.add(MODEL_TENSOR.ATTN_V, "bias", (kv_dim,), None, bid)
         self.add(MODEL_TENSOR.ATTN_OUT, "weight", (q_dim, p.n_embd), p.matrix_type, bid)
+        if self.arch == MODEL_ARCH.GPT_OSS:
+            self.add(MODEL_TENSOR.ATTN_OUT, "bias", (p.n_embd,), None, bid)
+            self.add(MODEL_TENSOR.ATTN_SINKS, "weight", (p.n_head,), None, bid)
         if self.arch == MODEL_ARCH.QWEN3MOE:
             self.add(MODEL_TENSOR.ATTN_Q_NORM, "weight", (p.head_dim,), None, bid)
             self.add(MODEL_TENSOR.ATTN_K_NORM, "weight", (p.head_dim,), None, bid)

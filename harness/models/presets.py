@@ -87,6 +87,16 @@ PRESETS: dict[str, MoePreset] = {
             q_lora_rank=128, kv_lora_rank=512, expert_gating=2,
         ),
         MoePreset(
+            name="tiny-gpt-oss",
+            description="gpt-oss layout: sliding window 128 on every other layer, attention sinks, q/k/v/o, "
+                        "router and expert biases, MXFP4 experts (Q8_0 elsewhere)",
+            architecture="gpt-oss",
+            n_layers=6, n_embd=256, n_head=4, n_head_kv=2, head_dim=64,
+            n_experts=16, n_experts_used=4, expert_ff=128,
+            vocab_size=2048, context_length=4096, rope_freq_base=150000.0, rms_norm_eps=1e-5,
+            sliding_window=128, expert_type="MXFP4",
+        ),
+        MoePreset(
             name="small",
             description="Qwen3-MoE layout, 16 layers, 32 experts (4 used), wider (n_embd 384), Q8_0, ~130 MB: "
                         "a deeper model the performance model and the tuner were not calibrated on",
@@ -127,6 +137,17 @@ PRESETS: dict[str, MoePreset] = {
             n_leading_dense_layers=3, dense_ff=18432, n_shared_experts=1, rope_dim=64, rms_norm_eps=1e-6,
             q_lora_rank=1536, kv_lora_rank=512, expert_gating=2, rope_freq_base=10000.0,
             matrix_type="Q4_K", attn_v_type="Q6_K", token_embd_type="Q4_K", output_type="Q6_K",
+            full_size=True,
+        ),
+        MoePreset(
+            name="gpt-oss-120b",
+            description="gpt-oss-120b shapes: 36 layers (18 with a 128-token sliding window), 128 experts (4 used), "
+                        "MXFP4 experts, Q8_0 attention",
+            architecture="gpt-oss",
+            n_layers=36, n_embd=2880, n_head=64, n_head_kv=8, head_dim=64,
+            n_experts=128, n_experts_used=4, expert_ff=2880,
+            vocab_size=201088, context_length=131072, rope_freq_base=150000.0, rms_norm_eps=1e-5,
+            sliding_window=128, expert_type="MXFP4", token_embd_type="Q8_0", output_type="Q8_0",
             full_size=True,
         ),
     )

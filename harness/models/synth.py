@@ -108,6 +108,8 @@ def _add_metadata(writer: GGUFWriter, preset: MoePreset, seed: int) -> None:
         writer.add_expert_gating_func(ExpertGatingFuncType(p.expert_gating or ExpertGatingFuncType.SIGMOID))
     if p.architecture == "glm4moe":
         writer.add_nextn_predict_layers(0)
+    if p.sliding_window:
+        writer.add_sliding_window(p.sliding_window)
     vocab = build_vocabulary(p.vocab_size)
     writer.add_tokenizer_model("llama")
     writer.add_token_list(vocab.tokens)
