@@ -99,7 +99,7 @@ def test_plan_uses_only_tensors_the_architecture_defines(name):
     plan = preset_tensor_plan(name)
     assert len({s.name for s in plan}) == len(plan)
     for spec in plan:
-        assert spec.name.rsplit(".", 1)[0] in allowed, spec.name
+        assert spec.name in allowed or spec.name.rsplit(".", 1)[0] in allowed, spec.name  # ssm_a has no suffix
         assert spec.shape[0] % block_geometry(spec.ggml_type)[0] == 0, spec.name
         assert spec.n_bytes == tensor_nbytes(spec.ggml_type, spec.shape)
 

@@ -16,8 +16,10 @@ The rules, by architecture (docs/ENGINE_FLAGS.md, "KV cache and recurrent state"
   `pad256(min(n_ctx, n_swa + n_ubatch))` cells there (the whole context with `--swa-full`); ik keeps the whole
   context on every layer.
 - Recurrent layers (qwen3next, qwen35moe: every layer but each `full_attention_interval`-th): no KV cache;
-  a recurrent state per sequence (f32 conv state `(d_conv - 1) x (d_inner + 2 x n_group x d_state)` and SSM
-  state `d_state x d_inner`), in mainline's `RS buffer`.
+  a recurrent state per sequence, f32: the conv state `(d_conv - 1) x (d_inner + 2 x n_group x d_state)` and
+  the delta-net state, mainline `d_state x d_inner` (llama-hparams.cpp n_embd_r/n_embd_s, its `RS buffer`),
+  ik `head_v^2 x n_v_heads` with head_v = d_inner / n_v_heads (llama-hparams.h n_embd_v_s, inside its KV
+  buffer). The two agree when head_v = d_state, as in the Qwen3-Next and Qwen3.5 checkpoints.
 """
 
 from __future__ import annotations
@@ -62,12 +64,29 @@ class AttentionShape:
     sliding_window: int = 0             # tokens a sliding-window layer attends to; 0: none
     swa_layers: tuple[int, ...] = ()    # the layers with a sliding window
     recurrent_layers: tuple[int, ...] = ()  # layers with a recurrent state instead of a KV cache
-    recurrent_state_elements: int = 0   # f32 elements of one recurrent layer's state, per sequence
-    recurrent_conv_elements: int = 0    # of which the conv state (mainline's R tensor)
+    ssm_d_conv: int = 0                 # recurrent layers' hyper-parameters (`ssm.*`)
+    ssm_d_state: int = 0
+    ssm_d_inner: int = 0
+    ssm_n_group: int = 0
+    ssm_n_v_heads: int = 0
 
     @property
     def is_mla(self) -> bool:
         return self.kv_lora_rank > 0
+
+    @property
+    def recurrent_conv_elements(self) -> int:
+        """f32 elements of one recurrent layer's conv state per sequence (mainline's R tensor)."""
+        return max(self.ssm_d_conv - 1, 0) * (self.ssm_d_inner + 2 * self.ssm_n_group * self.ssm_d_state)
+
+    def recurrent_state_elements(self, dialect: str = MAINLINE) -> int:
+        """f32 elements of one recurrent layer's whole state per sequence (conv + delta-net state)."""
+        if not self.recurrent_layers:
+            return 0
+        if dialect == IK and self.ssm_n_v_heads:
+            head_v = self.ssm_d_inner // self.ssm_n_v_heads
+            return self.recurrent_conv_elements + head_v * head_v * self.ssm_n_v_heads
+        return self.recurrent_conv_elements + self.ssm_d_state * self.ssm_d_inner
 
     @property
     def latent_width(self) -> int:
@@ -115,13 +134,7 @@ def attention_shape(metadata: dict[str, Any], tensor_names: set[str], n_layers: 
     n_head = _first(_key(metadata, arch, "attention.head_count"))
     n_head_kv = _first(_key(metadata, arch, "attention.head_count_kv", n_head)) or n_head
     default_head = n_embd // n_head if n_head else 0
-    d_state = int(_key(metadata, arch, "ssm.state_size") or 0)
-    d_inner = int(_key(metadata, arch, "ssm.inner_size") or 0)
-    n_group = int(_key(metadata, arch, "ssm.group_count") or 0)
-    d_conv = int(_key(metadata, arch, "ssm.conv_kernel") or 0)
     recurrent = recurrent_layers_of(arch, metadata, n_layers)
-    conv = (d_conv - 1) * (d_inner + 2 * n_group * d_state) if recurrent and d_conv else 0
-    state = conv + (d_state * d_inner if recurrent else 0)
     return AttentionShape(
         n_layers=n_layers, n_head=n_head, n_head_kv=n_head_kv,
         head_dim_k=int(_key(metadata, arch, "attention.key_length") or default_head),
@@ -134,7 +147,12 @@ def attention_shape(metadata: dict[str, Any], tensor_names: set[str], n_layers: 
         has_fused_kv_b=any(name.endswith("attn_kv_b.weight") for name in tensor_names),
         sliding_window=int(_key(metadata, arch, "attention.sliding_window") or 0),
         swa_layers=swa_layers_of(arch, metadata, n_layers),
-        recurrent_layers=recurrent, recurrent_state_elements=state, recurrent_conv_elements=conv,
+        recurrent_layers=recurrent,
+        ssm_d_conv=int(_key(metadata, arch, "ssm.conv_kernel") or 0),
+        ssm_d_state=int(_key(metadata, arch, "ssm.state_size") or 0),
+        ssm_d_inner=int(_key(metadata, arch, "ssm.inner_size") or 0),
+        ssm_n_group=int(_key(metadata, arch, "ssm.group_count") or 0),
+        ssm_n_v_heads=int(_key(metadata, arch, "ssm.time_step_rank") or 0),
     )
 
 
@@ -182,7 +200,7 @@ def recurrent_bytes_of_layer(shape: AttentionShape, layer: int, settings: CacheS
     """Bytes of layer `layer`'s recurrent state (f32, one per sequence)."""
     if layer not in shape.recurrent_layers:
         return 0
-    return 4 * shape.recurrent_state_elements * max(1, settings.n_seq)
+    return 4 * shape.recurrent_state_elements(settings.dialect) * max(1, settings.n_seq)
 
 
 def _layer_list(layers: tuple[int, ...]) -> str:
@@ -202,6 +220,6 @@ def describe(shape: AttentionShape) -> str:
     if shape.swa_layers:
         text += f"; sliding window {shape.sliding_window} on layers {_layer_list(shape.swa_layers)}"
     if shape.recurrent_layers:
-        text += (f"; recurrent state ({4 * shape.recurrent_state_elements / 1024:.0f} KiB per sequence) instead of "
+        text += (f"; recurrent state ({4 * shape.recurrent_state_elements() / 1024:.0f} KiB per sequence) instead of "
                  f"a KV cache on layers {_layer_list(shape.recurrent_layers)}")
     return text

@@ -256,6 +256,11 @@ def plan_metadata(preset_name: str) -> dict[str, Any]:
         meta[f"{a}.attention.value_length"] = p.value_head_dim
     if p.sliding_window:
         meta[f"{a}.attention.sliding_window"] = p.sliding_window
+    if p.ssm_d_state:
+        meta.update({f"{a}.ssm.conv_kernel": p.ssm_d_conv, f"{a}.ssm.state_size": p.ssm_d_state,
+                     f"{a}.ssm.group_count": p.ssm_n_group, f"{a}.ssm.time_step_rank": p.ssm_n_v_heads,
+                     f"{a}.ssm.inner_size": p.ssm_d_state * p.ssm_n_v_heads,
+                     f"{a}.full_attention_interval": p.full_attention_interval})
     if a in ("glm4moe", "deepseek2"):
         meta[f"{a}.leading_dense_block_count"] = p.n_leading_dense_layers
         meta[f"{a}.expert_shared_count"] = p.n_shared_experts

@@ -19,6 +19,12 @@ The layouts follow what the engines' loaders create (mainline `src/models/qwen3m
   post_attention_norm (the FFN norm), attn_q/k/v and attn_output with biases, attn_sinks (n_head), ffn_gate_inp
   with a bias, the routed *_exps with biases (gate/up: expert_ff x n_experts, down: n_embd x n_experts). No
   dense layers, no shared experts.
+- qwen3next (mainline `src/models/qwen3next.cpp`, ik `create_qwen3next_tensors`): per layer attn_norm,
+  post_attention_norm (the FFN norm); a full-attention layer (each full_attention_interval-th) attn_q (n_head x
+  head x 2: the query and its gate), attn_k, attn_v, attn_output, attn_q_norm, attn_k_norm; a gated delta-net
+  layer attn_qkv (2 x key_dim + value_dim), attn_gate (value_dim), ssm_conv1d (d_conv x conv_dim), ssm_dt.bias,
+  ssm_a, ssm_ba (2 x value heads), ssm_norm, ssm_out; every layer ffn_gate_inp, *_exps, the shared expert's
+  gate ffn_gate_inp_shexp (n_embd) and *_shexp.
 - all: token_embd, output_norm, output (untied; ik's deepseek2 requires it).
 
 Shapes are in ggml order: shape[0] is the row length (the input dimension of a matrix).
@@ -77,7 +83,7 @@ class _PlanBuilder:
         self.preset = preset
         self.arch = _arch_of(preset)
         if self.arch not in (MODEL_ARCH.QWEN3MOE, MODEL_ARCH.GLM4_MOE, MODEL_ARCH.DEEPSEEK2,
-                             MODEL_ARCH.GPT_OSS):
+                             MODEL_ARCH.GPT_OSS, MODEL_ARCH.QWEN3NEXT):
             raise ValueError(f"no tensor layout for architecture {preset.architecture!r}")
         self.specs: list[TensorSpec] = []
 
@@ -90,7 +96,8 @@ class _PlanBuilder:
             ggml_type, fill = T.F32, (FILL_ONES if suffix == "weight" and len(shape) == 1 else FILL_RANDOM)
         else:
             ggml_type, fill = fit_type(T[type_name], shape[0]), FILL_RANDOM
-        self.specs.append(TensorSpec(f"{base}.{suffix}", ggml_type, shape, tensor_nbytes(ggml_type, shape), fill))
+        name = f"{base}.{suffix}" if suffix else base  # ssm_a has no suffix
+        self.specs.append(TensorSpec(name, ggml_type, shape, tensor_nbytes(ggml_type, shape), fill))
 
     def add_router(self, shape: tuple[int, ...], bid: int) -> None:
         self.specs.append(TensorSpec(TENSOR_NAMES[MODEL_TENSOR.FFN_GATE_INP].format(bid=bid) + ".weight",
@@ -102,7 +109,7 @@ class _PlanBuilder:
         self.add(MODEL_TENSOR.TOKEN_EMBD, "weight", (p.n_embd, p.vocab_size), p.token_embd_type)
         for bid in range(p.n_layers):
             self._attention(bid)
-            if self.arch in (MODEL_ARCH.GLM4_MOE, MODEL_ARCH.GPT_OSS):
+            if self.arch in (MODEL_ARCH.GLM4_MOE, MODEL_ARCH.GPT_OSS, MODEL_ARCH.QWEN3NEXT):
                 self.add(MODEL_TENSOR.ATTN_POST_NORM, "weight", (p.n_embd,), None, bid)
             else:
                 self.add(MODEL_TENSOR.FFN_NORM, "weight", (p.n_embd,), None, bid)
@@ -123,6 +130,8 @@ class _PlanBuilder:
                 self.add(MODEL_TENSOR.FFN_GATE_EXP, "bias", (p.expert_ff, p.n_experts), None, bid)
                 self.add(MODEL_TENSOR.FFN_UP_EXP, "bias", (p.expert_ff, p.n_experts), None, bid)
                 self.add(MODEL_TENSOR.FFN_DOWN_EXP, "bias", (p.n_embd, p.n_experts), None, bid)
+            if self.arch == MODEL_ARCH.QWEN3NEXT:  # the shared expert's sigmoid gate
+                self.add(MODEL_TENSOR.FFN_GATE_INP_SHEXP, "weight", (p.n_embd,), None, bid)
             if p.n_shared_experts:
                 shexp_ff = p.expert_ff * p.n_shared_experts
                 self.add(MODEL_TENSOR.FFN_GATE_SHEXP, "weight", (p.n_embd, shexp_ff), mat, bid)
@@ -137,10 +146,14 @@ class _PlanBuilder:
             self._latent_attention(bid)
             return
         p = self.preset
+        if self.arch == MODEL_ARCH.QWEN3NEXT and (bid + 1) % p.full_attention_interval:
+            self._delta_net(bid)
+            return
         q_dim, kv_dim = p.n_head * p.head_dim, p.n_head_kv * p.head_dim
         v_type = p.attn_v_type or p.matrix_type
+        gated_q = 2 if self.arch == MODEL_ARCH.QWEN3NEXT else 1  # the query and its output gate
         self.add(MODEL_TENSOR.ATTN_NORM, "weight", (p.n_embd,), None, bid)
-        self.add(MODEL_TENSOR.ATTN_Q, "weight", (p.n_embd, q_dim), p.matrix_type, bid)
+        self.add(MODEL_TENSOR.ATTN_Q, "weight", (p.n_embd, q_dim * gated_q), p.matrix_type, bid)
         self.add(MODEL_TENSOR.ATTN_K, "weight", (p.n_embd, kv_dim), p.matrix_type, bid)
         self.add(MODEL_TENSOR.ATTN_V, "weight", (p.n_embd, kv_dim), v_type, bid)
         if self.arch in (MODEL_ARCH.GLM4_MOE, MODEL_ARCH.GPT_OSS):  # q/k/v biases; ik requires GLM's
@@ -151,7 +164,7 @@ class _PlanBuilder:
         if self.arch == MODEL_ARCH.GPT_OSS:
             self.add(MODEL_TENSOR.ATTN_OUT, "bias", (p.n_embd,), None, bid)
             self.add(MODEL_TENSOR.ATTN_SINKS, "weight", (p.n_head,), None, bid)
-        if self.arch == MODEL_ARCH.QWEN3MOE:
+        if self.arch in (MODEL_ARCH.QWEN3MOE, MODEL_ARCH.QWEN3NEXT):
             self.add(MODEL_TENSOR.ATTN_Q_NORM, "weight", (p.head_dim,), None, bid)
             self.add(MODEL_TENSOR.ATTN_K_NORM, "weight", (p.head_dim,), None, bid)
 
@@ -170,6 +183,21 @@ class _PlanBuilder:
         self.add(MODEL_TENSOR.ATTN_V_B, "weight", (p.kv_lora_rank, p.value_head_dim, p.n_head),
                  p.attn_v_type or p.matrix_type, bid)
         self.add(MODEL_TENSOR.ATTN_OUT, "weight", (p.n_head * p.value_head_dim, p.n_embd), p.matrix_type, bid)
+
+
+    def _delta_net(self, bid: int) -> None:
+        p = self.preset
+        key_dim, value_dim = p.ssm_d_state * p.ssm_n_group, p.ssm_d_state * p.ssm_n_v_heads
+        conv_dim = 2 * key_dim + value_dim
+        self.add(MODEL_TENSOR.ATTN_NORM, "weight", (p.n_embd,), None, bid)
+        self.add(MODEL_TENSOR.ATTN_QKV, "weight", (p.n_embd, conv_dim), p.matrix_type, bid)
+        self.add(MODEL_TENSOR.ATTN_GATE, "weight", (p.n_embd, value_dim), p.matrix_type, bid)
+        self.add(MODEL_TENSOR.SSM_CONV1D, "weight", (p.ssm_d_conv, conv_dim), None, bid)
+        self.add(MODEL_TENSOR.SSM_DT, "bias", (p.ssm_n_v_heads,), None, bid)
+        self.add(MODEL_TENSOR.SSM_A, "", (p.ssm_n_v_heads,), None, bid)
+        self.add(MODEL_TENSOR.SSM_BETA_ALPHA, "weight", (p.n_embd, 2 * p.ssm_n_v_heads), p.matrix_type, bid)
+        self.add(MODEL_TENSOR.SSM_NORM, "weight", (p.ssm_d_state,), None, bid)
+        self.add(MODEL_TENSOR.SSM_OUT, "weight", (value_dim, p.n_embd), p.matrix_type, bid)
 
 
 def tensor_plan(preset: MoePreset) -> list[TensorSpec]:

@@ -48,6 +48,12 @@ class MoePreset:
     expert_gating: int = 0  # gguf ExpertGatingFuncType (1 softmax, 2 sigmoid); 0: the architecture's default
     sliding_window: int = 0  # gpt-oss: tokens a sliding-window layer attends to (every other layer from 0)
     expert_type: str | None = None  # routed experts' type; None: matrix_type
+    # gated delta-net layers (qwen3next): every layer but each full_attention_interval-th is recurrent
+    ssm_d_state: int = 0  # head_k_dim (= head_v_dim here: both engines agree on the state size then)
+    ssm_n_group: int = 0  # key heads
+    ssm_n_v_heads: int = 0  # value heads (`ssm.time_step_rank`)
+    ssm_d_conv: int = 4
+    full_attention_interval: int = 4
 
     @property
     def value_head_dim(self) -> int:
@@ -95,6 +101,16 @@ PRESETS: dict[str, MoePreset] = {
             n_experts=16, n_experts_used=4, expert_ff=128,
             vocab_size=2048, context_length=4096, rope_freq_base=150000.0, rms_norm_eps=1e-5,
             sliding_window=128, expert_type="MXFP4",
+        ),
+        MoePreset(
+            name="tiny-qwen3next",
+            description="Qwen3-Next layout: gated delta-net (recurrent-state) layers, full attention on every 4th "
+                        "layer (gated q, q/k norms), gated shared expert; Q8_0",
+            architecture="qwen3next",
+            n_layers=8, n_embd=256, n_head=4, n_head_kv=2, head_dim=64,
+            n_experts=16, n_experts_used=4, expert_ff=128,
+            vocab_size=2048, context_length=4096, n_shared_experts=1, rope_dim=32,
+            ssm_d_state=32, ssm_n_group=2, ssm_n_v_heads=4,
         ),
         MoePreset(
             name="small",
@@ -148,6 +164,18 @@ PRESETS: dict[str, MoePreset] = {
             n_experts=128, n_experts_used=4, expert_ff=2880,
             vocab_size=201088, context_length=131072, rope_freq_base=150000.0, rms_norm_eps=1e-5,
             sliding_window=128, expert_type="MXFP4", token_embd_type="Q8_0", output_type="Q8_0",
+            full_size=True,
+        ),
+        MoePreset(
+            name="qwen3-next-80b-a3b",
+            description="Qwen3-Next-80B-A3B shapes: 48 layers (36 gated delta-net, 12 full attention), 512 experts "
+                        "(10 used) + 1 gated shared, Q4_K/Q6_K",
+            architecture="qwen3next",
+            n_layers=48, n_embd=2048, n_head=16, n_head_kv=2, head_dim=256,
+            n_experts=512, n_experts_used=10, expert_ff=512,
+            vocab_size=151936, context_length=262144, n_shared_experts=1, rope_dim=64,
+            ssm_d_state=128, ssm_n_group=16, ssm_n_v_heads=32, rope_freq_base=10_000_000.0,
+            matrix_type="Q4_K", attn_v_type="Q6_K", token_embd_type="Q4_K", output_type="Q6_K",
             full_size=True,
         ),
     )

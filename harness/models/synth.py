@@ -110,6 +110,14 @@ def _add_metadata(writer: GGUFWriter, preset: MoePreset, seed: int) -> None:
         writer.add_nextn_predict_layers(0)
     if p.sliding_window:
         writer.add_sliding_window(p.sliding_window)
+    if p.ssm_d_state:
+        writer.add_expert_shared_feed_forward_length(p.expert_ff * p.n_shared_experts)
+        writer.add_ssm_conv_kernel(p.ssm_d_conv)
+        writer.add_ssm_state_size(p.ssm_d_state)
+        writer.add_ssm_group_count(p.ssm_n_group)
+        writer.add_ssm_time_step_rank(p.ssm_n_v_heads)
+        writer.add_ssm_inner_size(p.ssm_d_state * p.ssm_n_v_heads)
+        writer.add_full_attention_interval(p.full_attention_interval)
     vocab = build_vocabulary(p.vocab_size)
     writer.add_tokenizer_model("llama")
     writer.add_token_list(vocab.tokens)
