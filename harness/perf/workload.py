@@ -138,7 +138,7 @@ def _generation(model: ModelInfo, layout: Layout, test: MeasuredTest, ops: list[
         kv[device] = kv.get(device, 0.0) + kv_token * context * test.tokens
     n_cross = crossings(devices)
     bus = _bus_bytes_per_pass(model, devices, tokens=1, outputs=1)
-    return Workload(test, test.tokens, segments(devices), n_cross * test.tokens,
+    return Workload(test, test.tokens, segments(devices, ops), n_cross * test.tokens,
                     {d: b * test.tokens for d, b in per_token.items()}, {}, bus * test.tokens,
                     kv_bytes_by_device=kv, detour_passes=test.tokens if detours(devices) else 0)
 
@@ -193,7 +193,7 @@ def _prompt(model: ModelInfo, layout: Layout, test: MeasuredTest, ops: list[Op],
         passes += 1
         remaining -= tokens
     first_devices = first_devices or run_devices(ops, layout.accelerator)
-    return Workload(test, passes, segments(first_devices), n_cross, {}, flops,
+    return Workload(test, passes, segments(first_devices, ops), n_cross, {}, flops,
                     bus + offload_total, offload_total, detour_passes=n_detours)
 
 
@@ -202,4 +202,4 @@ def reported_splits(model: ModelInfo, layout: Layout, ubatch: int) -> int:
     `ubatch` tokens all producing logits."""
     ops = graph_ops(model, layout.placement, layout.kv_devices)
     return segments(run_devices(ops, layout.accelerator, _offloaded(ops, model, layout, tokens=ubatch,
-                                                                    outputs=ubatch)))
+                                                                    outputs=ubatch)), ops)
