@@ -13,6 +13,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.config import load_config
+from harness.models.report import layer_ranges
+from harness.models.tensor_groups import TensorGroup
+from harness.plan.placement import CPU
 from harness.tools import TOOL_NAMES
 from harness.units import MIB
 
@@ -91,6 +94,7 @@ def plan_rows(config) -> list[dict]:
             "args": conf.flags.args if conf.flags else None, "knob_args": conf.knob_args,
             "engine_args": conf.engine_args, "commands": commands(conf, config.bench),
             "memory": conf.memory.to_dict() if conf.memory else None,
+            "ram_expert_layers": _ram_expert_layers(conf),
             "predicted_model_buffers": conf.predicted_buffers})
     return rows
 
@@ -116,13 +120,29 @@ def cmd_plan(args: argparse.Namespace) -> int:
         knobs = [", ".join(f"{k}={r['knobs'][k]}" for k in knob_names)] if knob_names else []
         shown = (escape("\n".join(shlex.join(argv) for argv in r["commands"])) if r["commands"]
                  else f"[red]{escape(r['error'] or '')}")
-        table.add_row(r["model"], f"{r['strategy']}({params})" if params else str(r["strategy"] or "defaults"),
+        strategy = f"{r['strategy']}({params})" if params else str(r["strategy"] or "defaults")
+        if r["ram_expert_layers"] is not None:  # dense or interleaved layers: what n counted
+            strategy += f"\nexperts in RAM: layers {layer_ranges(r['ram_expert_layers']) if r['ram_expert_layers'] else 'none'}"
+        table.add_row(r["model"], strategy,
                       *knobs, r["engine"], r["tool"], _vram_cell(memory, r["devices"]),
                       f"{memory['ram_mib']:.0f}" if memory else "-", _fits_cell(memory, fits), escape(buffers), shown)
     Console(width=240).print(table)
     print(f"{len(rows)} configurations; ports shown as RPC_PORT (the RPC rig's server) and SERVER_PORT "
           "(llama-server) are chosen when the run starts")
     return 0
+
+
+def _ram_expert_layers(conf) -> list[int] | None:
+    """The layers whose routed experts the placement holds in RAM, on a model whose layers do not all have
+    experts (there a strategy's n counts the layers with experts, and -ncmoe N may say another number);
+    None elsewhere or without a placement."""
+    if conf.placement is None or conf.placement.deferred:
+        return None
+    info = conf.model.info
+    if len(info.moe_layers) == info.n_layers - info.nextn_predict_layers:
+        return None
+    return sorted({t.layer for t in info.tensors if t.group is TensorGroup.ROUTED_EXPERTS and t.layer is not None
+                   and conf.placement.tensor_devices.get(t.name) == CPU})
 
 
 def _vram_cell(memory: dict | None, names: dict[str, str]) -> str:

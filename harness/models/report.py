@@ -26,7 +26,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [fmt(header), *(fmt(r) for r in rows)]
 
 
-def _expert_layers(layers: list[int]) -> str:
+def layer_ranges(layers: list[int]) -> str:
     """[1, 2, 3, 5] -> '1-3,5'."""
     runs: list[str] = []
     for i in layers:
@@ -56,7 +56,7 @@ def render_model_info(info: ModelInfo, per_layer: bool = True) -> str:
         f"architecture  {info.architecture}",
         f"layers        {info.n_layers} ({info.n_leading_dense_layers} leading dense, {n_moe} with experts{mtp})",
         f"experts       {info.n_experts} routed, {info.n_experts_used} used per token, {info.n_shared_experts} shared",
-        f"expert layers {_expert_layers(info.moe_layers)} (a strategy's n counts these: n=1 is layer "
+        f"expert layers {layer_ranges(info.moe_layers)} (a strategy's n counts these: n=1 is layer "
         f"{info.moe_layers[0] if info.moe_layers else '-'})",
         f"attention     {describe(info.attention)}",
         f"n_embd        {info.n_embd}    context {info.context_length}    vocab {info.vocab_size}",
