@@ -105,3 +105,15 @@ def test_ordinary_attention_is_unchanged(name):
     per_layer = int(8192 * model.n_head_kv * (model.head_dim_k * cache_type_bytes("q8_0")
                                               + model.head_dim_v * cache_type_bytes("q4_0")))
     assert all(kv_bytes_of(model, settings, i) == per_layer for i in range(model.n_layers))
+
+
+def test_llama4_chunked_attention_keeps_the_chunk_plus_ubatch_on_mainline():
+    model = inspect_plan("llama-4-scout")
+    assert model.attention.sliding_window == 8192 and len(model.attention.swa_layers) == 36
+    mainline = MemorySettings(n_ctx=131072, dialect="mainline")
+    assert cache_cells(model.attention, 0, mainline) == 8704 and cache_cells(model.attention, 3, mainline) == 131072
+    per_cell = 8 * 128 * 2 * 2
+    assert _kv_total(model, mainline) == (12 * 131072 + 36 * 8704) * per_cell
+    assert _kv_total(model, MemorySettings(n_ctx=131072, dialect="ik")) == 48 * 131072 * per_cell
+    tiny = inspect_plan("tiny-llama4")  # reported at 4096: 4.00 MiB (full) + 12.00 MiB (chunked, 4096 cells)
+    assert _kv_total(tiny, MemorySettings(n_ctx=4096)) == 16 * MIB

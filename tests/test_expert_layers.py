@@ -55,3 +55,14 @@ def test_n_beyond_the_expert_layers_is_a_user_error():
     model = inspect_plan("tiny-deepseek")
     with pytest.raises(UserError, match="only 5 layers with experts"):
         get_strategy("first-n-experts").placement(model, {"n": 6})
+
+
+def test_interleaved_moe_layers_count_only_the_layers_with_experts():
+    model = inspect_plan("tiny-llama4")
+    assert model.moe_layers == [1, 3, 5, 7]
+    placement = get_strategy("first-n-experts").placement(model, {"n": 2})
+    assert _ram_expert_layers(model, placement) == [1, 3]
+    # -ncmoe 4 selects the experts of layers 0..3: exactly layers 1 and 3
+    assert compile_flags(placement, model, _target("mainline")).native == ["-ncmoe", "4"]
+    last = get_strategy("last-n-experts").placement(model, {"n": 3})
+    assert _ram_expert_layers(model, last) == [3, 5, 7]

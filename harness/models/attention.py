@@ -12,7 +12,8 @@ The rules, by architecture (docs/ENGINE_FLAGS.md, "KV cache and recurrent state"
   transposed V of `kv_lora_rank` elements in `-ctv`) or `-ctv` (`-mla 2`/`3`). ik runs a file without the fused
   `attn_kv_b` as `-mla 1`. An older file (fused `attn_kv_b`, no `key_length_mla`) is ordinary attention to
   mainline (`n_head_kv` heads of `key_length` / `value_length`); ik `-mla 0` too.
-- Sliding-window layers (gpt-oss: `sliding_window`, every other layer from layer 0): mainline keeps
+- Sliding-window layers (gpt-oss: `sliding_window`, every other layer from layer 0; llama4: chunked attention,
+  8192 tokens, 3 layers of 4): mainline keeps
   `pad256(min(n_ctx, n_swa + n_ubatch))` cells there (the whole context with `--swa-full`); ik keeps the whole
   context on every layer.
 - Recurrent layers (qwen3next, qwen35moe: every layer but each `full_attention_interval`-th): no KV cache;
@@ -108,15 +109,27 @@ def _first(value: Any) -> int:
     return int(value[0] if isinstance(value, list) and value else value or 0)
 
 
+LLAMA4_CHUNK = 8192  # mainline src/models/llama4.cpp: chunked attention, n_swa = 8192 unless sliding_window is 0
+_DEFAULT_SWA_PATTERN = {"gpt-oss": 2, "llama4": 4}
+
+
+def sliding_window_of(arch: str, metadata: dict[str, Any]) -> int:
+    """Tokens a sliding-window (or chunked-attention) layer keeps; 0: none."""
+    value = _key(metadata, arch, "attention.sliding_window", None)
+    if arch == "llama4":
+        return 0 if value == 0 else LLAMA4_CHUNK
+    return int(value or 0)
+
+
 def swa_layers_of(arch: str, metadata: dict[str, Any], n_layers: int) -> tuple[int, ...]:
     """Which layers use a sliding window: the file's `sliding_window_pattern` (a list of flags, or n: every
-    layer but each n-th), or the architecture's default (gpt-oss: 2)."""
-    if not _key(metadata, arch, "attention.sliding_window", 0):
+    layer but each n-th), or the architecture's default (gpt-oss: 2, llama4: 4)."""
+    if not sliding_window_of(arch, metadata):
         return ()
     pattern = _key(metadata, arch, "attention.sliding_window_pattern", None)
     if isinstance(pattern, list):
         return tuple(i for i, flag in enumerate(pattern[:n_layers]) if flag)
-    n_pattern = int(pattern) if pattern is not None else (2 if arch == "gpt-oss" else 0)
+    n_pattern = int(pattern) if pattern is not None else _DEFAULT_SWA_PATTERN.get(arch, 0)
     return tuple(i for i in range(n_layers) if n_pattern == 0 or i % n_pattern < n_pattern - 1)
 
 
@@ -145,7 +158,7 @@ def attention_shape(metadata: dict[str, Any], tensor_names: set[str], n_layers: 
         head_dim_k_mla=int(_key(metadata, arch, "attention.key_length_mla") or 0),
         head_dim_v_mla=int(_key(metadata, arch, "attention.value_length_mla") or 0),
         has_fused_kv_b=any(name.endswith("attn_kv_b.weight") for name in tensor_names),
-        sliding_window=int(_key(metadata, arch, "attention.sliding_window") or 0),
+        sliding_window=sliding_window_of(arch, metadata),
         swa_layers=swa_layers_of(arch, metadata, n_layers),
         recurrent_layers=recurrent,
         ssm_d_conv=int(_key(metadata, arch, "ssm.conv_kernel") or 0),

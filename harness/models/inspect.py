@@ -256,6 +256,8 @@ def plan_metadata(preset_name: str) -> dict[str, Any]:
         meta[f"{a}.attention.value_length"] = p.value_head_dim
     if p.sliding_window:
         meta[f"{a}.attention.sliding_window"] = p.sliding_window
+    if p.moe_layer_step:
+        meta[f"{a}.interleave_moe_layer_step"] = p.moe_layer_step
     if p.ssm_d_state:
         meta.update({f"{a}.ssm.conv_kernel": p.ssm_d_conv, f"{a}.ssm.state_size": p.ssm_d_state,
                      f"{a}.ssm.group_count": p.ssm_n_group, f"{a}.ssm.time_step_rank": p.ssm_n_v_heads,

@@ -25,6 +25,11 @@ The layouts follow what the engines' loaders create (mainline `src/models/qwen3m
   layer attn_qkv (2 x key_dim + value_dim), attn_gate (value_dim), ssm_conv1d (d_conv x conv_dim), ssm_dt.bias,
   ssm_a, ssm_ba (2 x value heads), ssm_norm, ssm_out; every layer ffn_gate_inp, *_exps, the shared expert's
   gate ffn_gate_inp_shexp (n_embd) and *_shexp.
+- llama4 (mainline `src/models/llama4.cpp`, ik `create_llama4_tensors`): llama attention (q/k/v/o, no biases;
+  the q/k norms have no weights), ffn_norm; layers with (i + 1) % interleave_moe_layer_step == 0 ffn_gate_inp,
+  *_exps and *_shexp (expert_ff wide), the others a dense ffn_gate/up/down (feed_forward_length).
+- llama with merged experts (Mixtral; mainline `src/models/llama.cpp`): llama attention, ffn_norm, ffn_gate_inp
+  and *_exps, feed_forward_length wide.
 - all: token_embd, output_norm, output (untied; ik's deepseek2 requires it).
 
 Shapes are in ggml order: shape[0] is the row length (the input dimension of a matrix).
@@ -83,7 +88,7 @@ class _PlanBuilder:
         self.preset = preset
         self.arch = _arch_of(preset)
         if self.arch not in (MODEL_ARCH.QWEN3MOE, MODEL_ARCH.GLM4_MOE, MODEL_ARCH.DEEPSEEK2,
-                             MODEL_ARCH.GPT_OSS, MODEL_ARCH.QWEN3NEXT):
+                             MODEL_ARCH.GPT_OSS, MODEL_ARCH.QWEN3NEXT, MODEL_ARCH.LLAMA4, MODEL_ARCH.LLAMA):
             raise ValueError(f"no tensor layout for architecture {preset.architecture!r}")
         self.specs: list[TensorSpec] = []
 
@@ -113,7 +118,8 @@ class _PlanBuilder:
                 self.add(MODEL_TENSOR.ATTN_POST_NORM, "weight", (p.n_embd,), None, bid)
             else:
                 self.add(MODEL_TENSOR.FFN_NORM, "weight", (p.n_embd,), None, bid)
-            if bid < p.n_leading_dense_layers:
+            interleaved_dense = p.moe_layer_step > 1 and (bid + 1) % p.moe_layer_step != 0
+            if bid < p.n_leading_dense_layers or interleaved_dense:
                 self.add(MODEL_TENSOR.FFN_GATE, "weight", (p.n_embd, p.dense_ff), mat, bid)
                 self.add(MODEL_TENSOR.FFN_UP, "weight", (p.n_embd, p.dense_ff), mat, bid)
                 self.add(MODEL_TENSOR.FFN_DOWN, "weight", (p.dense_ff, p.n_embd), mat, bid)

@@ -54,6 +54,7 @@ class MoePreset:
     ssm_n_v_heads: int = 0  # value heads (`ssm.time_step_rank`)
     ssm_d_conv: int = 4
     full_attention_interval: int = 4
+    moe_layer_step: int = 0  # llama4 `interleave_moe_layer_step`: layers with (i + 1) % step == 0 have experts
 
     @property
     def value_head_dim(self) -> int:
@@ -111,6 +112,24 @@ PRESETS: dict[str, MoePreset] = {
             n_experts=16, n_experts_used=4, expert_ff=128,
             vocab_size=2048, context_length=4096, n_shared_experts=1, rope_dim=32,
             ssm_d_state=32, ssm_n_group=2, ssm_n_v_heads=4,
+        ),
+        MoePreset(
+            name="tiny-llama4",
+            description="Llama 4 layout: MoE on every other layer (interleave step 2), the others dense, shared "
+                        "expert, top-1 routing, chunked attention (8192) on 3 of 4 layers; Q8_0",
+            architecture="llama4",
+            n_layers=8, n_embd=256, n_head=4, n_head_kv=2, head_dim=64,
+            n_experts=16, n_experts_used=1, expert_ff=128,
+            vocab_size=2048, context_length=4096, dense_ff=512, n_shared_experts=1, rope_freq_base=500000.0,
+            rms_norm_eps=1e-5, moe_layer_step=2,
+        ),
+        MoePreset(
+            name="tiny-mixtral",
+            description="Mixtral layout (arch llama with merged experts): 8 experts (2 used), no shared expert; Q8_0",
+            architecture="llama",
+            n_layers=6, n_embd=256, n_head=4, n_head_kv=2, head_dim=64,
+            n_experts=8, n_experts_used=2, expert_ff=256,
+            vocab_size=2048, context_length=4096, dense_ff=256, rope_freq_base=1_000_000.0, rms_norm_eps=1e-5,
         ),
         MoePreset(
             name="small",
@@ -175,6 +194,28 @@ PRESETS: dict[str, MoePreset] = {
             n_experts=512, n_experts_used=10, expert_ff=512,
             vocab_size=151936, context_length=262144, n_shared_experts=1, rope_dim=64,
             ssm_d_state=128, ssm_n_group=16, ssm_n_v_heads=32, rope_freq_base=10_000_000.0,
+            matrix_type="Q4_K", attn_v_type="Q6_K", token_embd_type="Q4_K", output_type="Q6_K",
+            full_size=True,
+        ),
+        MoePreset(
+            name="llama-4-scout",
+            description="Llama-4-Scout-17B-16E shapes: 48 layers, all MoE, 16 experts (1 used) + 1 shared, chunked "
+                        "attention on 3 of 4 layers, Q4_K/Q6_K",
+            architecture="llama4",
+            n_layers=48, n_embd=5120, n_head=40, n_head_kv=8, head_dim=128,
+            n_experts=16, n_experts_used=1, expert_ff=8192,
+            vocab_size=202048, context_length=10485760, dense_ff=16384, n_shared_experts=1,
+            rope_freq_base=500000.0, rms_norm_eps=1e-5, moe_layer_step=1,
+            matrix_type="Q4_K", attn_v_type="Q6_K", token_embd_type="Q4_K", output_type="Q6_K",
+            full_size=True,
+        ),
+        MoePreset(
+            name="mixtral-8x7b",
+            description="Mixtral-8x7B shapes: 32 layers, 8 experts (2 used), Q4_K/Q6_K",
+            architecture="llama",
+            n_layers=32, n_embd=4096, n_head=32, n_head_kv=8, head_dim=128,
+            n_experts=8, n_experts_used=2, expert_ff=14336,
+            vocab_size=32000, context_length=32768, dense_ff=14336, rope_freq_base=1_000_000.0, rms_norm_eps=1e-5,
             matrix_type="Q4_K", attn_v_type="Q6_K", token_embd_type="Q4_K", output_type="Q6_K",
             full_size=True,
         ),

@@ -110,6 +110,8 @@ def _add_metadata(writer: GGUFWriter, preset: MoePreset, seed: int) -> None:
         writer.add_nextn_predict_layers(0)
     if p.sliding_window:
         writer.add_sliding_window(p.sliding_window)
+    if p.moe_layer_step:
+        writer.add_interleave_moe_layer_step(p.moe_layer_step)
     if p.ssm_d_state:
         writer.add_expert_shared_feed_forward_length(p.expert_ff * p.n_shared_experts)
         writer.add_ssm_conv_kernel(p.ssm_d_conv)
