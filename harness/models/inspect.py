@@ -172,6 +172,8 @@ def summarize(tensors: list[TensorRecord], metadata: dict[str, Any], path: str |
             layers[t.layer].bytes_by_group[t.group.value] += t.n_bytes
 
     leading_dense = key("leading_dense_block_count")
+    if leading_dense is None and int(key("interleave_moe_layer_step", 0) or 0) > 1:
+        leading_dense = 0  # llama4: dense layers between the MoE layers, none "leading"
     if leading_dense is None:
         leading_dense = 0
         for layer in (layers[i] for i in sorted(layers)):

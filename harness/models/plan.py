@@ -118,8 +118,7 @@ class _PlanBuilder:
                 self.add(MODEL_TENSOR.ATTN_POST_NORM, "weight", (p.n_embd,), None, bid)
             else:
                 self.add(MODEL_TENSOR.FFN_NORM, "weight", (p.n_embd,), None, bid)
-            interleaved_dense = p.moe_layer_step > 1 and (bid + 1) % p.moe_layer_step != 0
-            if bid < p.n_leading_dense_layers or interleaved_dense:
+            if not p.has_experts(bid):
                 self.add(MODEL_TENSOR.FFN_GATE, "weight", (p.n_embd, p.dense_ff), mat, bid)
                 self.add(MODEL_TENSOR.FFN_UP, "weight", (p.n_embd, p.dense_ff), mat, bid)
                 self.add(MODEL_TENSOR.FFN_DOWN, "weight", (p.dense_ff, p.n_embd), mat, bid)

@@ -56,6 +56,12 @@ class MoePreset:
     full_attention_interval: int = 4
     moe_layer_step: int = 0  # llama4 `interleave_moe_layer_step`: layers with (i + 1) % step == 0 have experts
 
+    def has_experts(self, layer: int) -> bool:
+        """Whether layer `layer` is a MoE layer (not a leading dense one, nor an interleaved dense one)."""
+        if layer < self.n_leading_dense_layers:
+            return False
+        return self.moe_layer_step <= 1 or (layer + 1) % self.moe_layer_step == 0
+
     @property
     def value_head_dim(self) -> int:
         return self.head_dim_v or self.head_dim
