@@ -117,3 +117,15 @@ def test_llama4_chunked_attention_keeps_the_chunk_plus_ubatch_on_mainline():
     assert _kv_total(model, MemorySettings(n_ctx=131072, dialect="ik")) == 48 * 131072 * per_cell
     tiny = inspect_plan("tiny-llama4")  # reported at 4096: 4.00 MiB (full) + 12.00 MiB (chunked, 4096 cells)
     assert _kv_total(tiny, MemorySettings(n_ctx=4096)) == 16 * MIB
+
+
+def test_generation_reads_the_latent_and_at_most_the_window():
+    from harness.perf.workload import Layout, _kv_read_bytes
+
+    deepseek = inspect_plan("deepseek-v3")
+    layout = Layout(get_strategy("all-gpu").placement(deepseek, {}))
+    assert _kv_read_bytes(deepseek, layout, 5, 10_000) == 576 * 2 * 10_000
+    oss = inspect_plan("gpt-oss-120b")
+    layout = Layout(get_strategy("all-gpu").placement(oss, {}))
+    assert _kv_read_bytes(oss, layout, 0, 10_000) == 8 * 64 * 2 * 2 * 128   # a sliding-window layer
+    assert _kv_read_bytes(oss, layout, 1, 10_000) == 8 * 64 * 2 * 2 * 10_000
