@@ -76,6 +76,15 @@ def small_models(tmp_path_factory) -> dict[str, Path]:
     ("blk.7.ffn_down_exps.bias", G.ROUTED_EXPERTS, "down"),
     ("blk.7.ffn_gate_inp.bias", G.ROUTER, None),
     ("blk.7.ffn_gate_up_exps.weight", G.ROUTED_EXPERTS, "gate_up"),
+    # qwen3next gated delta-net layers: the token mixer is the attention group
+    ("blk.0.attn_qkv.weight", G.ATTENTION, None),
+    ("blk.0.attn_gate.weight", G.ATTENTION, None),
+    ("blk.0.ssm_conv1d.weight", G.ATTENTION, None),
+    ("blk.0.ssm_a", G.ATTENTION, None),
+    ("blk.0.ssm_dt.bias", G.ATTENTION, None),
+    ("blk.0.ssm_ba.weight", G.ATTENTION, None),
+    ("blk.0.ssm_out.weight", G.ATTENTION, None),
+    ("blk.0.ssm_norm.weight", G.NORMS, None),
     # llama4 dense/MoE interleave, old mixtral per-expert tensors
     ("blk.2.ffn_up.weight", G.DENSE_FFN, "up"),
     ("blk.0.ffn_gate.3.weight", G.ROUTED_EXPERTS, "gate"),
