@@ -28,6 +28,7 @@ CASES = [
     ("tiny-gpt-oss", [], {}),
     ("tiny-gpt-oss", ["-ub", "256"], {"n_ubatch": 256}),
     ("tiny-qwen3next", [], {}),
+    ("tiny-qwen35moe", [], {}),
     ("tiny-llama4", [], {}),
     ("tiny-mixtral", ["-ctk", "q8_0", "-ctv", "q8_0"], {"cache_type_k": "q8_0", "cache_type_v": "q8_0"}),
 ]

@@ -26,7 +26,8 @@ PARAMS = {
     "gpu-layers": {"k": 3}, "last-n-layers-cpu": {"n": 2}, "partial-experts": {"n": 3, "parts": "gate,up"},
     "custom": {"overrides": r"blk\.2\.ffn_down=CPU;^output\.weight=CPU"}, "engine-fit": {"margin_mib": 512},
 }
-PRESETS = ("tiny", "tiny-glm", "tiny-deepseek", "tiny-gpt-oss", "tiny-qwen3next", "tiny-llama4", "tiny-mixtral")
+PRESETS = ("tiny", "tiny-glm", "tiny-deepseek", "tiny-gpt-oss", "tiny-qwen3next", "tiny-qwen35moe",
+           "tiny-llama4", "tiny-mixtral")
 
 
 @pytest.fixture(scope="module")

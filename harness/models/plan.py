@@ -25,6 +25,8 @@ The layouts follow what the engines' loaders create (mainline `src/models/qwen3m
   layer attn_qkv (2 x key_dim + value_dim), attn_gate (value_dim), ssm_conv1d (d_conv x conv_dim), ssm_dt.bias,
   ssm_a, ssm_ba (2 x value heads), ssm_norm, ssm_out; every layer ffn_gate_inp, *_exps, the shared expert's
   gate ffn_gate_inp_shexp (n_embd) and *_shexp.
+- qwen35moe (mainline `src/models/qwen35moe.cpp`, ik `create_qwen35moe_tensors`): as qwen3next, with ssm_beta and
+  ssm_alpha (n_embd x value heads each) instead of ssm_ba, and `rope.dimension_sections` (required by both).
 - llama4 (mainline `src/models/llama4.cpp`, ik `create_llama4_tensors`): llama attention (q/k/v/o, no biases;
   the q/k norms have no weights), ffn_norm; layers with (i + 1) % interleave_moe_layer_step == 0 ffn_gate_inp,
   *_exps and *_shexp (expert_ff wide), the others a dense ffn_gate/up/down (feed_forward_length).
@@ -52,6 +54,7 @@ _FALLBACK_TYPE = {
     T.Q4_K: T.Q5_0, T.Q5_K: T.Q5_1, T.Q6_K: T.Q8_0,
 }
 
+_DELTA_NET = (MODEL_ARCH.QWEN3NEXT, MODEL_ARCH.QWEN35MOE)  # gated delta-net layers between attention layers
 FILL_RANDOM = "random"  # random weights (std ~0.02) of the tensor's type
 FILL_ONES = "ones"  # F32 1.0: norm weights
 
@@ -88,7 +91,7 @@ class _PlanBuilder:
         self.preset = preset
         self.arch = _arch_of(preset)
         if self.arch not in (MODEL_ARCH.QWEN3MOE, MODEL_ARCH.GLM4_MOE, MODEL_ARCH.DEEPSEEK2,
-                             MODEL_ARCH.GPT_OSS, MODEL_ARCH.QWEN3NEXT, MODEL_ARCH.LLAMA4, MODEL_ARCH.LLAMA):
+                             MODEL_ARCH.GPT_OSS, *_DELTA_NET, MODEL_ARCH.LLAMA4, MODEL_ARCH.LLAMA):
             raise ValueError(f"no tensor layout for architecture {preset.architecture!r}")
         self.specs: list[TensorSpec] = []
 
@@ -114,7 +117,7 @@ class _PlanBuilder:
         self.add(MODEL_TENSOR.TOKEN_EMBD, "weight", (p.n_embd, p.vocab_size), p.token_embd_type)
         for bid in range(p.n_layers):
             self._attention(bid)
-            if self.arch in (MODEL_ARCH.GLM4_MOE, MODEL_ARCH.GPT_OSS, MODEL_ARCH.QWEN3NEXT):
+            if self.arch in (MODEL_ARCH.GLM4_MOE, MODEL_ARCH.GPT_OSS, *_DELTA_NET):
                 self.add(MODEL_TENSOR.ATTN_POST_NORM, "weight", (p.n_embd,), None, bid)
             else:
                 self.add(MODEL_TENSOR.FFN_NORM, "weight", (p.n_embd,), None, bid)
@@ -135,7 +138,7 @@ class _PlanBuilder:
                 self.add(MODEL_TENSOR.FFN_GATE_EXP, "bias", (p.expert_ff, p.n_experts), None, bid)
                 self.add(MODEL_TENSOR.FFN_UP_EXP, "bias", (p.expert_ff, p.n_experts), None, bid)
                 self.add(MODEL_TENSOR.FFN_DOWN_EXP, "bias", (p.n_embd, p.n_experts), None, bid)
-            if self.arch == MODEL_ARCH.QWEN3NEXT:  # the shared expert's sigmoid gate
+            if self.arch in _DELTA_NET:  # the shared expert's sigmoid gate
                 self.add(MODEL_TENSOR.FFN_GATE_INP_SHEXP, "weight", (p.n_embd,), None, bid)
             if p.n_shared_experts:
                 shexp_ff = p.expert_ff * p.n_shared_experts
@@ -151,12 +154,12 @@ class _PlanBuilder:
             self._latent_attention(bid)
             return
         p = self.preset
-        if self.arch == MODEL_ARCH.QWEN3NEXT and (bid + 1) % p.full_attention_interval:
+        if self.arch in _DELTA_NET and (bid + 1) % p.full_attention_interval:
             self._delta_net(bid)
             return
         q_dim, kv_dim = p.n_head * p.head_dim, p.n_head_kv * p.head_dim
         v_type = p.attn_v_type or p.matrix_type
-        gated_q = 2 if self.arch == MODEL_ARCH.QWEN3NEXT else 1  # the query and its output gate
+        gated_q = 2 if self.arch in _DELTA_NET else 1  # the query and its output gate
         self.add(MODEL_TENSOR.ATTN_NORM, "weight", (p.n_embd,), None, bid)
         self.add(MODEL_TENSOR.ATTN_Q, "weight", (p.n_embd, q_dim * gated_q), p.matrix_type, bid)
         self.add(MODEL_TENSOR.ATTN_K, "weight", (p.n_embd, kv_dim), p.matrix_type, bid)
@@ -169,7 +172,7 @@ class _PlanBuilder:
         if self.arch == MODEL_ARCH.GPT_OSS:
             self.add(MODEL_TENSOR.ATTN_OUT, "bias", (p.n_embd,), None, bid)
             self.add(MODEL_TENSOR.ATTN_SINKS, "weight", (p.n_head,), None, bid)
-        if self.arch in (MODEL_ARCH.QWEN3MOE, MODEL_ARCH.QWEN3NEXT):
+        if self.arch in (MODEL_ARCH.QWEN3MOE, *_DELTA_NET):
             self.add(MODEL_TENSOR.ATTN_Q_NORM, "weight", (p.head_dim,), None, bid)
             self.add(MODEL_TENSOR.ATTN_K_NORM, "weight", (p.head_dim,), None, bid)
 
@@ -200,7 +203,11 @@ class _PlanBuilder:
         self.add(MODEL_TENSOR.SSM_CONV1D, "weight", (p.ssm_d_conv, conv_dim), None, bid)
         self.add(MODEL_TENSOR.SSM_DT, "bias", (p.ssm_n_v_heads,), None, bid)
         self.add(MODEL_TENSOR.SSM_A, "", (p.ssm_n_v_heads,), None, bid)
-        self.add(MODEL_TENSOR.SSM_BETA_ALPHA, "weight", (p.n_embd, 2 * p.ssm_n_v_heads), p.matrix_type, bid)
+        if self.arch == MODEL_ARCH.QWEN35MOE:  # beta and alpha apart
+            self.add(MODEL_TENSOR.SSM_BETA, "weight", (p.n_embd, p.ssm_n_v_heads), p.matrix_type, bid)
+            self.add(MODEL_TENSOR.SSM_ALPHA, "weight", (p.n_embd, p.ssm_n_v_heads), p.matrix_type, bid)
+        else:
+            self.add(MODEL_TENSOR.SSM_BETA_ALPHA, "weight", (p.n_embd, 2 * p.ssm_n_v_heads), p.matrix_type, bid)
         self.add(MODEL_TENSOR.SSM_NORM, "weight", (p.ssm_d_state,), None, bid)
         self.add(MODEL_TENSOR.SSM_OUT, "weight", (value_dim, p.n_embd), p.matrix_type, bid)
 

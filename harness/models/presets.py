@@ -120,6 +120,15 @@ PRESETS: dict[str, MoePreset] = {
             ssm_d_state=32, ssm_n_group=2, ssm_n_v_heads=4,
         ),
         MoePreset(
+            name="tiny-qwen35moe",
+            description="Qwen3.5-MoE layout: as tiny-qwen3next with ssm_beta/ssm_alpha apart and rope sections; Q8_0",
+            architecture="qwen35moe",
+            n_layers=8, n_embd=256, n_head=4, n_head_kv=2, head_dim=64,
+            n_experts=16, n_experts_used=4, expert_ff=128,
+            vocab_size=2048, context_length=4096, n_shared_experts=1, rope_dim=32,
+            ssm_d_state=32, ssm_n_group=2, ssm_n_v_heads=4,
+        ),
+        MoePreset(
             name="tiny-llama4",
             description="Llama 4 layout: MoE on every other layer (interleave step 2), the others dense, shared "
                         "expert, top-1 routing, chunked attention (8192) on 3 of 4 layers; Q8_0",

@@ -120,6 +120,9 @@ def _add_metadata(writer: GGUFWriter, preset: MoePreset, seed: int) -> None:
         writer.add_ssm_time_step_rank(p.ssm_n_v_heads)
         writer.add_ssm_inner_size(p.ssm_d_state * p.ssm_n_v_heads)
         writer.add_full_attention_interval(p.full_attention_interval)
+    if p.architecture == "qwen35moe":  # multi-axis rope: the text uses the first sections (sum: rope_dim / 2)
+        half = (p.rope_dim or p.head_dim) // 2
+        writer.add_rope_dimension_sections([half - 2 * (half // 3), half // 3, half // 3, 0])
     vocab = build_vocabulary(p.vocab_size)
     writer.add_tokenizer_model("llama")
     writer.add_token_list(vocab.tokens)

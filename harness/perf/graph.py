@@ -49,7 +49,8 @@ _GLUE_BEFORE_Q_A_NORM, _GLUE_BEFORE_KV_A_NORM = 1.05, 1.1
 # a gated delta-net layer (qwen3next, src/models/qwen3next.cpp), seen the same way: [conv state read], attn_qkv,
 # [conv input: the state concatenated], ssm_conv1d, ssm_ba, ssm_a, ssm_dt, [delta net on the state], ssm_norm,
 # attn_gate, ssm_out: the bracketed steps run where the recurrent state is (the layer's cache device)
-_RECURRENT_STAGES = {"attn_qkv": 1.0, "ssm_conv1d": 1.05, "ssm_ba": 1.05, "ssm_a": 1.05, "ssm_dt": 1.05,
+_RECURRENT_STAGES = {"attn_qkv": 1.0, "ssm_conv1d": 1.05, "ssm_ba": 1.05, "ssm_beta": 1.05, "ssm_alpha": 1.05,
+                     "ssm_a": 1.05, "ssm_dt": 1.05,
                      "ssm_norm": 2.5, "attn_gate": 2.6, "ssm_out": _ATTN_OUT}
 _GLUE_STATE_READ, _GLUE_CONV_INPUT = 0.5, 1.02
 
