@@ -32,6 +32,8 @@ The layouts follow what the engines' loaders create (mainline `src/models/qwen3m
   *_exps and *_shexp (expert_ff wide), the others a dense ffn_gate/up/down (feed_forward_length).
 - llama with merged experts (Mixtral; mainline `src/models/llama.cpp`): llama attention, ffn_norm, ffn_gate_inp
   and *_exps, feed_forward_length wide.
+- minimax-m2 (mainline `src/models/minimax-m2.cpp`, ik `create_minimaxm2_tensors`): attn_q/k/v/output, q/k norms
+  over the whole projection (n_head x head, n_head_kv x head), ffn_norm, ffn_gate_inp, exp_probs_b.bias, *_exps.
 - all: token_embd, output_norm, output (untied; ik's deepseek2 requires it).
 
 Shapes are in ggml order: shape[0] is the row length (the input dimension of a matrix).
@@ -91,7 +93,8 @@ class _PlanBuilder:
         self.preset = preset
         self.arch = _arch_of(preset)
         if self.arch not in (MODEL_ARCH.QWEN3MOE, MODEL_ARCH.GLM4_MOE, MODEL_ARCH.DEEPSEEK2,
-                             MODEL_ARCH.GPT_OSS, *_DELTA_NET, MODEL_ARCH.LLAMA4, MODEL_ARCH.LLAMA):
+                             MODEL_ARCH.GPT_OSS, *_DELTA_NET, MODEL_ARCH.LLAMA4, MODEL_ARCH.LLAMA,
+                             MODEL_ARCH.MINIMAXM2):
             raise ValueError(f"no tensor layout for architecture {preset.architecture!r}")
         self.specs: list[TensorSpec] = []
 
@@ -127,7 +130,7 @@ class _PlanBuilder:
                 self.add(MODEL_TENSOR.FFN_DOWN, "weight", (p.dense_ff, p.n_embd), mat, bid)
                 continue
             self.add_router((p.n_embd, p.n_experts), bid)
-            if self.arch in (MODEL_ARCH.GLM4_MOE, MODEL_ARCH.DEEPSEEK2):
+            if self.arch in (MODEL_ARCH.GLM4_MOE, MODEL_ARCH.DEEPSEEK2, MODEL_ARCH.MINIMAXM2):
                 self.add(MODEL_TENSOR.FFN_EXP_PROBS_B, "bias", (p.n_experts,), None, bid)
             exps = p.expert_type or mat
             self.add(MODEL_TENSOR.FFN_GATE_EXP, "weight", (p.n_embd, p.expert_ff, p.n_experts), exps, bid)
@@ -172,6 +175,9 @@ class _PlanBuilder:
         if self.arch == MODEL_ARCH.GPT_OSS:
             self.add(MODEL_TENSOR.ATTN_OUT, "bias", (p.n_embd,), None, bid)
             self.add(MODEL_TENSOR.ATTN_SINKS, "weight", (p.n_head,), None, bid)
+        if self.arch == MODEL_ARCH.MINIMAXM2:  # q/k norms over the whole projection
+            self.add(MODEL_TENSOR.ATTN_Q_NORM, "weight", (q_dim,), None, bid)
+            self.add(MODEL_TENSOR.ATTN_K_NORM, "weight", (kv_dim,), None, bid)
         if self.arch in (MODEL_ARCH.QWEN3MOE, *_DELTA_NET):
             self.add(MODEL_TENSOR.ATTN_Q_NORM, "weight", (p.head_dim,), None, bid)
             self.add(MODEL_TENSOR.ATTN_K_NORM, "weight", (p.head_dim,), None, bid)

@@ -147,6 +147,16 @@ PRESETS: dict[str, MoePreset] = {
             vocab_size=2048, context_length=4096, dense_ff=256, rope_freq_base=1_000_000.0, rms_norm_eps=1e-5,
         ),
         MoePreset(
+            name="tiny-minimax-m2",
+            description="MiniMax-M2 layout: q/k norms over the whole projection, sigmoid routing with exp_probs_b, "
+                        "partial rope; Q8_0",
+            architecture="minimax-m2",
+            n_layers=6, n_embd=256, n_head=4, n_head_kv=2, head_dim=64,
+            n_experts=16, n_experts_used=4, expert_ff=128,
+            vocab_size=2048, context_length=4096, dense_ff=128, rope_dim=32, rope_freq_base=5_000_000.0,
+            expert_gating=2,
+        ),
+        MoePreset(
             name="small",
             description="Qwen3-MoE layout, 16 layers, 32 experts (4 used), wider (n_embd 384), Q8_0, ~130 MB: "
                         "a deeper model the performance model and the tuner were not calibrated on",
@@ -231,6 +241,18 @@ PRESETS: dict[str, MoePreset] = {
             n_layers=32, n_embd=4096, n_head=32, n_head_kv=8, head_dim=128,
             n_experts=8, n_experts_used=2, expert_ff=14336,
             vocab_size=32000, context_length=32768, dense_ff=14336, rope_freq_base=1_000_000.0, rms_norm_eps=1e-5,
+            matrix_type="Q4_K", attn_v_type="Q6_K", token_embd_type="Q4_K", output_type="Q6_K",
+            full_size=True,
+        ),
+        MoePreset(
+            name="minimax-m2",
+            description="MiniMax-M2 shapes: 62 layers, 256 experts (8 used), 48 heads (8 KV) of 128, rope 64, "
+                        "Q4_K/Q6_K",
+            architecture="minimax-m2",
+            n_layers=62, n_embd=3072, n_head=48, n_head_kv=8, head_dim=128,
+            n_experts=256, n_experts_used=8, expert_ff=1536,
+            vocab_size=200064, context_length=196608, dense_ff=1536, rope_dim=64, rope_freq_base=5_000_000.0,
+            expert_gating=2,
             matrix_type="Q4_K", attn_v_type="Q6_K", token_embd_type="Q4_K", output_type="Q6_K",
             full_size=True,
         ),

@@ -108,6 +108,8 @@ def _add_metadata(writer: GGUFWriter, preset: MoePreset, seed: int) -> None:
         writer.add_expert_gating_func(ExpertGatingFuncType(p.expert_gating or ExpertGatingFuncType.SIGMOID))
     if p.architecture == "glm4moe":
         writer.add_nextn_predict_layers(0)
+    if p.architecture == "minimax-m2":
+        writer.add_expert_gating_func(ExpertGatingFuncType(p.expert_gating))
     if p.sliding_window:
         writer.add_sliding_window(p.sliding_window)
     if p.moe_layer_step:
