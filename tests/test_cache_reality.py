@@ -31,6 +31,7 @@ CASES = [
     ("tiny-qwen35moe", [], {}),
     ("tiny-llama4", [], {}),
     ("tiny-minimax-m2", [], {}),
+    ("tiny-ernie", [], {}),
     ("tiny-mixtral", ["-ctk", "q8_0", "-ctv", "q8_0"], {"cache_type_k": "q8_0", "cache_type_v": "q8_0"}),
 ]
 MAINLINE_ONLY = [("tiny-gpt-oss", ["--swa-full"], {"swa_full": True})]

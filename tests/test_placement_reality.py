@@ -27,7 +27,7 @@ PARAMS = {
     "custom": {"overrides": r"blk\.2\.ffn_down=CPU;^output\.weight=CPU"}, "engine-fit": {"margin_mib": 512},
 }
 PRESETS = ("tiny", "tiny-glm", "tiny-deepseek", "tiny-gpt-oss", "tiny-qwen3next", "tiny-qwen35moe",
-           "tiny-llama4", "tiny-mixtral", "tiny-minimax-m2")
+           "tiny-llama4", "tiny-mixtral", "tiny-minimax-m2", "tiny-ernie")
 
 
 @pytest.fixture(scope="module")

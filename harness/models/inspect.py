@@ -137,6 +137,15 @@ def _empty_groups() -> dict[str, int]:
     return {name: 0 for name in GROUP_NAMES}
 
 
+def _shared_experts_from_shapes(tensors: list[TensorRecord]) -> int:
+    """How many routed experts wide the shared expert is (ERNIE: 2), from the up matrices' widths; at least 1."""
+    shexp = next((t for t in tensors if t.name.endswith("ffn_up_shexp.weight") and len(t.shape) == 2), None)
+    exps = next((t for t in tensors if t.name.endswith("ffn_up_exps.weight") and len(t.shape) == 3), None)
+    if shexp is None or exps is None or not exps.shape[1]:
+        return 1
+    return max(1, round(shexp.shape[1] / exps.shape[1]))
+
+
 def summarize(tensors: list[TensorRecord], metadata: dict[str, Any], path: str | None = None,
               file_size_bytes: int | None = None) -> ModelInfo:
     """Build a ModelInfo from tensor records and GGUF metadata (keys as in the file, e.g.
@@ -182,7 +191,7 @@ def summarize(tensors: list[TensorRecord], metadata: dict[str, Any], path: str |
             leading_dense += 1
     shared = key("expert_shared_count")
     if shared is None:
-        shared = 1 if totals[TensorGroup.SHARED_EXPERTS.value] else 0
+        shared = _shared_experts_from_shapes(tensors) if totals[TensorGroup.SHARED_EXPERTS.value] else 0
 
     n_head = int(key("attention.head_count", 0) or 0)
     n_head_kv = int(key("attention.head_count_kv", n_head) or n_head)
@@ -265,7 +274,7 @@ def plan_metadata(preset_name: str) -> dict[str, Any]:
                      f"{a}.ssm.group_count": p.ssm_n_group, f"{a}.ssm.time_step_rank": p.ssm_n_v_heads,
                      f"{a}.ssm.inner_size": p.ssm_d_state * p.ssm_n_v_heads,
                      f"{a}.full_attention_interval": p.full_attention_interval})
-    if a in ("glm4moe", "deepseek2"):
+    if a in ("glm4moe", "deepseek2", "ernie4_5-moe"):
         meta[f"{a}.leading_dense_block_count"] = p.n_leading_dense_layers
         meta[f"{a}.expert_shared_count"] = p.n_shared_experts
     if a == "glm4moe":

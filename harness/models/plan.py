@@ -34,6 +34,8 @@ The layouts follow what the engines' loaders create (mainline `src/models/qwen3m
   and *_exps, feed_forward_length wide.
 - minimax-m2 (mainline `src/models/minimax-m2.cpp`, ik `create_minimaxm2_tensors`): attn_q/k/v/output, q/k norms
   over the whole projection (n_head x head, n_head_kv x head), ffn_norm, ffn_gate_inp, exp_probs_b.bias, *_exps.
+- ernie4_5-moe (mainline `src/models/ernie4-5.cpp`): llama attention, ffn_norm; leading dense layers, then
+  ffn_gate_inp, exp_probs_b.bias, *_exps and *_shexp (expert_shared_feed_forward_length wide).
 - all: token_embd, output_norm, output (untied; ik's deepseek2 requires it).
 
 Shapes are in ggml order: shape[0] is the row length (the input dimension of a matrix).
@@ -94,7 +96,7 @@ class _PlanBuilder:
         self.arch = _arch_of(preset)
         if self.arch not in (MODEL_ARCH.QWEN3MOE, MODEL_ARCH.GLM4_MOE, MODEL_ARCH.DEEPSEEK2,
                              MODEL_ARCH.GPT_OSS, *_DELTA_NET, MODEL_ARCH.LLAMA4, MODEL_ARCH.LLAMA,
-                             MODEL_ARCH.MINIMAXM2):
+                             MODEL_ARCH.MINIMAXM2, MODEL_ARCH.ERNIE4_5_MOE):
             raise ValueError(f"no tensor layout for architecture {preset.architecture!r}")
         self.specs: list[TensorSpec] = []
 
@@ -130,7 +132,7 @@ class _PlanBuilder:
                 self.add(MODEL_TENSOR.FFN_DOWN, "weight", (p.dense_ff, p.n_embd), mat, bid)
                 continue
             self.add_router((p.n_embd, p.n_experts), bid)
-            if self.arch in (MODEL_ARCH.GLM4_MOE, MODEL_ARCH.DEEPSEEK2, MODEL_ARCH.MINIMAXM2):
+            if self.arch in (MODEL_ARCH.GLM4_MOE, MODEL_ARCH.DEEPSEEK2, MODEL_ARCH.MINIMAXM2, MODEL_ARCH.ERNIE4_5_MOE):
                 self.add(MODEL_TENSOR.FFN_EXP_PROBS_B, "bias", (p.n_experts,), None, bid)
             exps = p.expert_type or mat
             self.add(MODEL_TENSOR.FFN_GATE_EXP, "weight", (p.n_embd, p.expert_ff, p.n_experts), exps, bid)

@@ -157,6 +157,15 @@ PRESETS: dict[str, MoePreset] = {
             expert_gating=2,
         ),
         MoePreset(
+            name="tiny-ernie",
+            description="ERNIE-4.5-MoE layout: 1 leading dense layer, 2 shared experts, exp_probs_b; Q8_0",
+            architecture="ernie4_5-moe",
+            n_layers=6, n_embd=256, n_head=4, n_head_kv=2, head_dim=64,
+            n_experts=16, n_experts_used=4, expert_ff=128,
+            vocab_size=2048, context_length=4096, n_leading_dense_layers=1, dense_ff=512, n_shared_experts=2,
+            rope_freq_base=500000.0, rms_norm_eps=1e-5, moe_layer_step=1,
+        ),
+        MoePreset(
             name="small",
             description="Qwen3-MoE layout, 16 layers, 32 experts (4 used), wider (n_embd 384), Q8_0, ~130 MB: "
                         "a deeper model the performance model and the tuner were not calibrated on",

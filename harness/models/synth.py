@@ -114,6 +114,9 @@ def _add_metadata(writer: GGUFWriter, preset: MoePreset, seed: int) -> None:
         writer.add_sliding_window(p.sliding_window)
     if p.moe_layer_step:
         writer.add_interleave_moe_layer_step(p.moe_layer_step)
+    if p.architecture == "ernie4_5-moe":
+        writer.add_leading_dense_block_count(p.n_leading_dense_layers)
+        writer.add_expert_shared_feed_forward_length(p.expert_ff * p.n_shared_experts)
     if p.ssm_d_state:
         writer.add_expert_shared_feed_forward_length(p.expert_ff * p.n_shared_experts)
         writer.add_ssm_conv_kernel(p.ssm_d_conv)
