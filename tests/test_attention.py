@@ -35,12 +35,16 @@ def test_deepseek_v3_at_32k_is_about_two_gib_not_150():
 
 
 def test_mla_without_flash_attention_on_ik_adds_the_transposed_v_in_mode_1():
-    model = inspect_plan("tiny-deepseek")  # no fused attn_kv_b: ik runs it as -mla 1
+    model = inspect_plan("tiny-deepseek")  # no fused attn_kv_b: ik computes it and keeps the mode
     with_fa = MemorySettings(n_ctx=4096, dialect="ik", cache_type_k="q8_0")
-    without = MemorySettings(n_ctx=4096, dialect="ik", flash_attn=False, cache_type_k="q8_0", mla_mode=3)
+    mode_1 = MemorySettings(n_ctx=4096, dialect="ik", flash_attn=False, cache_type_k="q8_0", mla_mode=1)
+    mode_3 = MemorySettings(n_ctx=4096, dialect="ik", flash_attn=False, cache_type_k="q8_0", mla_mode=3)
+    mode_0 = MemorySettings(n_ctx=4096, dialect="ik", flash_attn=False, cache_type_k="q8_0", mla_mode=0)
     per_layer = 4096 * 576 * cache_type_bytes("q8_0")
     assert kv_bytes_of(model, with_fa, 1) == int(per_layer)
-    assert kv_bytes_of(model, without, 1) == int(per_layer + 4096 * 512 * 2)
+    assert kv_bytes_of(model, mode_1, 1) == int(per_layer + 4096 * 512 * 2)
+    assert kv_bytes_of(model, mode_3, 1) == 4096 * 576 * 2  # the latent in -ctv (reported: 27.00 MiB at f16)
+    assert kv_bytes_of(model, mode_0, 1) == kv_bytes_of(model, mode_1, 1)  # -mla 0 needs attn_kv_b: 1
 
 
 def test_older_mla_conversions_are_full_attention_to_mainline_and_latent_to_ik():

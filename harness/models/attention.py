@@ -9,8 +9,9 @@ The rules, by architecture (docs/ENGINE_FLAGS.md, "KV cache and recurrent state"
   converted with `key_length_mla` (one KV head, K `kv_lora_rank + rope` wide, split `attn_k_b`/`attn_v_b`):
   mainline caches K only, `key_length` elements in `-ctk` (V is a view of it). ik always caches the latent,
   `kv_lora_rank + rope` elements: in `-ctk` with flash attention; without it in `-ctk` (`-mla 1`, plus a
-  transposed V of `kv_lora_rank` elements in `-ctv`) or `-ctv` (`-mla 2`/`3`). ik runs a file without the fused
-  `attn_kv_b` as `-mla 1`. An older file (fused `attn_kv_b`, no `key_length_mla`) is ordinary attention to
+  transposed V of `kv_lora_rank` elements in `-ctv`) or `-ctv` (`-mla 2`/`3`). A file without the fused
+  `attn_kv_b` keeps the mode: ik computes `attn_kv_b` from `attn_k_b`/`attn_v_b` at load (`llm_prepare_mla`,
+  "need to compute N wkv_b tensors", seen). An older file (fused `attn_kv_b`, no `key_length_mla`) is ordinary attention to
   mainline (`n_head_kv` heads of `key_length` / `value_length`); ik `-mla 0` too.
 - Sliding-window layers (gpt-oss: `sliding_window`, every other layer from layer 0; llama4: chunked attention,
   8192 tokens, 3 layers of 4): mainline keeps
@@ -174,9 +175,11 @@ def padded_cells(n: int) -> int:
 
 
 def effective_mla_mode(shape: AttentionShape, settings: CacheSettings) -> int:
-    """ik's MLA mode for this model: the setting (default 3); 1 where the file has no fused attn_kv_b."""
+    """ik's MLA mode for this model: the setting (default 3). ik's fallback to 1 for a file without attn_kv_b
+    (llama_kv_cache_init, "missing wkv_b tensor(s)") is not reached: llm_prepare_mla computes attn_kv_b first
+    whenever the mode is 2 or 3; `-mla 0` on a file without attn_kv_b becomes 1 there."""
     mode = IK_DEFAULT_MLA if settings.mla_mode is None else settings.mla_mode
-    return mode if shape.has_fused_kv_b else 1
+    return 1 if mode == 0 and not shape.has_fused_kv_b else mode
 
 
 def cache_cells(shape: AttentionShape, layer: int, settings: CacheSettings) -> int:
