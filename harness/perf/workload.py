@@ -145,6 +145,13 @@ def _kv_read_bytes(model: ModelInfo, layout: Layout, layer: int, context: float)
     return per_token * tokens
 
 
+def _borrowing(ops: list[Op], layout: Layout) -> list[Op] | None:
+    """The ops whose borrowed weights start a split: mainline's. ik on an RPC device keeps the cache on the CPU
+    and its attention there makes no extra split for gpt-oss's attn_sinks held on the RPC device (seen: 14
+    splits for tiny-gpt-oss all on RPC, not 20), so ik's splits are counted by devices alone."""
+    return ops if layout.dialect == "mainline" else None
+
+
 def _run_layers(model: ModelInfo, kv_devices: tuple[str, ...]) -> list[str]:
     return list(kv_devices[: model.n_layers - model.nextn_predict_layers])
 
@@ -161,7 +168,7 @@ def _generation(model: ModelInfo, layout: Layout, test: MeasuredTest, ops: list[
         kv[device] = kv.get(device, 0.0) + _kv_read_bytes(model, layout, layer, context) * test.tokens
     n_cross = crossings(devices)
     bus = _bus_bytes_per_pass(model, devices, tokens=1, outputs=1)
-    return Workload(test, test.tokens, segments(devices, ops), n_cross * test.tokens,
+    return Workload(test, test.tokens, segments(devices, _borrowing(ops, layout)), n_cross * test.tokens,
                     {d: b * test.tokens for d, b in per_token.items()}, {}, bus * test.tokens,
                     kv_bytes_by_device=kv, detour_passes=test.tokens if detours(devices) else 0)
 
@@ -216,7 +223,7 @@ def _prompt(model: ModelInfo, layout: Layout, test: MeasuredTest, ops: list[Op],
         passes += 1
         remaining -= tokens
     first_devices = first_devices or run_devices(ops, layout.accelerator)
-    return Workload(test, passes, segments(first_devices, ops), n_cross, {}, flops,
+    return Workload(test, passes, segments(first_devices, _borrowing(ops, layout)), n_cross, {}, flops,
                     bus + offload_total, offload_total, detour_passes=n_detours)
 
 
@@ -225,4 +232,4 @@ def reported_splits(model: ModelInfo, layout: Layout, ubatch: int) -> int:
     `ubatch` tokens all producing logits."""
     ops = graph_ops(model, layout.placement, layout.kv_devices)
     return segments(run_devices(ops, layout.accelerator, _offloaded(ops, model, layout, tokens=ubatch,
-                                                                    outputs=ubatch)), ops)
+                                                                    outputs=ubatch)), _borrowing(ops, layout))
