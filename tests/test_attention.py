@@ -133,3 +133,13 @@ def test_generation_reads_the_latent_and_at_most_the_window():
     layout = Layout(get_strategy("all-gpu").placement(oss, {}))
     assert _kv_read_bytes(oss, layout, 0, 10_000) == 8 * 64 * 2 * 2 * 128   # a sliding-window layer
     assert _kv_read_bytes(oss, layout, 1, 10_000) == 8 * 64 * 2 * 2 * 10_000
+
+
+def test_recurrent_layers_from_the_files_flags_or_the_interval():
+    from harness.models.attention import recurrent_layers_of
+
+    assert recurrent_layers_of("qwen3next", {}, 8) == (0, 1, 2, 4, 5, 6)
+    assert recurrent_layers_of("qwen35moe", {"qwen35moe.full_attention_interval": 2}, 6) == (0, 2, 4)
+    flags = {"qwen3next.attention.recurrent_layers": [True, False, True, True]}
+    assert recurrent_layers_of("qwen3next", flags, 4) == (0, 2, 3)
+    assert recurrent_layers_of("qwen3moe", {}, 8) == ()

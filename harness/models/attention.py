@@ -135,9 +135,13 @@ def swa_layers_of(arch: str, metadata: dict[str, Any], n_layers: int) -> tuple[i
 
 
 def recurrent_layers_of(arch: str, metadata: dict[str, Any], n_layers: int) -> tuple[int, ...]:
-    """qwen3next / qwen35moe: every layer but each `full_attention_interval`-th (default 4) is recurrent."""
+    """qwen3next / qwen35moe: the file's `attention.recurrent_layers` (flags per layer; mainline reads it first,
+    ik does not), else every layer but each `full_attention_interval`-th (default 4) is recurrent."""
     if arch not in ("qwen3next", "qwen35moe"):
         return ()
+    flags = _key(metadata, arch, "attention.recurrent_layers", None)
+    if isinstance(flags, list):
+        return tuple(i for i, flag in enumerate(flags[:n_layers]) if flag)
     interval = int(_key(metadata, arch, "full_attention_interval", 4) or 4)
     return tuple(i for i in range(n_layers) if (i + 1) % interval != 0)
 
