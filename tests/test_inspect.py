@@ -76,6 +76,15 @@ def small_models(tmp_path_factory) -> dict[str, Path]:
     ("blk.7.ffn_down_exps.bias", G.ROUTED_EXPERTS, "down"),
     ("blk.7.ffn_gate_inp.bias", G.ROUTER, None),
     ("blk.7.ffn_gate_up_exps.weight", G.ROUTED_EXPERTS, "gate_up"),
+    # qwen3next gated delta-net layers: the token mixer is the attention group
+    ("blk.0.attn_qkv.weight", G.ATTENTION, None),
+    ("blk.0.attn_gate.weight", G.ATTENTION, None),
+    ("blk.0.ssm_conv1d.weight", G.ATTENTION, None),
+    ("blk.0.ssm_a", G.ATTENTION, None),
+    ("blk.0.ssm_dt.bias", G.ATTENTION, None),
+    ("blk.0.ssm_ba.weight", G.ATTENTION, None),
+    ("blk.0.ssm_out.weight", G.ATTENTION, None),
+    ("blk.0.ssm_norm.weight", G.NORMS, None),
     # llama4 dense/MoE interleave, old mixtral per-expert tensors
     ("blk.2.ffn_up.weight", G.DENSE_FFN, "up"),
     ("blk.0.ffn_gate.3.weight", G.ROUTED_EXPERTS, "gate"),
@@ -122,9 +131,9 @@ def test_hyper_parameters_and_layers(name):
         (p.architecture, p.n_layers, p.n_experts, p.n_experts_used)
     assert (info.n_leading_dense_layers, info.n_shared_experts) == (p.n_leading_dense_layers, p.n_shared_experts)
     assert (info.n_embd, info.vocab_size, info.context_length) == (p.n_embd, p.vocab_size, p.context_length)
-    assert info.moe_layers == list(range(p.n_leading_dense_layers, p.n_layers))
+    assert info.moe_layers == [i for i in range(p.n_layers) if p.has_experts(i)]
     for layer in info.layers:
-        is_dense = layer.index < p.n_leading_dense_layers
+        is_dense = not p.has_experts(layer.index)
         assert (layer.bytes_by_group["dense_ffn"] > 0) == is_dense
         assert (layer.bytes_by_group["shared_experts"] > 0) == (not is_dense and p.n_shared_experts > 0)
         assert layer.bytes_by_group["attention"] > 0 and layer.bytes_by_group["norms"] > 0

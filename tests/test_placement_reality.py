@@ -27,7 +27,9 @@ PARAMS = {
     "gpu-layers": {"k": 3}, "last-n-layers-cpu": {"n": 2}, "partial-experts": {"n": 3, "parts": "gate,up"},
     "custom": {"overrides": r"blk\.2\.ffn_down=CPU;^output\.weight=CPU"}, "engine-fit": {"margin_mib": 512},
 }
-MODELS = {"tiny": ("tiny", None), "tiny-glm": ("tiny-glm", None),
+MODELS = {**{name: (name, None) for name in (
+    "tiny", "tiny-glm", "tiny-deepseek", "tiny-gpt-oss", "tiny-qwen3next", "tiny-qwen35moe", "tiny-llama4",
+    "tiny-mixtral", "tiny-minimax-m2", "tiny-ernie")},
           "tiny-split": ("tiny", SplitRule(max_tensors=40))}  # three shards: mapped per file
 
 

@@ -4,7 +4,6 @@ the cache, the `synth` command, and loading in the real engines (llama-bench).""
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,6 +14,7 @@ from gguf import MODEL_ARCH_NAMES, MODEL_TENSORS, TENSOR_NAMES, GGMLQuantization
 
 from harness.cli import main
 from harness.errors import UserError
+from harness.tools.llama_bench import parse_bench_json
 from harness.models import PRESETS, get_preset, preset_tensor_plan, synthetic_model, write_synthetic_model
 from harness.models import synth as synth_module
 from harness.models.blocks import SUPPORTED_TYPES, WEIGHT_STD, block_geometry, random_tensor_bytes, tensor_nbytes
@@ -99,7 +99,7 @@ def test_plan_uses_only_tensors_the_architecture_defines(name):
     plan = preset_tensor_plan(name)
     assert len({s.name for s in plan}) == len(plan)
     for spec in plan:
-        assert spec.name.rsplit(".", 1)[0] in allowed, spec.name
+        assert spec.name in allowed or spec.name.rsplit(".", 1)[0] in allowed, spec.name  # ssm_a has no suffix
         assert spec.shape[0] % block_geometry(spec.ggml_type)[0] == 0, spec.name
         assert spec.n_bytes == tensor_nbytes(spec.ggml_type, spec.shape)
 
@@ -280,7 +280,7 @@ def test_engine_loads_and_runs_small_preset(llama_bench, small_models, name):
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    rows = json.loads(result.stdout)
+    rows = [t.raw for t in parse_bench_json(result.stdout)]  # ik prints into the array for tiny-deepseek
     pp = [r for r in rows if r["n_prompt"] == 64 and r["n_gen"] == 0]
     tg = [r for r in rows if r["n_gen"] == 16 and r["n_prompt"] == 0]
     assert len(pp) == 1 and len(tg) == 1, rows

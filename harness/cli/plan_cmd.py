@@ -17,6 +17,9 @@ from harness.config import load_config
 from harness.errors import UserError
 from harness.grid import parse_assignments
 from harness.knobs import varying_knobs
+from harness.models.report import layer_ranges
+from harness.models.tensor_groups import TensorGroup
+from harness.plan.placement import CPU
 from harness.plan.planner import plan, status
 from harness.plan.request import bench_settings, point_request, request_from_config
 from harness.runner.commands import commands
@@ -101,6 +104,7 @@ def plan_rows(config) -> list[dict]:
             "args": conf.flags.args if conf.flags else None, "knob_args": conf.knob_args,
             "engine_args": conf.engine_args, "commands": commands(conf, config.bench),
             "memory": conf.memory.to_dict() if conf.memory else None,
+            "ram_expert_layers": _ram_expert_layers(conf),
             "predicted_model_buffers": conf.predicted_buffers})
     return rows
 
@@ -124,7 +128,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         knobs = [", ".join(f"{k}={r['knobs'][k]}" for k in knob_names)] if knob_names else []
         shown = (escape("\n".join(shlex.join(argv) for argv in r["commands"])) if r["commands"]
                  else f"[red]{escape(r['error'] or '')}")
-        table.add_row(r["model"], f"{r['strategy']}({params})" if params else str(r["strategy"] or "defaults"),
+        strategy = f"{r['strategy']}({params})" if params else str(r["strategy"] or "defaults")
+        if r["ram_expert_layers"] is not None:  # dense or interleaved layers: what n counted
+            strategy += f"\nexperts in RAM: layers {layer_ranges(r['ram_expert_layers']) if r['ram_expert_layers'] else 'none'}"
+        table.add_row(r["model"], strategy,
                       *knobs, r["engine"], r["tool"], _vram_cell(memory, r["devices"]),
                       f"{memory['ram_mib']:.0f}" if memory else "-", _fits_cell(memory, fits),
                       _parts_cell(memory, r["devices"]), escape(buffers), shown)
@@ -134,6 +141,19 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from harness.perf.eta import estimate_sweep  # issue 20: how long `moebench run` will take
     print(estimate_sweep(config).describe())
     return 0
+
+
+def _ram_expert_layers(conf) -> list[int] | None:
+    """The layers whose routed experts the placement holds in RAM, on a model whose layers do not all have
+    experts (there a strategy's n counts the layers with experts, and -ncmoe N may say another number);
+    None elsewhere or without a placement."""
+    if conf.placement is None or conf.placement.deferred:
+        return None
+    info = conf.model.info
+    if len(info.moe_layers) == info.n_layers - info.nextn_predict_layers:
+        return None
+    return sorted({t.layer for t in info.tensors if t.group is TensorGroup.ROUTED_EXPERTS and t.layer is not None
+                   and conf.placement.tensor_devices.get(t.name) == CPU})
 
 
 def _vram_cell(memory: dict | None, names: dict[str, str]) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.models.attention import AttentionShape, attention_shape
 from harness.models.plan import tensor_plan
 from harness.models.presets import get_preset
 from harness.models.shards import read_shards
@@ -100,6 +101,7 @@ class ModelInfo:
     n_head_kv: int = 0
     head_dim_k: int = 0
     head_dim_v: int = 0
+    attention: AttentionShape = field(default_factory=AttentionShape)  # what each layer caches (KV or state)
 
     @property
     def embeddings_bytes(self) -> int:
@@ -122,6 +124,7 @@ class ModelInfo:
             "n_leading_dense_layers": self.n_leading_dense_layers, "n_shared_experts": self.n_shared_experts,
             "n_embd": self.n_embd, "context_length": self.context_length, "vocab_size": self.vocab_size,
             "nextn_predict_layers": self.nextn_predict_layers, "moe_layers": self.moe_layers,
+            "attention": self.attention.to_dict(),
             "quant_bytes": dict(self.quant_bytes), "bytes_by_group": dict(self.bytes_by_group),
             "embeddings_bytes": self.embeddings_bytes, "output_bytes": self.output_bytes,
             "tensor_bytes_total": self.tensor_bytes_total, "active_bytes_per_token": self.active_bytes_per_token,
@@ -135,6 +138,15 @@ class ModelInfo:
 
 def _empty_groups() -> dict[str, int]:
     return {name: 0 for name in GROUP_NAMES}
+
+
+def _shared_experts_from_shapes(tensors: list[TensorRecord]) -> int:
+    """How many routed experts wide the shared expert is (ERNIE: 2), from the up matrices' widths; at least 1."""
+    shexp = next((t for t in tensors if t.name.endswith("ffn_up_shexp.weight") and len(t.shape) == 2), None)
+    exps = next((t for t in tensors if t.name.endswith("ffn_up_exps.weight") and len(t.shape) == 3), None)
+    if shexp is None or exps is None or not exps.shape[1]:
+        return 1
+    return max(1, round(shexp.shape[1] / exps.shape[1]))
 
 
 def summarize(tensors: list[TensorRecord], metadata: dict[str, Any], path: str | None = None,
@@ -172,6 +184,8 @@ def summarize(tensors: list[TensorRecord], metadata: dict[str, Any], path: str |
             layers[t.layer].bytes_by_group[t.group.value] += t.n_bytes
 
     leading_dense = key("leading_dense_block_count")
+    if leading_dense is None and int(key("interleave_moe_layer_step", 0) or 0) > 1:
+        leading_dense = 0  # llama4: dense layers between the MoE layers, none "leading"
     if leading_dense is None:
         leading_dense = 0
         for layer in (layers[i] for i in sorted(layers)):
@@ -180,7 +194,7 @@ def summarize(tensors: list[TensorRecord], metadata: dict[str, Any], path: str |
             leading_dense += 1
     shared = key("expert_shared_count")
     if shared is None:
-        shared = 1 if totals[TensorGroup.SHARED_EXPERTS.value] else 0
+        shared = _shared_experts_from_shapes(tensors) if totals[TensorGroup.SHARED_EXPERTS.value] else 0
 
     n_head = int(key("attention.head_count", 0) or 0)
     n_head_kv = int(key("attention.head_count_kv", n_head) or n_head)
@@ -199,6 +213,7 @@ def summarize(tensors: list[TensorRecord], metadata: dict[str, Any], path: str |
         active += token_embd.n_bytes
     active += embd_bytes // vocab_size if vocab_size else 0
 
+    attention = attention_shape(metadata, set(by_name), n_layers, n_embd)
     return ModelInfo(
         architecture=arch, name=str(metadata.get("general.name", "")),
         n_layers=n_layers, n_experts=n_experts, n_experts_used=n_experts_used,
@@ -207,9 +222,8 @@ def summarize(tensors: list[TensorRecord], metadata: dict[str, Any], path: str |
         quant_bytes=dict(quant.most_common()), bytes_by_group=totals,
         layers=[layers[i] for i in sorted(layers)], tensor_bytes_total=sum(t.n_bytes for t in tensors),
         active_bytes_per_token=active, tensors=list(tensors), path=path, file_size_bytes=file_size_bytes,
-        n_head=n_head, n_head_kv=n_head_kv,
-        head_dim_k=int(key("attention.key_length", 0) or (n_embd // n_head if n_head else 0)),
-        head_dim_v=int(key("attention.value_length", 0) or (n_embd // n_head if n_head else 0)),
+        n_head=n_head, n_head_kv=n_head_kv, head_dim_k=attention.head_dim_k, head_dim_v=attention.head_dim_v,
+        attention=attention,
     )
 
 
@@ -251,9 +265,27 @@ def plan_metadata(preset_name: str) -> dict[str, Any]:
         f"{a}.attention.head_count": p.n_head, f"{a}.attention.head_count_kv": p.n_head_kv,
         f"{a}.attention.key_length": p.head_dim, f"{a}.attention.value_length": p.head_dim,
     }
-    if a == "glm4moe":
+    meta[f"{a}.rope.dimension_count"] = p.rope_dim or p.head_dim
+    if p.kv_lora_rank:  # as synth writes it (harness.models.synth)
+        meta.update({f"{a}.attention.key_length": p.kv_lora_rank + (p.rope_dim or 0),
+                     f"{a}.attention.value_length": p.kv_lora_rank,
+                     f"{a}.attention.key_length_mla": p.head_dim, f"{a}.attention.value_length_mla": p.value_head_dim,
+                     f"{a}.attention.q_lora_rank": p.q_lora_rank, f"{a}.attention.kv_lora_rank": p.kv_lora_rank})
+    else:
+        meta[f"{a}.attention.value_length"] = p.value_head_dim
+    if p.sliding_window:
+        meta[f"{a}.attention.sliding_window"] = p.sliding_window
+    if p.moe_layer_step:
+        meta[f"{a}.interleave_moe_layer_step"] = p.moe_layer_step
+    if p.ssm_d_state:
+        meta.update({f"{a}.ssm.conv_kernel": p.ssm_d_conv, f"{a}.ssm.state_size": p.ssm_d_state,
+                     f"{a}.ssm.group_count": p.ssm_n_group, f"{a}.ssm.time_step_rank": p.ssm_n_v_heads,
+                     f"{a}.ssm.inner_size": p.ssm_d_state * p.ssm_n_v_heads,
+                     f"{a}.full_attention_interval": p.full_attention_interval})
+    if a in ("glm4moe", "deepseek2", "ernie4_5-moe"):
         meta[f"{a}.leading_dense_block_count"] = p.n_leading_dense_layers
         meta[f"{a}.expert_shared_count"] = p.n_shared_experts
+    if a == "glm4moe":
         meta[f"{a}.nextn_predict_layers"] = 0
     return meta
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from harness.models.attention import describe
 from harness.models.inspect import ModelInfo
 from harness.models.tensor_groups import GROUP_NAMES
 
@@ -25,6 +26,17 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [fmt(header), *(fmt(r) for r in rows)]
 
 
+def layer_ranges(layers: list[int]) -> str:
+    """[1, 2, 3, 5] -> '1-3,5'."""
+    runs: list[str] = []
+    for i in layers:
+        if runs and runs[-1].rsplit("-", 1)[-1] == str(i - 1):
+            runs[-1] = f"{runs[-1].split('-')[0]}-{i}"
+        else:
+            runs.append(str(i))
+    return ",".join(runs) or "none"
+
+
 def render_model_info(info: ModelInfo, per_layer: bool = True) -> str:
     total = info.tensor_bytes_total or 1
     lines: list[str] = []
@@ -45,6 +57,9 @@ def render_model_info(info: ModelInfo, per_layer: bool = True) -> str:
         f"architecture  {info.architecture}",
         f"layers        {info.n_layers} ({info.n_leading_dense_layers} leading dense, {n_moe} with experts{mtp})",
         f"experts       {info.n_experts} routed, {info.n_experts_used} used per token, {info.n_shared_experts} shared",
+        f"expert layers {layer_ranges(info.moe_layers)} (a strategy's n counts these: n=1 is layer "
+        f"{info.moe_layers[0] if info.moe_layers else '-'})",
+        f"attention     {describe(info.attention)}",
         f"n_embd        {info.n_embd}    context {info.context_length}    vocab {info.vocab_size}",
         f"weights       {format_bytes(info.tensor_bytes_total)} ({info.tensor_bytes_total} bytes)",
         f"active/token  {format_bytes(info.active_bytes_per_token)} ({100 * info.active_bytes_per_token / total:.1f}%)",

@@ -86,21 +86,50 @@ def _add_metadata(writer: GGUFWriter, preset: MoePreset, seed: int) -> None:
     writer.add_feed_forward_length(p.dense_ff or p.expert_ff * p.n_experts_used)
     writer.add_head_count(p.n_head)
     writer.add_head_count_kv(p.n_head_kv)
-    writer.add_key_length(p.head_dim)
-    writer.add_value_length(p.head_dim)
+    if p.kv_lora_rank:  # MLA as mainline converts it: one KV head, K = latent + rope, V = latent
+        writer.add_key_length(p.kv_lora_rank + (p.rope_dim or 0))
+        writer.add_value_length(p.kv_lora_rank)
+        writer.add_key_length_mla(p.head_dim)
+        writer.add_value_length_mla(p.value_head_dim)
+        writer.add_q_lora_rank(p.q_lora_rank)
+        writer.add_kv_lora_rank(p.kv_lora_rank)
+    else:
+        writer.add_key_length(p.head_dim)
+        writer.add_value_length(p.value_head_dim)
     writer.add_rope_dimension_count(p.rope_dim or p.head_dim)
     writer.add_rope_freq_base(p.rope_freq_base)
     writer.add_layer_norm_rms_eps(p.rms_norm_eps)
     writer.add_expert_count(p.n_experts)
     writer.add_expert_used_count(p.n_experts_used)
     writer.add_expert_feed_forward_length(p.expert_ff)
-    if p.architecture == "glm4moe":
+    if p.architecture in ("glm4moe", "deepseek2"):
         writer.add_expert_shared_count(p.n_shared_experts)
         writer.add_leading_dense_block_count(p.n_leading_dense_layers)
         writer.add_expert_weights_scale(1.0)  # required by ik_llama.cpp
         writer.add_expert_weights_norm(True)
-        writer.add_expert_gating_func(ExpertGatingFuncType.SIGMOID)
+        writer.add_expert_gating_func(ExpertGatingFuncType(p.expert_gating or ExpertGatingFuncType.SIGMOID))
+    if p.architecture == "glm4moe":
         writer.add_nextn_predict_layers(0)
+    if p.architecture == "minimax-m2":
+        writer.add_expert_gating_func(ExpertGatingFuncType(p.expert_gating))
+    if p.sliding_window:
+        writer.add_sliding_window(p.sliding_window)
+    if p.moe_layer_step:
+        writer.add_interleave_moe_layer_step(p.moe_layer_step)
+    if p.architecture == "ernie4_5-moe":
+        writer.add_leading_dense_block_count(p.n_leading_dense_layers)
+        writer.add_expert_shared_feed_forward_length(p.expert_ff * p.n_shared_experts)
+    if p.ssm_d_state:
+        writer.add_expert_shared_feed_forward_length(p.expert_ff * p.n_shared_experts)
+        writer.add_ssm_conv_kernel(p.ssm_d_conv)
+        writer.add_ssm_state_size(p.ssm_d_state)
+        writer.add_ssm_group_count(p.ssm_n_group)
+        writer.add_ssm_time_step_rank(p.ssm_n_v_heads)
+        writer.add_ssm_inner_size(p.ssm_d_state * p.ssm_n_v_heads)
+        writer.add_full_attention_interval(p.full_attention_interval)
+    if p.architecture == "qwen35moe":  # multi-axis rope: the text uses the first sections (sum: rope_dim / 2)
+        half = (p.rope_dim or p.head_dim) // 2
+        writer.add_rope_dimension_sections([half - 2 * (half // 3), half // 3, half // 3, 0])
     vocab = build_vocabulary(p.vocab_size)
     writer.add_tokenizer_model("llama")
     writer.add_token_list(vocab.tokens)

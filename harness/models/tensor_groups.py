@@ -4,7 +4,9 @@ Groups (`TensorGroup`):
 
 - `attention`: every `attn_*` projection, bias and sink, including MLA (`attn_q_a`, `attn_q_b`,
   `attn_kv_a_mqa`, `attn_kv_b`, `attn_k_b`, `attn_v_b`), fused `attn_qkv`, `attn_sinks`
-  (gpt-oss), `attn_gate`, and DeepSeek-V3.2 `indexer.*`.
+  (gpt-oss), `attn_gate`, DeepSeek-V3.2 `indexer.*`, and the recurrent layers that replace attention
+  (qwen3next / qwen35moe gated delta-net, Mamba): `ssm_*` (`ssm_in`, `ssm_conv1d`, `ssm_a`, `ssm_dt`,
+  `ssm_ba`, `ssm_out`, ...; `ssm_norm` is a norm).
 - `router`: `ffn_gate_inp` (weight and bias) and `exp_probs_b` (the expert selection bias).
 - `routed_experts`: `ffn_{gate,up,down,gate_up}_exps` (weights, biases and scales, e.g. gpt-oss
   `ffn_gate_exps.bias`), `*_chexps`, and old Mixtral per-expert tensors `ffn_gate.<E>.weight`.
@@ -15,7 +17,7 @@ Groups (`TensorGroup`):
   matrix) and the MTP layer's `nextn.enorm`/`nextn.hnorm`.
 - `embeddings`: `token_embd` (and `per_layer_token_embd`, `position_embd`, `token_types`).
 - `output`: the output (lm-head) matrix `output.weight` and its bias.
-- `other`: everything else (rope_freqs, SSM/RWKV tensors, MTP projections `nextn.eh_proj`, ...).
+- `other`: everything else (rope_freqs, RWKV tensors, MTP projections `nextn.eh_proj`, ...).
 
 `layer_index` parses the `blk.N.` prefix; tensors outside blocks have no layer. `ffn_matrix` says
 which FFN matrix a tensor is (`gate`, `up`, `down`, `gate_up`) for experts, shared experts and
@@ -84,7 +86,7 @@ def classify_tensor(name: str) -> TensorGroup:
         return TensorGroup.ROUTER
     if _DENSE.match(stem):
         return TensorGroup.DENSE_FFN
-    if stem.startswith("attn_") or stem.startswith("indexer."):
+    if stem.startswith(("attn_", "indexer.", "ssm_")):
         return TensorGroup.ATTENTION
     return TensorGroup.OTHER
 

@@ -39,6 +39,20 @@ _EXPERTS_IN, _EXPERTS_DOWN, _FFN_IN, _FFN_DOWN, _POST = 7.0, 8.0, 9.0, 10.0, 11.
 # and the one ending the layer each cross back (10 segments per qwen3moe layer, 6 per glm4moe layer)
 _GLUE_START, _GLUE_AFTER_Q, _GLUE_AFTER_K, _GLUE_AFTER_ATTN, _GLUE_END = -1.0, 1.1, 1.3, 4.0, 12.0
 _POST_NORM = re.compile(r"post_ffw_norm|layer_output_norm|ffn_post_norm")
+# multi-head latent attention (deepseek2, src/models/deepseek2.cpp), seen the same way (GGML_SCHED_DEBUG, a layer's
+# weights in RAM, its cache on the accelerator): attn_q_a, [RMS norm], attn_q_a_norm, attn_q_b, attn_k_b (the
+# query's absorption), attn_kv_a_mqa, [RMS norm], attn_kv_a_norm, [rope, concat, cache, attention], attn_v_b,
+# attn_output: the two bracketed RMS norms before the latent norms' weights cross back like the q/k norms
+_MLA_STAGES = {"attn_q_a": 1.0, "attn_q_a_norm": 1.06, "attn_q_b": 1.07, "attn_k_b": 1.08, "attn_kv_a_mqa": 1.09,
+               "attn_kv_a_norm": 1.15, "attn_kv_b": 1.16, "attn_v_b": 2.5}
+_GLUE_BEFORE_Q_A_NORM, _GLUE_BEFORE_KV_A_NORM = 1.05, 1.1
+# a gated delta-net layer (qwen3next, src/models/qwen3next.cpp), seen the same way: [conv state read], attn_qkv,
+# [conv input: the state concatenated], ssm_conv1d, ssm_ba, ssm_a, ssm_dt, [delta net on the state], ssm_norm,
+# attn_gate, ssm_out: the bracketed steps run where the recurrent state is (the layer's cache device)
+_RECURRENT_STAGES = {"attn_qkv": 1.0, "ssm_conv1d": 1.05, "ssm_ba": 1.05, "ssm_beta": 1.05, "ssm_alpha": 1.05,
+                     "ssm_a": 1.05, "ssm_dt": 1.05,
+                     "ssm_norm": 2.5, "attn_gate": 2.6, "ssm_out": _ATTN_OUT}
+_GLUE_STATE_READ, _GLUE_CONV_INPUT = 0.5, 1.02
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,9 @@ class Op:
     kv: bool = False            # the attention over the KV cache (no weights of its own)
     lookup: bool = False        # the embedding lookup (GET_ROWS: never offloaded)
     logits: bool = False        # the output matrix (one row of logits per output token)
+    borrows: bool = False       # runs on the cache's device but reads a weight held elsewhere (gpt-oss's
+    #                             attn_sinks in RAM read by the attention on the accelerator): ggml starts a new
+    #                             split for an operation whose weight is on another backend (ggml-backend.cpp)
 
 
 def _stage(name: str) -> float:
@@ -73,6 +90,10 @@ def _stage(name: str) -> float:
         return _ATTN_OUT
     if stem == "attn_sinks":
         return _KV
+    if stem in _MLA_STAGES:
+        return _MLA_STAGES[stem]
+    if stem in _RECURRENT_STAGES:
+        return _RECURRENT_STAGES[stem]
     if stem in ("attn_q_norm", "attn_k", "attn_k_b"):
         return _Q_NORM
     if stem in ("attn_k_norm", "attn_v", "attn_v_b"):
@@ -110,9 +131,15 @@ def graph_ops(model: ModelInfo, placement: Placement, kv_devices: tuple[str, ...
             glue = [_GLUE_START, _GLUE_AFTER_ATTN, _GLUE_END]
             glue += [_GLUE_AFTER_Q] if "attn_q_norm" in stems else []
             glue += [_GLUE_AFTER_K] if "attn_k_norm" in stems else []
+            glue += [_GLUE_BEFORE_Q_A_NORM] if "attn_q_a_norm" in stems else []
+            glue += [_GLUE_BEFORE_KV_A_NORM] if "attn_kv_a_norm" in stems else []
+            glue += [_GLUE_STATE_READ, _GLUE_CONV_INPUT] if "ssm_conv1d" in stems else []
             entries += [(stage, "", kv[layer]) for stage in glue]
         for stage, name, device in sorted(entries):
             experts = stage in (_EXPERTS_IN, _EXPERTS_DOWN)
+            if tensor_stem(name) == "attn_sinks":  # read by the attention, which runs where the cache is
+                ops.append(Op(kv[layer], (name,), layer, kv=True, borrows=device != kv[layer]))
+                continue
             if ops and ops[-1].device == device and ops[-1].layer == layer and ops[-1].experts == experts \
                     and not ops[-1].kv and name:
                 ops[-1] = Op(device, ops[-1].tensors + (name,), layer, experts)
@@ -142,9 +169,11 @@ def run_devices(ops: list[Op], accelerator: str, offloaded: set[int] = frozenset
     return [accelerator if i in offloaded else op.device for i, op in enumerate(ops)]
 
 
-def segments(devices: list[str]) -> int:
-    """Backend segments of a pass: runs of equal devices (what the engines log as graph splits)."""
-    return sum(1 for i, d in enumerate(devices) if i == 0 or d != devices[i - 1])
+def segments(devices: list[str], ops: list[Op] | None = None) -> int:
+    """Backend segments of a pass: runs of equal devices (what the engines log as graph splits), and given the
+    ops, a new one at each op that borrows a weight from another device."""
+    return sum(1 for i, d in enumerate(devices)
+               if i == 0 or d != devices[i - 1] or (ops is not None and ops[i].borrows))
 
 
 def detours(devices: list[str]) -> bool:

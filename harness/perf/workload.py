@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from harness.models.attention import kv_bytes_of_layer
 from harness.models.inspect import ModelInfo
 from harness.models.tensor_groups import TensorGroup, classify_tensor
 from harness.perf.graph import Op, crossings, detours, graph_ops, offloads, run_devices, segments
@@ -124,9 +125,39 @@ def _share(model: ModelInfo, name: str) -> float:
     return 1.0
 
 
-def _kv_bytes_per_token_layer(model: ModelInfo, layout: Layout) -> float:
-    return model.n_head_kv * (model.head_dim_k * cache_type_bytes(layout.cache_type_k)
-                              + model.head_dim_v * cache_type_bytes(layout.cache_type_v))
+@dataclass(frozen=True)
+class _PerToken:
+    """Cache settings for bytes per cached token (harness.models.attention.CacheSettings)."""
+
+    dialect: str
+    cache_type_k: str
+    cache_type_v: str
+    n_ctx: int = 1024
+    n_ubatch: int = 512
+    flash_attn: bool = True
+    mla_mode: int | None = None
+    swa_full: bool = True
+    n_seq: int = 1
+
+
+def _kv_read_bytes(model: ModelInfo, layout: Layout, layer: int, context: float) -> float:
+    """The cache bytes layer `layer` reads for one generated token at `context`: its bytes per cached token
+    (harness.models.attention: MLA's latent, K and V otherwise) times the tokens it attends to (a sliding window
+    at most); a recurrent layer reads its state."""
+    shape = model.attention
+    if layer in shape.recurrent_layers:
+        return 4.0 * shape.recurrent_state_elements(layout.dialect)
+    settings = _PerToken(layout.dialect, layout.cache_type_k, layout.cache_type_v)
+    per_token = kv_bytes_of_layer(shape, layer, settings, cache_type_bytes) / settings.n_ctx
+    tokens = min(context, shape.sliding_window) if layer in shape.swa_layers else context
+    return per_token * tokens
+
+
+def _borrowing(ops: list[Op], layout: Layout) -> list[Op] | None:
+    """The ops whose borrowed weights start a split: mainline's. ik on an RPC device keeps the cache on the CPU
+    and its attention there makes no extra split for gpt-oss's attn_sinks held on the RPC device (seen: 14
+    splits for tiny-gpt-oss all on RPC, not 20), so ik's splits are counted by devices alone."""
+    return ops if layout.dialect == "mainline" else None
 
 
 def _run_layers(model: ModelInfo, kv_devices: tuple[str, ...]) -> list[str]:
@@ -140,13 +171,12 @@ def _generation(model: ModelInfo, layout: Layout, test: MeasuredTest, ops: list[
         device = layout.placement.tensor_devices[tensor.name]
         per_token[device] = per_token.get(device, 0.0) + tensor.n_bytes * _share(model, tensor.name)
     context = test.depth + test.tokens / 2  # the cache grows from depth to depth + tokens
-    kv_token = _kv_bytes_per_token_layer(model, layout)
     kv: dict[str, float] = {}
-    for device in _run_layers(model, kv_devices):
-        kv[device] = kv.get(device, 0.0) + kv_token * context * test.tokens
+    for layer, device in enumerate(_run_layers(model, kv_devices)):
+        kv[device] = kv.get(device, 0.0) + _kv_read_bytes(model, layout, layer, context) * test.tokens
     n_cross = crossings(devices)
     bus = _bus_bytes_per_pass(model, devices, tokens=1, outputs=1)
-    return Workload(test, test.tokens, segments(devices), n_cross * test.tokens,
+    return Workload(test, test.tokens, segments(devices, _borrowing(ops, layout)), n_cross * test.tokens,
                     {d: b * test.tokens for d, b in per_token.items()}, {}, bus * test.tokens,
                     kv_bytes_by_device=kv, detour_passes=test.tokens if detours(devices) else 0)
 
@@ -201,7 +231,7 @@ def _prompt(model: ModelInfo, layout: Layout, test: MeasuredTest, ops: list[Op],
         passes += 1
         remaining -= tokens
     first_devices = first_devices or run_devices(ops, layout.accelerator)
-    return Workload(test, passes, segments(first_devices), n_cross, {}, flops,
+    return Workload(test, passes, segments(first_devices, _borrowing(ops, layout)), n_cross, {}, flops,
                     bus + offload_total, offload_total, detour_passes=n_detours)
 
 
@@ -210,4 +240,4 @@ def reported_splits(model: ModelInfo, layout: Layout, ubatch: int) -> int:
     `ubatch` tokens all producing logits."""
     ops = graph_ops(model, layout.placement, layout.kv_devices)
     return segments(run_devices(ops, layout.accelerator, _offloaded(ops, model, layout, tokens=ubatch,
-                                                                    outputs=ubatch)))
+                                                                    outputs=ubatch)), _borrowing(ops, layout))

@@ -2,12 +2,13 @@
 from the GGUF), the KV cache for the configured context and cache types, and the compute buffers
 (`harness.plan.compute_buffers`); and whether it fits a VRAM budget.
 
-The KV cache of layer i lives on the device layer i runs on (`Placement.layer_devices`; ik on an RPC device
-keeps it on the CPU: `MemorySettings.kv_on_cpu`), sized n_ctx x n_head_kv x (head_dim_k x size(type_k) +
-head_dim_v x size(type_v)) per layer (`kv_bytes_per_layer`, the one per-layer formula). Models with multi-head
-latent attention (DeepSeek) cache less than this; their KV prediction is an upper bound. The context is the
-one the engine allocates: `padded_context` (mainline pads to 256 tokens; ik to 256 with flash attention, 32
-without).
+The KV cache of layer i lives on the device layer i runs on (`Placement.layer_devices`); what one layer caches
+per token (ordinary attention, multi-head latent attention, sliding windows) or per sequence (a recurrent
+state) is `harness.models.attention`'s, per engine (ik's `-mla` mode, mainline's `--swa-full`); ik on an RPC device
+keeps it on the CPU (`MemorySettings.kv_on_cpu`). The context is the one the engine allocates: `padded_context`
+(mainline pads to 256 tokens; ik to 256 with flash attention, 32 without).
+
+Compute buffers are the engines' own reservation replayed (`harness.plan.compute_buffers`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from harness.errors import UserError
+from harness.models.attention import kv_bytes_of_layer, recurrent_bytes_of_layer
 from harness.models.inspect import ModelInfo
 from harness.knobs import CACHE_TYPE_BYTES
 from harness.plan.compute_buffers import compute_bytes_by_device
 from harness.plan.placement import CPU, Placement, is_accelerator
 from harness.units import MIB
+
 
 @dataclass(frozen=True)
 class MemorySettings:
@@ -30,8 +33,11 @@ class MemorySettings:
     cache_type_v: str = "f16"
     flash_attn: bool = True
     op_offload: bool = False       # the accelerator copies RAM-held weights in for big micro-batches
-    dialect: str = "mainline"      # whose graph and padding: "mainline" or "ik"
+    dialect: str = "mainline"      # whose graph, padding and cache rules: "mainline" or "ik"
     kv_on_cpu: bool = False        # ik on an RPC device: every layer's KV cache stays on the CPU
+    mla_mode: int | None = None    # ik's -mla (None: its default, 3)
+    swa_full: bool = False         # mainline's --swa-full: full-context cache on sliding-window layers too
+    n_seq: int = 1                 # sequences (llama-bench: 1)
 
 
 def padded_context(n_ctx: int, dialect: str = "mainline", flash_attn: bool = True) -> int:
@@ -48,13 +54,15 @@ class MemoryPrediction:
     compute_bytes: dict[str, int]          # estimate
     budgets: dict[str, int] = field(default_factory=dict)  # VRAM budget per accelerator (accel0, ...), if known
     notes: list[str] = field(default_factory=list)
+    state_bytes: dict[str, int] = field(default_factory=dict)  # recurrent state (mainline's RS buffer)
 
     def device_bytes(self, device: str) -> int:
-        return sum(part.get(device, 0) for part in (self.weights_bytes, self.kv_bytes, self.compute_bytes))
+        return sum(part.get(device, 0)
+                   for part in (self.weights_bytes, self.kv_bytes, self.compute_bytes, self.state_bytes))
 
     @property
     def devices(self) -> list[str]:
-        return sorted(set(self.weights_bytes) | set(self.kv_bytes) | set(self.compute_bytes))
+        return sorted(set(self.weights_bytes) | set(self.kv_bytes) | set(self.compute_bytes) | set(self.state_bytes))
 
     @property
     def vram_bytes(self) -> int:
@@ -95,9 +103,12 @@ class MemoryPrediction:
         return _renamed(self.weights_bytes, names)
 
     def kv_by_engine_device(self, names: Mapping[str, str]) -> dict[str, int]:
-        """The KV cache (or recurrent state) per device under the engine's names (`cpu` -> `CPU`, `accel0` ->
+        """The KV cache and recurrent state per device under the engine's names (`cpu` -> `CPU`, `accel0` ->
         `RPC0[host:port]`): what the engine's `KV buffer size` (+ `RS buffer size`) lines should say."""
-        return _renamed(self.kv_bytes, names)
+        both = dict(self.kv_bytes)
+        for device, n_bytes in self.state_bytes.items():
+            both[device] = both.get(device, 0) + n_bytes
+        return _renamed(both, names)
 
     def compute_by_engine_device(self, names: Mapping[str, str]) -> dict[str, int]:
         """The compute buffers per device under the engine's names (its `compute buffer size` lines)."""
@@ -108,6 +119,7 @@ class MemoryPrediction:
         return {
             "weights_mib": {d: round(b / MIB, 2) for d, b in self.weights_bytes.items()},
             "kv_mib": {d: round(b / MIB, 2) for d, b in self.kv_bytes.items()},
+            **({"state_mib": {d: round(b / MIB, 2) for d, b in self.state_bytes.items()}} if self.state_bytes else {}),
             "compute_mib": {d: round(b / MIB, 2) for d, b in self.compute_bytes.items()},
             "vram_mib": round(self.vram_bytes / MIB, 1), "ram_mib": round(self.ram_bytes / MIB, 1),
             "budget_mib": None if self.budget_bytes is None else round(self.budget_bytes / MIB, 1),
@@ -133,21 +145,37 @@ def cache_type_bytes(name: str) -> float:
         raise UserError(f"unknown KV cache type {name!r}; known: {', '.join(CACHE_TYPE_BYTES)}") from None
 
 
+def kv_bytes_of(model: ModelInfo, settings: MemorySettings, layer: int) -> int:
+    """Bytes of layer `layer`'s KV cache at the settings' context, cache types and engine."""
+    return kv_bytes_of_layer(model.attention, layer, settings, cache_type_bytes)
+
+
 def kv_bytes_per_layer(model: ModelInfo, settings: MemorySettings) -> int:
-    per_token = model.n_head_kv * (model.head_dim_k * cache_type_bytes(settings.cache_type_k)
-                                   + model.head_dim_v * cache_type_bytes(settings.cache_type_v))
-    return int(settings.n_ctx * per_token)
+    """The largest layer's KV cache bytes (every layer's, on a model whose layers all cache alike)."""
+    n_run = model.n_layers - model.nextn_predict_layers
+    return max((kv_bytes_of(model, settings, i) for i in range(n_run)), default=0)
 
 
 def kv_bytes_by_device(placement: Placement, model: ModelInfo, settings: MemorySettings) -> dict[str, int]:
-    """The KV cache (or recurrent state) of every layer that runs, on the device that holds it."""
+    """The KV cache of every layer that runs (each layer's own: sliding-window and latent caches differ), on the
+    device that holds it."""
     kv: dict[str, int] = {}
-    per_layer = kv_bytes_per_layer(model, settings)
     n_run = model.n_layers - model.nextn_predict_layers
-    for device in placement.layer_devices[:n_run]:
+    for layer, device in enumerate(placement.layer_devices[:n_run]):
         device = CPU if settings.kv_on_cpu else device
-        kv[device] = kv.get(device, 0) + per_layer
+        kv[device] = kv.get(device, 0) + kv_bytes_of(model, settings, layer)
     return kv
+
+
+def state_bytes_by_device(placement: Placement, model: ModelInfo, settings: MemorySettings) -> dict[str, int]:
+    """The recurrent state of every recurrent layer that runs, on the device that holds it."""
+    state: dict[str, int] = {}
+    n_run = model.n_layers - model.nextn_predict_layers
+    for layer, device in enumerate(placement.layer_devices[:n_run]):
+        if layer in model.attention.recurrent_layers:
+            device = CPU if settings.kv_on_cpu else device
+            state[device] = state.get(device, 0) + recurrent_bytes_of_layer(model.attention, layer, settings)
+    return state
 
 
 def predict_memory(placement: Placement, model: ModelInfo, settings: MemorySettings = MemorySettings(),
@@ -155,6 +183,7 @@ def predict_memory(placement: Placement, model: ModelInfo, settings: MemorySetti
     """`budget_bytes`: one budget for every accelerator, or one per device (`accel0`, ...)."""
     weights = placement.weight_bytes_by_device(model)
     kv = kv_bytes_by_device(placement, model, settings)
+    state = state_bytes_by_device(placement, model, settings)
     compute = compute_bytes_by_device(placement, model, settings)
     accelerators = sorted(d for d in placement.devices() if is_accelerator(d))
     notes = []
@@ -165,4 +194,4 @@ def predict_memory(placement: Placement, model: ModelInfo, settings: MemorySetti
         budgets = {d: budget_bytes for d in accelerators or ["accel0"]}
     else:
         budgets = dict(budget_bytes or {})
-    return MemoryPrediction(weights, kv, compute, budgets, notes)
+    return MemoryPrediction(weights, kv, compute, budgets, notes, state)

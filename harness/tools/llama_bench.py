@@ -31,15 +31,27 @@ def bench_phases(bench: BenchTests) -> list[BenchTests]:
     return [bench.model_copy(update={"prompt_tokens": [p], "gen_tokens": [g], "depth": [d]}) for p, g, d in phases]
 
 
+def _without_printed_lines(text: str) -> str:
+    """The JSON lines only: ik prints to stdout while it loads some models, inside the array (a DeepSeek file
+    converted by mainline: "================= Adjusted mainline llama.cpp MLA tensors to ik_llama.cpp",
+    "Computed blk.0.attn_kv_b.weight as ..."); llama-bench's own JSON lines start with a bracket, a brace or
+    indentation."""
+    return "\n".join(line for line in text.splitlines() if not line or line[0] in " \t[]{}")
+
+
 def parse_bench_json(text: str) -> list[BenchTest]:
-    """Parse llama-bench's `-o json` stdout (a JSON array; log lines may surround it on stderr)."""
+    """Parse llama-bench's `-o json` stdout (a JSON array; log lines may surround it on stderr, and ik prints
+    some inside it)."""
     start, end = text.find("["), text.rfind("]")
     if start < 0 or end < start:
         raise BenchOutputError("no JSON array in llama-bench output")
     try:
         records = json.loads(text[start:end + 1])
-    except json.JSONDecodeError as exc:
-        raise BenchOutputError(f"llama-bench JSON does not parse: {exc}") from None
+    except json.JSONDecodeError:
+        try:
+            records = json.loads(_without_printed_lines(text[start:end + 1]))
+        except json.JSONDecodeError as exc:
+            raise BenchOutputError(f"llama-bench JSON does not parse: {exc}") from None
     tests = []
     for rec in records:
         samples = [float(s) for s in rec.get("samples_ts", [])]
