@@ -232,6 +232,32 @@ PRESETS: dict[str, MoePreset] = {
             full_size=True,
         ),
         MoePreset(
+            name="qwen3.6-35b-a3b",
+            description="Qwen3.6-35B-A3B (= Qwen3.5-35B-A3B) shapes: 40 layers (30 gated delta-net, 10 full "
+                        "attention), 256 experts (8 used) + 1 gated shared, Q8_0 (THUDM/slime "
+                        "scripts/models/qwen3.5-35B-A3B.sh)",
+            architecture="qwen35moe",
+            n_layers=40, n_embd=2048, n_head=16, n_head_kv=2, head_dim=256,
+            n_experts=256, n_experts_used=8, expert_ff=512,
+            vocab_size=248320, context_length=262144, n_shared_experts=1, rope_dim=64,
+            ssm_d_state=128, ssm_n_group=16, ssm_n_v_heads=32, rope_freq_base=10_000_000.0,
+            full_size=True,
+        ),
+        MoePreset(
+            name="qwen3.5-122b-a10b",
+            description="Qwen3.5-122B-A10B shapes: 48 layers (36 gated delta-net, 12 full attention), 256 experts "
+                        "(8 used) + 1 gated shared, n_embd 3072, 32 heads; Q4_K, Q8_0 embeddings and output "
+                        "(a Q4_K_L). Published: layers, width, heads, experts; the KV heads (2), delta-net heads "
+                        "(16 key, 64 value) and expert width (1024, from the 122B total) are inferred",
+            architecture="qwen35moe",
+            n_layers=48, n_embd=3072, n_head=32, n_head_kv=2, head_dim=256,
+            n_experts=256, n_experts_used=8, expert_ff=1024,
+            vocab_size=248320, context_length=262144, n_shared_experts=1, rope_dim=64,
+            ssm_d_state=128, ssm_n_group=16, ssm_n_v_heads=64, rope_freq_base=10_000_000.0,
+            matrix_type="Q4_K", attn_v_type="Q6_K", token_embd_type="Q8_0", output_type="Q8_0",
+            full_size=True,
+        ),
+        MoePreset(
             name="llama-4-scout",
             description="Llama-4-Scout-17B-16E shapes: 48 layers, all MoE, 16 experts (1 used) + 1 shared, chunked "
                         "attention on 3 of 4 layers, Q4_K/Q6_K",
