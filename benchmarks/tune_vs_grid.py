@@ -32,7 +32,7 @@ from harness.runner.sweep import PrintProgress, run_sweep  # noqa: E402
 from harness.tune.answer import write_answer  # noqa: E402
 from harness.tune.search import Tuner  # noqa: E402
 from harness.tune.settings import TuneSettings  # noqa: E402
-from harness.tune.space import fits, space_strategies  # noqa: E402
+from harness.tune.space import space_strategies  # noqa: E402
 
 CASES = {  # model -> the families searched (the grid of `small`'s full default space would take hours here)
     "tiny-glm": ("first-n-experts", "last-n-experts", "head-tail-experts", "partial-experts", "gpu-layers"),
@@ -64,7 +64,7 @@ def grid(model: str, engine: str, budget: float, out: Path, processes: int, quie
     info = resolve_model(ModelSpec(**s.model), write=True).info
     config = s.config(space_strategies(info, s.space))
     feasible = [conf.id for conf in plan(s.request(space_strategies(info, s.space))) if not conf.error
-                and fits(conf, budget)]
+                and s.fits(conf)]
     config = config.model_copy(update={"vram_budget_mib": budget})
     folder = run_sweep(config, out, PrintProgress(quiet), resume=True)
     rows = read_runs(folder)

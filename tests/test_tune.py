@@ -43,7 +43,7 @@ def test_space_keeps_only_points_within_the_budget(mainline_engine, tmp_path):
 def test_tune_on_the_rig_survives_crashing_configurations(rig_calibration, tmp_path):
     env, _ = rig_calibration
     out = tmp_path / "tune"
-    result = run_cli("tune", "synth:tiny", "--rpc-rig", "--vram-budget-mib", "24", "--objective", "tg",
+    result = run_cli("tune", "synth:tiny", "--rpc-rig", "--vram-budget-mib", "68", "--objective", "tg",
                      "--space", "first-n-experts", "--knob", "cache_type_v=f16,q4_0", "--knob", "flash_attn=off",
                      "--max-runs", "6", "--processes", "1", "--out", out, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -68,3 +68,39 @@ def test_tune_on_the_rig_survives_crashing_configurations(rig_calibration, tmp_p
     post = run_cli("post", out)  # issue 20: tune's answer as a paste-ready block
     assert post.returncode == 0, post.stderr[-2000:]
     assert "moebench tune's answer for tg" in post.stdout and "`--cpu-moe`" in post.stdout
+
+
+def test_tune_finds_its_device_and_budget_and_serves_at_its_context(rig_calibration, mainline_engine, tmp_path):
+    """Issue 20: `tune MODEL --ctx 16384` with no device and no budget: the engine lists no accelerator here, so
+    the RPC rig, said so; the budget is its free memory less --fit's margin; the answer's llama-server line
+    carries -c 16384, starts as printed (ports filled in), serves, and the engine's own KV and compute buffers on
+    the accelerator at that context fit the budget."""
+    from harness.engines.rpc import RpcServer
+    from harness.plan.load_report import parse_report
+    from harness.tools.server_process import LlamaServer
+
+    env, _ = rig_calibration
+    out = tmp_path / "tune"
+    result = run_cli("tune", "synth:tiny", "--ctx", "16384", "--space", "first-n-experts", "--max-runs", "3",
+                     "--processes", "1", "--out", out, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads((out / "tune.json").read_text())
+    assert answer["ctx"] == 16384 and answer["device"] == "rpc-rig"
+    assert "the RPC rig: the engine lists no accelerator" in answer["where"]
+    assert "less --fit's 1024 MiB margin" in answer["where"] and answer["vram_budget_mib"] > 1024
+    argv = answer["best"]["commands"]["llama-server"][0]
+    assert argv[argv.index("-c") + 1] == "16384"
+    skip = {argv.index(flag) + i for flag in ("-m", "--host", "--port") for i in (0, 1)}
+    model = argv[argv.index("-m") + 1]
+    with RpcServer(mainline_engine, threads=1) as rpc:
+        args = [a.replace("127.0.0.1:RPC_PORT", rpc.endpoint) for i, a in enumerate(argv[1:], 1) if i not in skip]
+        log = tmp_path / "server.log"
+        with LlamaServer(mainline_engine.tool("llama-server"), model, args, log_path=log) as server:
+            assert server.complete("hello", 4).gen_tokens > 0
+    report = parse_report(log.read_text())
+    on_accelerator = sum(b for part in (report.model_bytes_by_device, report.state_bytes_by_device,
+                                        report.compute_bytes_by_device)
+                         for device, b in part.items() if device.startswith("RPC"))
+    assert report.kv_bytes_by_device and on_accelerator <= answer["vram_budget_mib"] * MIB
+    kv_cells = sum(report.kv_bytes_by_device.values())
+    assert kv_cells >= 16384 * 8 * 2 * 2 * 64 * 2  # 8 layers x K and V x 2 KV heads x 64 x f16 at 16384 tokens

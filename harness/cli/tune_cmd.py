@@ -1,5 +1,6 @@
-"""`moebench tune MODEL --engine E (--device D | --rpc-rig) --vram-budget-mib N ...`: the fastest placement under a
-VRAM budget in a handful of runs (`harness.tune`)."""
+"""`moebench tune MODEL [--engine E] [--device D | --rpc-rig] [--vram-budget-mib N] [--ctx N] ...`: the fastest
+placement under a VRAM budget at the context it will be served with, in a handful of runs (`harness.tune`). The
+device and the budget are found when not given (`harness.tune.where`)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,28 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.errors import UserError
+from harness.tune.settings import DEFAULT_SERVE_CTX
 from harness.tune.space import DEFAULT_SPACE
+from harness.tune.where import FIT_MARGIN_MIB
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     tune = sub.add_parser("tune", help="find the fastest placement under a VRAM budget with few measured runs")
     tune.add_argument("model", help="a GGUF file, or synth:PRESET")
     tune.add_argument("--engine", default="mainline", help="engine name or build folder (default: mainline)")
-    where = tune.add_mutually_exclusive_group(required=True)
-    where.add_argument("--device", help="the accelerator as the engine names it (CUDA0)")
+    where = tune.add_mutually_exclusive_group()
+    where.add_argument("--device", help="the accelerator as the engine names it (CUDA0; default: the first the "
+                                        "engine lists, else the RPC rig)")
     where.add_argument("--rpc-rig", action="store_true", help="the engine's own RPC server on loopback")
-    tune.add_argument("--vram-budget-mib", type=float, required=True, help="memory the placement may use on the "
-                                                                          "accelerator (MiB)")
+    tune.add_argument("--vram-budget-mib", type=float, help="memory the placement may use on the accelerator, MiB "
+                                                            f"(default: its free memory less --fit's "
+                                                            f"{FIT_MARGIN_MIB} MiB margin)")
+    tune.add_argument("--ctx", type=int, default=DEFAULT_SERVE_CTX,
+                      help=f"the context you serve with, per slot (llama-server -c; default {DEFAULT_SERVE_CTX}): "
+                           "its KV cache and compute buffers count in the budget")
+    tune.add_argument("--parallel", type=int, default=1, help="llama-server -np: request slots, each --ctx tokens")
+    tune.add_argument("--cache-type-k", help="KV cache type of K (-ctk: f16, q8_0, q4_0, ...)")
+    tune.add_argument("--cache-type-v", help="KV cache type of V (-ctv)")
     tune.add_argument("--objective", choices=["tg", "pp", "balanced"], default="tg")
     tune.add_argument("--depth", type=int, default=0, help="tokens already in the context (llama-bench -d)")
     tune.add_argument("--space", default=",".join(DEFAULT_SPACE),
@@ -55,13 +66,29 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from harness.tune.search import Tuner
     from harness.tune.settings import TuneSettings
 
+    from harness.tune.where import default_budget_mib, find_where
+
     console = Console(stderr=True)
+    if args.ctx < 1 or args.parallel < 1:
+        raise UserError("--ctx and --parallel: expected positive numbers")
     engine = engine_spec(args.engine)
     engine["dialect"] = find_engine_entry(engine).dialect
     space = tuple(name.strip() for name in args.space.split(",") if name.strip())
-    settings = TuneSettings(model_spec(args.model), engine, args.rpc_rig, args.device, args.vram_budget_mib,
-                            args.objective, args.depth, space, _knobs(args.knob), args.max_runs, args.processes,
-                            args.out.parent, args.out.name)
+    knobs = _knobs(args.knob)
+    for name in ("cache_type_k", "cache_type_v"):
+        if getattr(args, name):
+            knobs[name] = getattr(args, name)
+    where = find_where(engine, rpc_rig=args.rpc_rig, device=args.device)
+    budget = args.vram_budget_mib
+    said = where.said
+    if budget is None:
+        budget = default_budget_mib(where)
+        said += f"; budget {budget:.0f} MiB = {where.free_mib:.0f} MiB free less --fit's {FIT_MARGIN_MIB} MiB margin"
+    console.print(f"tuning on {said}; served at -c {args.ctx * args.parallel}"
+                  + (f" -np {args.parallel}" if args.parallel > 1 else ""))
+    settings = TuneSettings(model_spec(args.model), engine, where.rpc_rig, where.device, budget,
+                            args.objective, args.depth, space, knobs, args.max_runs, args.processes,
+                            args.out.parent, args.out.name, ctx=args.ctx, parallel=args.parallel, where_said=said)
     progress = RichProgress(console)
     try:
         tuner = Tuner(settings, report=lambda line: console.print(line), progress=progress)

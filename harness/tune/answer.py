@@ -31,6 +31,8 @@ def _commands(tuner: Tuner, m: Measured) -> dict:
     out = {}
     for tool in ("llama-server", "llama-bench"):
         request = replace(s.request([m.spec], m.knobs), tools=[tool])
+        if tool == "llama-server":  # the answer is served at the session's context and slots
+            request = replace(request, bench=s.serving_bench(m.knobs))
         for conf in plan(request):
             argv = commands(conf, request.bench)
             out[tool] = argv if argv else conf.error
@@ -47,6 +49,11 @@ def _gain(best: Measured, baseline: Measured | None, objective: str) -> dict | N
                         "untested": "untested"}[verdict]}
 
 
+def _served_vram_mib(s, conf) -> float | None:
+    memory = s.serving_memory(conf)
+    return round(memory.vram_bytes / MIB, 1) if memory else None
+
+
 def write_answer(tuner: Tuner, state: TuneState, out: Path) -> dict:
     s = tuner.settings
     best = tuner.best(state)
@@ -55,6 +62,7 @@ def write_answer(tuner: Tuner, state: TuneState, out: Path) -> dict:
     baselines = {name: state.measured.get(cid) for name, cid in state.baselines.items()}
     answer = {
         "objective": s.objective, "depth": s.depth, "vram_budget_mib": s.vram_budget_mib,
+        "ctx": s.ctx, "parallel": s.parallel, "where": s.where_said,
         "engine": s.engine, "tool": s.tool, "device": "rpc-rig" if s.rpc_rig else s.device,
         "stopped_because": state.stopped_because, "results": str(s.out / s.name),
         "best": None if best_m is None else {
@@ -66,7 +74,7 @@ def write_answer(tuner: Tuner, state: TuneState, out: Path) -> dict:
                  for cid, m in state.measured.items()],
         "baselines": {name: (m.label if m else None) for name, m in baselines.items()},
         "candidates": [{"label": c.label, "config_id": c.config_id, "predicted": c.predicted,
-                        "vram_mib": round(c.conf.memory.vram_bytes / MIB, 1) if c.conf.memory else None}
+                        "vram_mib": _served_vram_mib(s, c.conf)}
                        for c in state.candidates],
         "model_error": state.model_error,
     }
@@ -79,7 +87,10 @@ def write_answer(tuner: Tuner, state: TuneState, out: Path) -> dict:
 def render_markdown(answer: dict, state: TuneState, tuner: Tuner) -> str:
     best = answer["best"]
     lines = [f"# moebench tune: {answer['objective']} under {answer['vram_budget_mib']:g} MiB",
-             "", f"Engine {answer['engine']['name']} ({answer['tool']}), device {answer['device']}, context depth "
+             "", f"Engine {answer['engine']['name']} ({answer['tool']}), device {answer['device']}"
+             + (f" ({answer['where']})" if answer.get("where") else "") + f"; served at -c "
+             f"{answer['ctx'] * answer['parallel']}" + (f" -np {answer['parallel']}" if answer["parallel"] > 1 else "")
+             + f" (the KV cache and compute buffers at that context count in the budget); measured at depth "
              f"{answer['depth']}. Stopped: {answer['stopped_because']}. {len(answer['runs'])} configurations "
              f"measured of {len(answer['candidates'])} feasible.", ""]
     if best is None:

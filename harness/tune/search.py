@@ -11,31 +11,26 @@ rounds, failed rows for crashes), so `moebench report` and the notebooks work on
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict
 from typing import Callable
 
 import numpy as np
 import pandas as pd
-import psutil
 
 from harness.analysis.stats import measured_interval
 from harness.config import ModelSpec
-from harness.engines.discover import find_engine_entry
-from harness.engines.rpc import RpcServer
 from harness.errors import UserError
 from harness.perf.calibration import calibration_dir
 from harness.perf.configs import Predictor, configuration_workload, test_of
 from harness.perf.model import fit_constants, predict
 from harness.plan.planner import plan, resolve_model
 from harness.runner.sweep import run_sweep
-from harness.telemetry.nvml import shared_nvml
 from harness.tune.calibrate import calibrate, calibration_configs, stored_samples
 from harness.results.reader import read_runs
 from harness.results.record import parse_test
 from harness.tune.settings import MIN_MODEL_ERROR, ROUND_SIZE, Measured, TuneSettings, TuneState, score
-from harness.tune.space import Candidate, fits, space_strategies, spec_of
-from harness.units import MIB
+from harness.tune.space import Candidate, space_strategies, spec_of
+from harness.tune.where import accelerator_free_mib
 
 def plan_space(settings: TuneSettings) -> tuple[list[Candidate], int]:
     """Every feasible point of the space with its workloads, and how many points were planned."""
@@ -44,7 +39,7 @@ def plan_space(settings: TuneSettings) -> tuple[list[Candidate], int]:
     planned = plan(request)
     out = []
     for conf in planned:
-        if conf.error or conf.placement is None or not fits(conf, settings.vram_budget_mib):
+        if conf.error or conf.placement is None or not settings.fits(conf):
             continue
         workloads = {kind: configuration_workload(conf, test_of(kind, tokens, settings.depth, conf, request.bench))
                      for kind, tokens in (("pp", settings.prompt_tokens), ("tg", settings.gen_tokens))}
@@ -131,7 +126,7 @@ class Tuner:
         if not candidates:
             raise UserError(f"no placement in the space ({', '.join(s.space)}) is predicted to fit "
                             f"{s.vram_budget_mib:g} MiB; raise --vram-budget-mib")
-        self.report(f"{len(candidates)} of {planned} points fit {s.vram_budget_mib:g} MiB")
+        self.report(f"{len(candidates)} of {planned} points fit {s.vram_budget_mib:g} MiB at {s.serving}")
         bus = self._calibrated(candidates[0].conf).bus_s_per_byte
         state = TuneState(candidates)
         base = self._calibration_samples()
@@ -175,8 +170,8 @@ class Tuner:
         s = self.settings
         specs = [{"name": "engine-fit", "params": {"margin_mib": engine_fit_margin(s)}}, {"name": "cpu-moe"}]
         planned = {conf.strategy: (conf.id, conf) for conf in plan(s.request(specs, s.fixed_knobs))}
-        if not fits(planned["cpu-moe"][1], s.vram_budget_mib):
-            self.report(f"baseline cpu-moe does not fit {s.vram_budget_mib:g} MiB: not measured")
+        if not s.fits(planned["cpu-moe"][1]):
+            self.report(f"baseline cpu-moe does not fit {s.vram_budget_mib:g} MiB at {s.serving}: not measured")
             specs.pop()
         self.report("measuring the baselines: " + ", ".join(spec["name"] for spec in specs))
         self._measure([(spec, s.fixed_knobs) for spec in specs])
@@ -231,31 +226,12 @@ def stop_reason(best_low: float | None, upper_bounds: list[float | None], runs: 
 
 def engine_fit_margin(settings: TuneSettings) -> int:
     """The fit margin that leaves the engine's fit no more than the budget: the accelerator's free memory as the
-    engine sees it, minus the budget. From the engine's `--list-devices`; ik has none: on the RPC rig the
-    server's CPU backend reports the host's total memory as free (mainline's log: `RPC0 (24105 MiB, 24105 MiB
-    free)` on a 24105 MiB host), on a GPU NVML says."""
-    engine = find_engine_entry(settings.engine)
-    if settings.rpc_rig:
-        with RpcServer(engine, threads=1) as rpc:
-            devices = engine.devices(rpc=[rpc.endpoint])
-    else:
-        devices = engine.devices()
-    accel = [d for d in devices or [] if d.is_accelerator
-             and (settings.rpc_rig or settings.device is None or d.name == settings.device)]
-    free_mib = accel[0].free_mib if accel else None
-    if free_mib is None and devices is None:
-        free_mib = psutil.virtual_memory().total / MIB if settings.rpc_rig else _nvml_free_mib(settings.device)
+    engine sees it (`harness.tune.where`), minus the budget."""
+    _, free_mib = accelerator_free_mib(settings.engine, rpc_rig=settings.rpc_rig, device=settings.device)
     if free_mib is None:
-        raise UserError(f"engine {engine.name} does not say how much memory its accelerator has free; "
-                        "engine-fit cannot be told the budget")
+        raise UserError(f"engine {settings.engine.get('name')} does not say how much memory its accelerator has "
+                        "free; engine-fit cannot be told the budget")
     return max(int(free_mib - settings.vram_budget_mib), 0)
-
-
-def _nvml_free_mib(device: str | None) -> float | None:
-    nvml = shared_nvml()
-    index = int(m.group(1)) if device and (m := re.fullmatch(r"CUDA(\d+)", device)) else 0
-    free = nvml.free_bytes(index) if nvml is not None else None
-    return free / MIB if free is not None else None
 
 
 def _short(reason: str) -> str:

@@ -9,9 +9,13 @@ from pathlib import Path
 from harness.balanced_score import balanced_score
 from harness.config import BenchConfig, BenchSettings, EngineSpec, ModelSpec, StrategySpec
 from harness.config_devices import RpcRig
+from harness.plan.memory import MemoryPrediction, predict_memory
+from harness.plan.planner import Configuration, memory_settings
 from harness.plan.request import PlanRequest
 from harness.tune.space import Candidate
+from harness.units import MIB
 
+DEFAULT_SERVE_CTX = 4096   # the serving context when none is given (both engines' llama-server default -c)
 MIN_MODEL_ERROR = 0.05      # the predicted upper bound is at least 5% above the prediction
 ROUND_SIZE = 2              # points measured per round
 
@@ -33,6 +37,9 @@ class TuneSettings:
     name: str = "tune"
     prompt_tokens: int = 512
     gen_tokens: int = 128
+    ctx: int = DEFAULT_SERVE_CTX     # the context the answer is served at (llama-server -c, per slot)
+    parallel: int = 1                # llama-server -np: request slots, each with `ctx` tokens
+    where_said: str = ""             # how the device and budget were found (`harness.tune.where`)
 
     @property
     def tool(self) -> str:
@@ -49,6 +56,27 @@ class TuneSettings:
                              repetitions=1, processes=self.processes,
                              ctx=max(1024, self.prompt_tokens + self.gen_tokens + self.depth),
                              **(self.knobs if knobs is None else knobs))
+
+    def serving_bench(self, knobs: dict | None = None) -> BenchSettings:
+        """The settings the answer is served with: `ctx` per slot, `parallel` slots (llama-server's -c, -np)."""
+        return self.bench(knobs).model_copy(update={"ctx": self.ctx, "concurrency": [self.parallel]})
+
+    @property
+    def serving(self) -> str:
+        return f"-c {self.ctx * self.parallel}" + (f" -np {self.parallel}" if self.parallel > 1 else "")
+
+    def serving_memory(self, conf: Configuration) -> MemoryPrediction | None:
+        """What `conf` needs when served (KV cache and compute buffers at the serving context), not what the
+        short measuring runs need; None where the engine places at load time."""
+        if conf.placement is None or conf.placement.deferred or conf.target is None:
+            return None
+        settings = memory_settings(self.serving_bench({}), "llama-server", conf.knobs, conf.target)
+        return predict_memory(conf.placement, conf.model.info, settings)
+
+    def fits(self, conf: Configuration) -> bool:
+        """Whether `conf` served at the session's context fits the budget on its accelerators."""
+        memory = self.serving_memory(conf)
+        return memory is None or memory.vram_bytes <= self.vram_budget_mib * MIB
 
     def request(self, strategies: list[dict], knobs: dict | None = None) -> PlanRequest:
         """The planning request of `strategies` (bench.yaml strategy entries) with `knobs`."""

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from harness.models.inspect import ModelInfo
 from harness.plan.planner import Configuration
-from harness.units import MIB
 
 DEFAULT_SPACE = ("first-n-experts", "last-n-experts", "head-tail-experts", "partial-experts", "gpu-layers")
 
@@ -46,13 +45,6 @@ class Candidate:
     def label(self) -> str:
         knobs = self.conf.knobs.describe()
         return self.conf.placement.describe() + (f" [{knobs}]" if knobs else "")
-
-
-def fits(conf: Configuration, budget_mib: float) -> bool:
-    """Whether the memory planner predicts every accelerator of `conf` within the budget."""
-    if conf.memory is None:
-        return True
-    return conf.memory.vram_bytes <= budget_mib * MIB
 
 
 def spec_of(conf: Configuration) -> dict:
