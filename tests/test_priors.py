@@ -68,3 +68,27 @@ def test_a_published_table_is_predicted_and_a_fit_on_it_comes_closer(tmp_path):
     def error(values):
         return sum(abs(v / r.tps - 1) for r, v in zip(table.rows, values))
     assert error(fitted) < error(prior)
+
+
+def test_predict_on_a_described_box(tmp_path):
+    """`moebench predict ... --gpu --ram --cores` (or --hardware FILE): no engine, no calibration, no model
+    written; more experts on the GPU reads less from RAM per token; half a box is a one-line error."""
+    import json
+
+    from tests.conftest import run_cli
+
+    def tg(strategy, *params, box=("--gpu", "RTX 3090", "--ram", "ddr4-3600x2", "--cores", "12")):
+        found = run_cli("predict", "synth:qwen3-30b-a3b", strategy, *params, *box, "--json",
+                        env={"MOEBENCH_CACHE": str(tmp_path / "empty-cache")})
+        assert found.returncode == 0, found.stderr
+        result = json.loads(found.stdout)
+        assert result["hardware"]["gpu"]["name"] == "RTX 3090" and "prior" in result["constants"]
+        return next(t["predicted_tps"] for t in result["tests"] if t["test"].startswith("tg"))
+
+    assert tg("first-n-experts", "n=24") > tg("cpu-moe")
+    profile = tmp_path / "box.yaml"
+    profile.write_text("gpu: RTX 3090\nram: ddr4-3600x2\ncores: 12\n")
+    assert tg("cpu-moe", box=("--hardware", str(profile))) == tg("cpu-moe")
+    half = run_cli("predict", "synth:qwen3-30b-a3b", "cpu-moe", "--gpu", "RTX 3090")
+    assert half.returncode == 2 and "needs all of --gpu, --ram and --cores" in half.stderr
+    assert not (tmp_path / "empty-cache" / "models").exists()

@@ -35,6 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("--depth", type=int, default=0)
     pred.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE", help="an engine knob (ubatch=...)")
     pred.add_argument("--json", action="store_true")
+    box = pred.add_argument_group("a box described instead of this one (issue 21: the prior constants, no "
+                                  "calibration, one GPU)")
+    box.add_argument("--hardware", type=Path, metavar="PROFILE.yaml", help="a hardware profile file (gpu, ram, "
+                                                                           "cores)")
+    box.add_argument("--gpu", help='a card by name ("RTX 4090")')
+    box.add_argument("--ram", help="the host's RAM: ddr5-6000x2 (type-MT/s x channels) or a bandwidth (70GB/s)")
+    box.add_argument("--cores", type=int, help="the host's CPU cores")
     pred.set_defaults(func=cmd_predict)
 
     exp = sub.add_parser("explain", help="predicted against measured per placement, and why placements differ")
@@ -97,6 +104,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from harness.perf.predict_one import predict_placement
 
+    if args.hardware or args.gpu or args.ram or args.cores:
+        return _predict_described(args)
     result = predict_placement(args.model, args.strategy, args.params, engine=engine_spec(args.engine),
                                rpc_rig=args.rpc_rig, device=args.device, tool=args.tool,
                                prompt_tokens=args.prompt_tokens, gen_tokens=args.gen_tokens, depth=args.depth,
@@ -109,6 +118,55 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out.print(f"graph splits {result['graph_splits']}; calibration: {result['calibration'] or 'none (run moebench calibrate)'}")
     table = Table("test", "predicted tokens/s", "roofline tokens/s", "where the time goes")
     for test in result["tests"]:
+        shares = ", ".join(f"{k} {v:.0%}" for k, v in test["shares"].items() if v >= 0.01)
+        table.add_row(test["test"], _fmt(test["predicted_tps"]), _fmt(test["roofline_tps"]), shares or "-")
+    out.print(table)
+    return 0
+
+
+def _predict_described(args: argparse.Namespace) -> int:
+    from harness.config import ModelSpec
+    from harness.grid import parse_assignments
+    from harness.hardware.profile import load_profile, profile_from_args
+    from harness.perf.described import predict_on_profile
+    from harness.perf.predict_one import model_spec
+    from harness.plan.planner import resolve_model
+    from strategies.registry import get_strategy
+
+    if args.hardware:
+        if args.gpu or args.ram or args.cores:
+            raise UserError("give --hardware PROFILE or --gpu/--ram/--cores, not both")
+        profile = load_profile(args.hardware)
+    elif not (args.gpu and args.ram and args.cores):
+        raise UserError('a described box needs all of --gpu, --ram and --cores (e.g. --gpu "RTX 4090" --ram '
+                        "ddr5-6000x2 --cores 16), or --hardware PROFILE.yaml")
+    else:
+        profile = profile_from_args(args.gpu, args.ram, args.cores)
+    info = resolve_model(ModelSpec(**model_spec(args.model)), write=False).info  # a preset's plan: nothing written
+    strategy = get_strategy(args.strategy)
+    placement = strategy.place(info, strategy.Params(**parse_assignments(args.params)))
+    knobs = parse_assignments(args.knob)
+    unknown = set(knobs) - {"ubatch", "op_offload", "cache_type_k", "cache_type_v"}
+    if unknown:
+        raise UserError(f"--knob {', '.join(sorted(unknown))}: a described box takes ubatch, op_offload, "
+                        "cache_type_k and cache_type_v")
+    dialect = "ik" if args.engine.startswith("ik") else "mainline"
+    tests = predict_on_profile(info, placement, profile, dialect=dialect, prompt_tokens=args.prompt_tokens,
+                               gen_tokens=args.gen_tokens, depth=args.depth, ubatch=int(knobs.get("ubatch", 512)),
+                               op_offload=knobs.get("op_offload", True) not in (False, "off", 0),
+                               cache_type_k=knobs.get("cache_type_k", "f16"),
+                               cache_type_v=knobs.get("cache_type_v", "f16"))
+    result = {"placement": placement.describe(), "engine": dialect, "hardware": profile.to_dict(),
+              "constants": "prior (harness.perf.priors.PRIOR; moebench calibrate on the box replaces them)",
+              "tests": tests}
+    if args.json:
+        print(json.dumps(result, indent=1, default=str))
+        return 0
+    out = Console()
+    out.print(f"{result['placement']}  {dialect} on {profile.describe()}")
+    out.print(f"constants: {result['constants']}")
+    table = Table("test", "predicted tokens/s", "roofline tokens/s", "where the time goes")
+    for test in tests:
         shares = ", ".join(f"{k} {v:.0%}" for k, v in test["shares"].items() if v >= 0.01)
         table.add_row(test["test"], _fmt(test["predicted_tps"]), _fmt(test["roofline_tps"]), shares or "-")
     out.print(table)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from harness.hardware.profile import HardwareProfile
 from harness.models.inspect import ModelInfo
-from harness.perf.model import Prediction, predict, roofline_tps
+from harness.perf.model import TERM_LABELS, Prediction, predict, roofline_tps
 from harness.perf.priors import PRIOR, Efficiencies, prior_constants, profile_peaks
 from harness.perf.workload import Layout, MeasuredTest, Workload, workload
 from harness.plan.placement import Placement
@@ -44,3 +44,21 @@ def predict_described(model: ModelInfo, layout: Layout, test: DescribedTest, pro
                       eff: Efficiencies = PRIOR) -> DescribedPrediction:
     w = workload(model, layout, MeasuredTest(test.kind, test.tokens, test.depth, test.ubatch))
     return DescribedPrediction(w, predict(w, prior_constants(profile, eff)), roofline_tps(w, profile_peaks(profile)))
+
+
+def predict_on_profile(model: ModelInfo, placement: Placement, profile: HardwareProfile, *, dialect: str,
+                       prompt_tokens: int, gen_tokens: int, depth: int, ubatch: int, op_offload: bool = True,
+                       cache_type_k: str = "f16", cache_type_v: str = "f16",
+                       eff: Efficiencies = PRIOR) -> list[dict]:
+    """`moebench predict --hardware`: the prompt and generation tests of one placement on the described box,
+    each with its predicted and roofline tokens/s and where the time goes."""
+    layout = described_layout(placement, dialect=dialect, op_offload=op_offload, cache_type_k=cache_type_k,
+                              cache_type_v=cache_type_v)
+    out = []
+    for kind, tokens in (("pp", prompt_tokens), ("tg", gen_tokens)):
+        found = predict_described(model, layout, DescribedTest(kind, tokens, depth, ubatch), profile, eff)
+        out.append({"test": f"{kind}{tokens}" + (f"@d{depth}" if depth else ""), "predicted_tps": found.tps,
+                    "roofline_tps": found.roofline_tps,
+                    "shares": {TERM_LABELS[k]: v for k, v in found.prediction.shares().items()},
+                    "bus_bytes": found.workload.bus_bytes, "bytes_by_device": found.workload.bytes_by_device})
+    return out
