@@ -75,6 +75,7 @@ def _sweep_rows(tmp_path, engine: str, bench: str, strategies: str) -> list[dict
             for row in read_records(folder)]
 
 
+@pytest.mark.engine  # the engine fixture is asked for by name, out of the conftest hook's sight
 @pytest.mark.parametrize("engine_name", ["mainline", "ik"])
 def test_rows_carry_predicted_and_reported_kv_and_compute(engine_name, tmp_path, request):
     """`moebench run` (llama-server on the RPC rig, both engines): each row's KV cache equals the engine's report
@@ -136,6 +137,7 @@ def test_a_layer_kind_without_a_modelled_graph_gets_the_coarse_estimate():
     assert all(b > 0 for b in coarse.values())
 
 
+@pytest.mark.engine  # asked for by name, as above
 @pytest.mark.parametrize("engine_name", ["mainline", "ik"])
 def test_llama_bench_kv_and_compute_lines_as_predicted(engine_name, tmp_path, request):
     """llama-bench -v (a context per test) on the CPU: the KV and compute lines of both engines parsed, and

@@ -91,8 +91,8 @@ def is_complete(engine_dir: Path, source: EngineSource) -> bool:
     return all(os.access(engine_dir / "bin" / t, os.X_OK) for t in source.targets)
 
 
-def build_engine(engine: str, options: BuildOptions = BuildOptions(), *, cache: Path | None = None,
-                 report: Callable[[str], None] = print,
+def build_engine(engine: str, options: BuildOptions = BuildOptions(), *, report: Callable[[str], None],
+                 cache: Path | None = None,
                  on_progress: Callable[[int, int], None] | None = None) -> Path:
     """Build `engine` ("mainline" or "ik") unless a complete build is cached; return its folder. Builds of the
     same engine id are serialized by a lock file: a second caller (another test session, `make demo` beside

@@ -56,7 +56,7 @@ def _knob_values(conf) -> dict:
 class Tuner:
     """One tuning session: `run()` returns the state with everything measured and why it stopped."""
 
-    def __init__(self, settings: TuneSettings, report: Callable[[str], None] = print, progress=None):
+    def __init__(self, settings: TuneSettings, report: Callable[[str], None], progress=None):
         self.settings = settings
         self.report = report
         self.progress = progress
