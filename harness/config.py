@@ -24,11 +24,11 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator, model_validator,
+    BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator, model_validator,
 )
 
 from harness.config_devices import RpcRig, device_problems
-from harness.config_lines import format_error, line_for, line_index
+from harness.config_lines import line_for, line_index, validated_yaml
 from harness.config_lines import unknown_message as _unknown
 from harness.errors import UserError
 from harness.grid import expand_values
@@ -256,31 +256,8 @@ class BenchConfig(_Strict):
 def load_config(path: Path) -> BenchConfig:
     """Read and validate bench.yaml; any mistake raises UserError naming file, line, key and allowed values."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        what = "a GGUF model" if path.read_bytes()[:4] == b"GGUF" else "not text"
-        raise UserError(f"{path}: {what}; expected a sweep description in YAML (like bench.yaml), which names "
-                        "its models under `models:`") from None
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of keys (name, models, engines, ...) at the top level")
-    try:
-        config = BenchConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = line_index(node) if node is not None else {}
-        messages = [format_error(BenchConfig, path, err, lines) for err in exc.errors()]
-        raise UserError("\n".join(messages)) from None
+    config, _ = validated_yaml(path, BenchConfig, "a sweep description in YAML (like bench.yaml), which "
+                               "names its models under `models:`", "name, models, engines, ...")
     config.source_path = path.resolve()
     problem = _context_problem(config)
     if problem:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from harness.errors import unknown_name
+from harness.errors import UserError, unknown_name
 
 
 def unknown_message(what: str, value: str, known) -> str:
@@ -72,3 +72,32 @@ def format_error(root: type[BaseModel], path: Path, err: dict, lines: dict[tuple
     value = err.get("input")
     shown = f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) else ""
     return f"{where}: {key}: {msg}{shown}"
+
+
+def validated_yaml(path: Path, model: type[BaseModel], what: str, top_keys: str):
+    """`path` read as YAML and validated as `model`: (the model, the file's line index). Every mistake is a
+    UserError naming the file (and line and key): unreadable, not YAML, not a mapping (`top_keys` says which
+    keys are expected), each validation error on its own line. `what`: the kind of file, for the messages."""
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        kind = "a GGUF model" if path.read_bytes()[:4] == b"GGUF" else "not text"
+        raise UserError(f"{path}: {kind}; expected {what}") from None
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise UserError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of keys ({top_keys}) at the top level")
+    lines = line_index(node) if node is not None else {}
+    try:
+        return model.model_validate(data), lines
+    except ValidationError as exc:
+        raise UserError("\n".join(format_error(model, path, err, lines) for err in exc.errors())) from None

@@ -19,10 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from harness.config_lines import format_error, line_index
+from harness.config_lines import validated_yaml
 from harness.errors import UserError
 from harness.hardware.gpus import GpuSpec, gpu_named
 
@@ -101,19 +100,7 @@ class _ProfileFile(BaseModel):
 def load_profile(path: Path) -> HardwareProfile:
     """A profile file; a mistake names the file, line and key."""
     path = Path(path)
-    try:
-        text = path.read_text()
-        node, data = yaml.compose(text), yaml.safe_load(text)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: not a readable YAML hardware profile ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected the keys gpu, ram and cores")
-    try:
-        spec = _ProfileFile.model_validate(data)
-    except ValidationError as exc:
-        raise UserError(format_error(_ProfileFile, path, exc.errors()[0], line_index(node))) from None
+    spec, _ = validated_yaml(path, _ProfileFile, "a hardware profile in YAML", "gpu, ram and cores")
     gpu = (gpu_named(spec.gpu) if isinstance(spec.gpu, str)
            else GpuSpec(spec.gpu.name, spec.gpu.vram_gib, spec.gpu.memory_gb_s, spec.gpu.pcie_gen,
                         spec.gpu.pcie_lanes, spec.gpu.fp16_tflops, f"profile file {path}"))
