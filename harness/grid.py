@@ -6,6 +6,8 @@ import itertools
 import re
 from typing import Any
 
+from harness.errors import UserError
+
 _RANGE = re.compile(r"^\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*(?:step\s+(\d+))?\s*$")
 
 
@@ -48,7 +50,6 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            from harness.errors import UserError
 
             raise UserError(f"parameter {item!r} must look like name=value")
         out[key] = int(value) if re.fullmatch(r"-?\d+", value) else value

@@ -7,6 +7,7 @@ from functools import lru_cache
 
 import psutil
 
+from harness.telemetry.nvml import shared_nvml
 from harness.units import GIB
 
 
@@ -24,7 +25,6 @@ def _cpu_model() -> str:
 def _gpus() -> list[dict]:
     """Name, memory, driver and PCIe link of each NVIDIA GPU (through the process's one NVML session,
     `harness.telemetry.nvml.shared_nvml`); empty without a driver (this is not an error)."""
-    from harness.telemetry.nvml import shared_nvml
 
     nvml = shared_nvml()
     return nvml.describe_gpus() if nvml is not None else []

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from harness.errors import UserError, did_you_mean
 from harness.models.inspect import ModelInfo
 from harness.plan.placement import Placement
+from harness.plan.split import check_split
 
 
 class StrategyParams(BaseModel):
@@ -43,7 +44,6 @@ class SplitParams(StrategyParams):
         if isinstance(value, (int, float)):
             value = [value]
         if value is not None:
-            from harness.plan.split import check_split
 
             try:
                 check_split([float(v) for v in value])

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness import __version__
+
 from harness.analysis.stats import GROUP
 
 COMMUNITY_SCHEMA_VERSION = 3
@@ -38,7 +40,6 @@ COMMUNITY_COLUMNS = (
 def community_frame(df: pd.DataFrame, table: pd.DataFrame, moebench_version: str | None = None) -> pd.DataFrame:
     """`COMMUNITY_COLUMNS`, one row per configuration and test measured ok (a `summarize` row), the host,
     engine and model columns from its first ok row."""
-    from harness import __version__
 
     first = df[df["ok"]].drop_duplicates(GROUP)
     keep = [c for c in first.columns if c in GROUP or c not in table.columns]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from harness.engines import probe
 from harness.engines.build import ENGINE_JSON
+from harness.engines.build import BuildOptions, installed_engine_dir, is_complete
 from harness.engines.sources import SOURCES
 from harness.errors import UserError, unknown_name
 from harness.paths import cache_dir
@@ -145,7 +146,6 @@ def find_engine(name: str, configured: dict[str, Path] | None = None) -> Engine:
     if name in configured:
         return engine_from_folder(configured[name], name=name, origin="config")
     if name in SOURCES:
-        from harness.engines.build import BuildOptions, installed_engine_dir, is_complete
 
         source = SOURCES[name]
         folder = installed_engine_dir(source, BuildOptions())

@@ -29,6 +29,9 @@ from harness.analysis.plots.resources import pareto_front, plot_traffic, plot_vr
 from harness.analysis.plots.sweeps import plot_param_sweep, plot_sweep, sweep_axes
 from harness.analysis.plots.telemetry import TELEMETRY_UNITS, pick_telemetry_row, plot_telemetry
 from harness.analysis.plots.throughput import plot_throughput
+from harness.analysis.load import load_phase_windows, load_telemetry
+from harness.analysis.selection import highlights
+from harness.analysis.verdicts import best_strategies
 
 __all__ = ["GROUP_ORDER", "TELEMETRY_UNITS", "figure_png", "heatmap_grid", "pareto_front", "pick_telemetry_row",
            "placement_grid", "plot_heatmap", "plot_param_sweep", "plot_placement_map", "plot_sweep",
@@ -39,8 +42,6 @@ __all__ = ["GROUP_ORDER", "TELEMETRY_UNITS", "figure_png", "heatmap_grid", "pare
 def _figures(df: pd.DataFrame, table: pd.DataFrame, best: pd.DataFrame | None):
     """(file name, figure builder) of every report plot, in the report's order; built one at a time so that
     each figure is written and closed before the next is drawn."""
-    from harness.analysis.load import load_phase_windows, load_telemetry
-    from harness.analysis.selection import highlights
 
     yield "throughput", lambda: plot_throughput(table)
     for axis in sweep_axes(table):
@@ -72,7 +73,6 @@ def save_all(df: pd.DataFrame, table: pd.DataFrame, folder: str | Path,
              best: pd.DataFrame | None = None) -> list[Path]:
     """Write every plot that has data into `folder` as PNG and SVG; the PNG paths, in order. `best`
     (`best_strategies`) picks the placement maps' configurations with the baselines."""
-    from harness.analysis.verdicts import best_strategies
 
     folder = Path(folder)
     if best is None and len(table):

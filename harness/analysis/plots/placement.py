@@ -12,6 +12,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from harness.analysis.load import config_key
+from harness.models import classify_tensor, inspect_model, layer_index
+from strategies import get_strategy
+
 GROUP_ORDER = ("embeddings", "attention", "norms", "router", "shared_experts", "dense_ffn", "routed_experts",
                "output", "other")
 PLACEMENT = ["strategy", "strategy_params", "placement"]
@@ -38,8 +42,6 @@ def placement_grid(model, strategy: str, params: dict | None) -> tuple[list[str]
     NaN none.
     Rows are `global` (tensors outside blocks) and each layer. None when the strategy cannot be rebuilt
     offline (an unknown plugin, a strategy that needs the engine)."""
-    from harness.models import classify_tensor, layer_index
-    from strategies import get_strategy
 
     try:
         placement = get_strategy(strategy).placement(model, params or {})
@@ -72,7 +74,6 @@ def _chosen(df: pd.DataFrame, configs, limit: int) -> pd.DataFrame:
 
 def _title(row, names) -> str:
     """The placement's name (without knobs: they do not move weights), and why it is shown."""
-    from harness.analysis.load import config_key
 
     why = (names or {}).get(row["config_key"])
     return config_key(row["strategy"], row["strategy_params"], row["placement"]) + (f"\n({why})" if why else "")
@@ -85,7 +86,6 @@ def plot_placement_map(df: pd.DataFrame, model_file: str | None = None, configs=
     config_keys to draw (default: the fastest); `names`: config_key -> why it is shown (e.g. "best for tg")."""
     from matplotlib.colors import ListedColormap
 
-    from harness.models import inspect_model
 
     if model_file is None:
         files = df["model_file"].dropna().unique() if "model_file" in df else []
