@@ -81,3 +81,17 @@ def test_the_estimate_is_near_the_measured_time_on_the_rig(rig_calibration, tmp_
     assert ran.returncode == 0, ran.stderr[-2000:]
     print(f"estimated {estimate:.0f} s, measured {measured:.1f} s")
     assert 0.5 * measured <= estimate <= 2 * measured, (estimate, measured)
+
+
+def test_a_launch_is_timed_from_the_calibrations_own_rows():
+    """`measured_launch_s`'s rule on a stored sweep: each process's seconds less its tests' tokens at their
+    measured speed, per launch; positive and below the process's own seconds."""
+    from harness.perf.eta import _launch_from_rows
+    from harness.results.reader import read_runs
+
+    folder = Path(__file__).parent / "data" / "sweep-v2"
+    rows = read_runs(folder)
+    for tool in ("llama-bench", "llama-server"):
+        launch = _launch_from_rows(folder, tool)
+        assert launch is not None and 0 < launch < rows[rows["tool"] == tool]["duration_s"].median()
+    assert _launch_from_rows(folder, "llama-sweep-bench") is None

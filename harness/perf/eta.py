@@ -5,7 +5,8 @@ The sweep's wall time is its set-up (the RPC rig's servers, planning) plus, for 
 times what one process of it costs:
 
 - each engine launch (llama-bench: one per test, `bench_phases`; llama-server: one) starts the binary and loads
-  the model: `launch_s` (the tool's own start-up: backend init, for llama-server the health polling) + the
+  the model: the tool's own start-up (backend init, for llama-server the health polling: as the calibration
+  sweep's own rows timed it, `measured_launch_s`, else `launch_s`, a guess) + the
   model's bytes at `read_bytes_s` (the GGUF read, from the page cache after the first time) + the bytes placed
   on accelerators at `bus_bytes_s` (PCIe, or the RPC rig's loopback TCP);
 - each test's warm-up and repetitions at the predicted speed: the performance model's (`harness.perf`, where
@@ -19,13 +20,17 @@ A configuration that will not run (predicted not to fit, or invalid) costs nothi
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from harness.errors import UserError
 from harness.perf.configs import Predictor, configuration_workload, test_of
 from harness.perf.model import Constants, predict
 from harness.plan.placement import is_accelerator
 from harness.plan.planner import Configuration, plan, status
 from harness.plan.request import request_from_config
+from harness.results.reader import read_runs
 from harness.tools.llama_bench import bench_phases
 
 # Rough constants of the performance model for a configuration without a calibration (seconds per unit):
@@ -117,7 +122,9 @@ def process_seconds(conf: Configuration, bench, predictor: Predictor, constants:
             return 0.0
         return tokens / _tps(conf, bench, predictor, kind, tokens, depth, rig)
 
-    load = constants.launch_s.get(conf.tool, 0.3) + _model_bytes(conf) / constants.read_bytes_s
+    launch = measured_launch_s(predictor.calibration(conf), conf.tool)
+    load = (constants.launch_s.get(conf.tool, 0.3) if launch is None else launch)
+    load += _model_bytes(conf) / constants.read_bytes_s
     load += _accelerator_bytes(conf) / (constants.rig_bus_bytes_s if rig else constants.bus_bytes_s)
     reps = bench.repetitions
     if conf.tool == "llama-server":
@@ -139,6 +146,37 @@ def process_seconds(conf: Configuration, bench, predictor: Predictor, constants:
             warm = seconds("pp", min(p, LLAMA_BENCH_WARMUP_PROMPT)) if p else seconds("tg", 1)
             work += warm + reps * (seconds("pp", d) + seconds("pp", p, d) + seconds("tg", g, d))
     return launches * load + work + constants.harness_s, guessed
+
+
+_LAUNCHES: dict[tuple[str, str], float | None] = {}
+
+
+def measured_launch_s(cal, tool: str) -> float | None:
+    """One launch of `tool` as its calibration sweep timed it: the median over the calibration's processes of
+    the process's seconds less its tests' tokens at their measured speed, per launch (llama-bench: one per
+    test; llama-server: one). It holds the start-up, the calibration model's load and warm-ups, on this
+    machine as it was then; None without the calibration's rows (then `EtaConstants.launch_s`)."""
+    if cal is None or not cal.results:
+        return None
+    key = (cal.results, tool)
+    if key not in _LAUNCHES:
+        _LAUNCHES[key] = _launch_from_rows(Path(cal.results), tool)
+    return _LAUNCHES[key]
+
+
+def _launch_from_rows(folder: Path, tool: str) -> float | None:
+    try:
+        rows = read_runs(folder)
+    except (OSError, UserError):
+        return None
+    rows = rows[(rows["status"] == "ok") & (rows["tool"] == tool)]
+    per_launch = []
+    for _, process in rows.groupby(["config_id", "process_index"]):
+        tokens = process["n_prompt"].fillna(0) + process["n_gen"].fillna(0)
+        work = float((process["repetitions"].fillna(1) * tokens / process["tps_mean"]).sum())
+        launches = len(process) if tool != "llama-server" else 1
+        per_launch.append((float(process["duration_s"].iloc[0]) - work) / launches)
+    return max(statistics.median(per_launch), 0.0) if per_launch else None
 
 
 def _tps(conf: Configuration, bench, predictor: Predictor, kind: str, tokens: int, depth: int,
