@@ -62,7 +62,8 @@ class EtaConstants:
     bus_bytes_s: float = 8e9          # weights to an accelerator (PCIe 4 x16 effective)
     rig_bus_bytes_s: float = 0.5e9    # weights to the RPC rig's server over loopback TCP
     request_s: float = 0.01           # one llama-server HTTP request besides its tokens
-    harness_s: float = 0.1            # per process: sampler, rows, the engine's log
+    harness_s: float = 0.02           # per process beyond its measured duration: rows, telemetry file (the
+                                      # default sweep alone: 142 s of wall, 138 s of process durations, 168)
     setup_s: float = 4.0              # the sweep: planning, engines probed, the rig's servers started
 
 
@@ -122,7 +123,7 @@ def process_seconds(conf: Configuration, bench, predictor: Predictor, constants:
             return 0.0
         return tokens / _tps(conf, bench, predictor, kind, tokens, depth, rig)
 
-    launch = measured_launch_s(predictor.calibration(conf), conf.tool)
+    launch = measured_launch_s(predictor.calibration(conf), conf.tool, constants, rig)
     load = (constants.launch_s.get(conf.tool, 0.3) if launch is None else launch)
     load += _model_bytes(conf) / constants.read_bytes_s
     load += _accelerator_bytes(conf) / (constants.rig_bus_bytes_s if rig else constants.bus_bytes_s)
@@ -148,23 +149,26 @@ def process_seconds(conf: Configuration, bench, predictor: Predictor, constants:
     return launches * load + work + constants.harness_s, guessed
 
 
-_LAUNCHES: dict[tuple[str, str], float | None] = {}
+_LAUNCHES: dict[tuple, float | None] = {}
 
 
-def measured_launch_s(cal, tool: str) -> float | None:
-    """One launch of `tool` as its calibration sweep timed it: the median over the calibration's processes of
-    the process's seconds less its tests' tokens at their measured speed, per launch (llama-bench: one per
-    test; llama-server: one). It holds the start-up, the calibration model's load and warm-ups, on this
-    machine as it was then; None without the calibration's rows (then `EtaConstants.launch_s`)."""
+def measured_launch_s(cal, tool: str, constants: "EtaConstants | None" = None, rig: bool = False) -> float | None:
+    """One launch's start-up of `tool` as its calibration sweep timed it: the median over the calibration's
+    processes of the process's seconds less its tests' tokens at their measured speed, per launch (llama-bench:
+    one per test; llama-server: one), less the load of the calibration's model at the constants' rates (the
+    estimate adds each configuration's own). Warm-ups stay in it, on this machine as it was then; None without
+    the calibration's rows (then `EtaConstants.launch_s`)."""
     if cal is None or not cal.results:
         return None
-    key = (cal.results, tool)
+    constants = constants or EtaConstants()
+    key = (cal.results, tool, rig, constants.read_bytes_s, constants.bus_bytes_s, constants.rig_bus_bytes_s)
     if key not in _LAUNCHES:
-        _LAUNCHES[key] = _launch_from_rows(Path(cal.results), tool)
+        _LAUNCHES[key] = _launch_from_rows(Path(cal.results), tool, constants, rig)
     return _LAUNCHES[key]
 
 
-def _launch_from_rows(folder: Path, tool: str) -> float | None:
+def _launch_from_rows(folder: Path, tool: str, constants: "EtaConstants | None" = None,
+                      rig: bool = False) -> float | None:
     try:
         rows = read_runs(folder)
     except (OSError, UserError):
@@ -175,7 +179,13 @@ def _launch_from_rows(folder: Path, tool: str) -> float | None:
         tokens = process["n_prompt"].fillna(0) + process["n_gen"].fillna(0)
         work = float((process["repetitions"].fillna(1) * tokens / process["tps_mean"]).sum())
         launches = len(process) if tool != "llama-server" else 1
-        per_launch.append((float(process["duration_s"].iloc[0]) - work) / launches)
+        load = 0.0
+        if constants is not None:  # the calibration model's read and its bytes to the accelerator
+            first = process.iloc[0]
+            load = float(first.get("model_size_bytes") or 0) / constants.read_bytes_s
+            load += float(first.get("predicted_vram_bytes") or 0) / (constants.rig_bus_bytes_s if rig
+                                                                       else constants.bus_bytes_s)
+        per_launch.append((float(process["duration_s"].iloc[0]) - work) / launches - load)
     return max(statistics.median(per_launch), 0.0) if per_launch else None
 
 
