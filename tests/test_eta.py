@@ -66,6 +66,16 @@ def test_the_estimate_counts_what_runs(mainline_engine, tmp_path, monkeypatch):
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert _seconds(shown.stdout) == pytest.approx(found.seconds, abs=1.5)
     assert "(8 processes of 4 configurations; 2 will not run)" in shown.stdout
+    # a calibration of llama-bench alone: llama-server's configurations are still rough guesses
+    from harness.perf.calibration import Calibration, ToolCalibration, device_key
+    from harness.perf.eta import ROUGH_RIG
+    from harness.plan.planner import plan
+    from harness.plan.request import request_from_config
+
+    conf = next(c for c in plan(request_from_config(config)) if c.target is not None and c.tool == "llama-bench")
+    Calibration(conf.engine.name, device_key(conf.target.buffer_type), None,
+                {"llama-bench": ToolCalibration(conf.threads, ROUGH_RIG, [], {})}).save()
+    assert estimate_sweep(config).rough == 2
 
 
 def test_the_estimate_is_near_the_measured_time_on_the_rig(rig_calibration, tmp_path):
@@ -85,13 +95,47 @@ def test_the_estimate_is_near_the_measured_time_on_the_rig(rig_calibration, tmp_
 
 def test_a_launch_is_timed_from_the_calibrations_own_rows():
     """`measured_launch_s`'s rule on a stored sweep: each process's seconds less its tests' tokens at their
-    measured speed, per launch; positive and below the process's own seconds."""
-    from harness.perf.eta import _launch_from_rows
+    measured speed, per launch; positive and below the process's own seconds; read from the folders of the
+    tool's own calibration, none for a tool without them."""
+    from harness.perf.calibration import Calibration, ToolCalibration
+    from harness.perf.eta import measured_launch_s
+    from harness.perf.model import Constants
     from harness.results.reader import read_runs
 
     folder = Path(__file__).parent / "data" / "sweep-v2"
     rows = read_runs(folder)
+    constants = Constants(tg={}, pp={}, bus_s_per_byte=0.0)
+    tools = {tool: ToolCalibration(2, constants, [], {}, [str(folder)]) for tool in ("llama-bench", "llama-server")}
+    tools["llama-sweep-bench"] = ToolCalibration(2, constants, [], {}, [str(folder)])
+    cal = Calibration("mainline", "rpc-rig", None, tools)
     for tool in ("llama-bench", "llama-server"):
-        launch = _launch_from_rows(folder, tool)
+        launch = measured_launch_s(cal, tool)
         assert launch is not None and 0 < launch < rows[rows["tool"] == tool]["duration_s"].median()
-    assert _launch_from_rows(folder, "llama-sweep-bench") is None
+    assert measured_launch_s(cal, "llama-sweep-bench") is None  # no rows of that tool in its folder
+    cal.tools["llama-server"].results = []
+    assert measured_launch_s(cal, "llama-server") is None
+
+
+def test_calibrating_one_tool_keeps_the_others(tmp_path, monkeypatch):
+    """`moebench calibrate --tool llama-server` after a llama-bench calibration keeps llama-bench's constants
+    and its folder (the ETA times llama-bench's launches from it), and the format before per-tool folders loads
+    with the shared folder list as every tool's."""
+    from harness.perf.calibration import Calibration, ToolCalibration, load_calibration
+    from harness.perf.model import Constants
+
+    monkeypatch.setenv("MOEBENCH_CALIBRATION", str(tmp_path))
+    bench = ToolCalibration(2, Constants(tg={"crossing_s": 1.0}, pp={}, bus_s_per_byte=0.0), [], {}, ["a"])
+    Calibration("mainline", "rpc-rig", None, {"llama-bench": bench}).keeping(None).save()
+    server = ToolCalibration(2, Constants(tg={"crossing_s": 2.0}, pp={}, bus_s_per_byte=0.0), [], {}, ["b"])
+    earlier = load_calibration("mainline", "rpc-rig")
+    Calibration("mainline", "rpc-rig", None, {"llama-server": server}).keeping(earlier).save()
+    both = load_calibration("mainline", "rpc-rig")
+    assert set(both.tools) == {"llama-bench", "llama-server"} and both.results == "a, b"
+    assert both.tools["llama-bench"].constants.tg["crossing_s"] == 1.0 and both.tools["llama-bench"].results == ["a"]
+    again = ToolCalibration(2, Constants(tg={"crossing_s": 3.0}, pp={}, bus_s_per_byte=0.0), [], {}, ["c"])
+    Calibration("mainline", "rpc-rig", None, {"llama-bench": again}).keeping(both).save()
+    assert load_calibration("mainline", "rpc-rig").tools["llama-bench"].constants.tg["crossing_s"] == 3.0
+    old = both.to_dict()
+    for found in old["tools"].values():
+        del found["results"]
+    assert Calibration.from_dict(old).tools["llama-server"].results == ["a", "b"]

@@ -53,6 +53,7 @@ class ToolCalibration:
     constants: Constants
     residuals: list[dict]
     median_abs_error_pct: dict[str, float]
+    results: list[str] = field(default_factory=list)  # the results folders of the sweeps it was fitted on
 
 
 @dataclass
@@ -63,24 +64,36 @@ class Calibration:
     tools: dict[str, ToolCalibration]
     host: dict = field(default_factory=dict)
     created_at: str = ""
-    results: str = ""                     # the calibration sweep's results folder
+    results: str = ""                     # every tool's results folders, for people (each tool's are its own)
 
     def constants_for(self, tool: str, threads: int) -> Constants | None:
         """The tool's constants when it ran with the same thread count (the CPU terms depend on it)."""
         found = self.tools.get(tool)
         return found.constants if found and found.threads == threads else None
 
+    def keeping(self, earlier: "Calibration | None") -> "Calibration":
+        """This calibration with the tools that only `earlier` has (calibrating llama-server alone must not drop
+        llama-bench's constants; the calibration folder is this host's, so they were measured on this machine),
+        and `results` naming every tool's folders."""
+        kept = {t: found for t, found in (earlier.tools.items() if earlier else []) if t not in self.tools}
+        self.tools = {**kept, **self.tools}
+        self.results = ", ".join(dict.fromkeys(f for found in self.tools.values() for f in found.results))
+        return self
+
     def to_dict(self) -> dict:
         return {"engine": self.engine, "device": self.device, "host": self.host, "created_at": self.created_at,
                 "results": self.results, "peaks": self.peaks.to_dict() if self.peaks else None,
                 "tools": {tool: {"threads": t.threads, "constants": t.constants.to_dict(),
-                                 "median_abs_error_pct": t.median_abs_error_pct, "residuals": t.residuals}
+                                 "median_abs_error_pct": t.median_abs_error_pct, "residuals": t.residuals,
+                                 "results": t.results}
                           for tool, t in self.tools.items()}}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Calibration":
+        shared = [f for f in str(data.get("results", "")).split(", ") if f]  # before each tool kept its own
         tools = {tool: ToolCalibration(int(t["threads"]), Constants.from_dict(t["constants"]),
-                                       list(t.get("residuals", [])), dict(t.get("median_abs_error_pct", {})))
+                                       list(t.get("residuals", [])), dict(t.get("median_abs_error_pct", {})),
+                                       list(t.get("results") or shared))
                  for tool, t in data["tools"].items()}
         peaks = Peaks.from_dict(data["peaks"]) if data.get("peaks") else None
         return cls(data["engine"], data["device"], peaks, tools, dict(data.get("host", {})),

@@ -86,7 +86,7 @@ class SweepEstimate:
         text += ")"
         if self.rough:
             text += (f"; the speeds of {self.rough} configurations are rough guesses (no calibration for their "
-                     "engine and device: `moebench calibrate` makes them the model's)")
+                     "engine, tool and device: `moebench calibrate` makes them the model's)")
         if self.adaptive:
             text += "; bench.until may add processes"
         return text
@@ -116,14 +116,15 @@ def estimate_sweep(config, planned: list[tuple[str, Configuration]] | None = Non
 def process_seconds(conf: Configuration, bench, predictor: Predictor, constants: EtaConstants,
                     rig: bool = False) -> tuple[float, bool]:
     """(seconds one process of `conf` takes, whether its speeds are rough guesses)."""
-    guessed = predictor.calibration(conf) is None
+    cal = predictor.calibration(conf)
+    guessed = cal is None or cal.constants_for(conf.tool, conf.threads) is None  # no constants for this tool
 
     def seconds(kind: str, tokens: int, depth: int = 0) -> float:
         if tokens <= 0:
             return 0.0
         return tokens / _tps(conf, bench, predictor, kind, tokens, depth, rig)
 
-    launch = measured_launch_s(predictor.calibration(conf), conf.tool, constants, rig)
+    launch = measured_launch_s(cal, conf.tool, constants, rig)
     load = (constants.launch_s.get(conf.tool, 0.3) if launch is None else launch)
     load += _model_bytes(conf) / constants.read_bytes_s
     load += _accelerator_bytes(conf) / (constants.rig_bus_bytes_s if rig else constants.bus_bytes_s)
@@ -153,26 +154,29 @@ _LAUNCHES: dict[tuple, float | None] = {}
 
 
 def measured_launch_s(cal, tool: str, constants: "EtaConstants | None" = None, rig: bool = False) -> float | None:
-    """One launch's start-up of `tool` as its calibration sweep timed it: the median over the calibration's
+    """One launch's start-up of `tool` as its calibration sweeps timed it: the median over the calibration's
     processes of the process's seconds less its tests' tokens at their measured speed, per launch (llama-bench:
     one per test; llama-server: one), less the load of the calibration's model at the constants' rates (the
     estimate adds each configuration's own). Warm-ups stay in it, on this machine as it was then; None without
-    the calibration's rows (then `EtaConstants.launch_s`)."""
-    if cal is None or not cal.results:
+    the tool's calibration rows (then `EtaConstants.launch_s`)."""
+    found = cal.tools.get(tool) if cal is not None else None
+    if found is None or not found.results:
         return None
     constants = constants or EtaConstants()
-    key = (cal.results, tool, rig, constants.read_bytes_s, constants.bus_bytes_s, constants.rig_bus_bytes_s)
+    key = (tuple(found.results), tool, rig, constants.read_bytes_s, constants.bus_bytes_s, constants.rig_bus_bytes_s)
     if key not in _LAUNCHES:
-        _LAUNCHES[key] = _launch_from_rows(Path(cal.results), tool, constants, rig)
+        per_launch = [s for folder in found.results for s in _launches_in(Path(folder), tool, constants, rig)]
+        _LAUNCHES[key] = max(statistics.median(per_launch), 0.0) if per_launch else None
     return _LAUNCHES[key]
 
 
-def _launch_from_rows(folder: Path, tool: str, constants: "EtaConstants | None" = None,
-                      rig: bool = False) -> float | None:
+def _launches_in(folder: Path, tool: str, constants: "EtaConstants | None" = None,
+                 rig: bool = False) -> list[float]:
+    """Each process's seconds per launch beyond its tests (and the model's load) in one results folder."""
     try:
         rows = read_runs(folder)
     except (OSError, UserError):
-        return None
+        return []
     rows = rows[(rows["status"] == "ok") & (rows["tool"] == tool)]
     per_launch = []
     for _, process in rows.groupby(["config_id", "process_index"]):
@@ -186,7 +190,7 @@ def _launch_from_rows(folder: Path, tool: str, constants: "EtaConstants | None" 
             load += float(first.get("predicted_vram_bytes") or 0) / (constants.rig_bus_bytes_s if rig
                                                                        else constants.bus_bytes_s)
         per_launch.append((float(process["duration_s"].iloc[0]) - work) / launches - load)
-    return max(statistics.median(per_launch), 0.0) if per_launch else None
+    return per_launch
 
 
 def _tps(conf: Configuration, bench, predictor: Predictor, kind: str, tokens: int, depth: int,

@@ -17,7 +17,7 @@ import numpy as np
 from harness.config import BenchConfig, BenchSettings, EngineSpec, ModelSpec, StrategySpec, TelemetrySettings
 from harness.config_devices import RpcRig
 from harness.errors import UserError
-from harness.perf.calibration import Calibration, ToolCalibration, calibration_dir, device_key
+from harness.perf.calibration import Calibration, ToolCalibration, calibration_dir, device_key, load_calibration
 from harness.perf.configs import configuration_workload, test_of
 from harness.perf.model import fit_constants
 from harness.perf.peaks import measure_peaks
@@ -54,9 +54,12 @@ def calibration_configs(engine: dict, *, rpc_rig: bool, device: str | None, tool
     sees no filled cache)."""
     name = f"{engine['name']}-{'rpc-rig' if rpc_rig else device or 'default'}".replace("/", "_")
     variants = list(CALIBRATION_TESTS.items())[:1] if quick else CALIBRATION_TESTS.items()
+    # a folder per tool set: calibrating one tool later resumes its own sweep, not another's (whose plan and
+    # meta.json it would replace)
+    tools_part = "" if set(tools) == {"llama-bench", "llama-server"} else "-" + "+".join(sorted(tools))
     strategies = [StrategySpec(**spec) for spec in (QUICK_STRATEGIES if quick else CALIBRATION_STRATEGIES)]
     return [BenchConfig(
-        name=f"{name}-{variant}" + ("-quick" if quick else ""), output=out,
+        name=f"{name}-{variant}" + ("-quick" if quick else "") + tools_part, output=out,
         models=[ModelSpec(synth=CALIBRATION_MODEL)], engines=[EngineSpec(**engine)], tools=tools,
         rpc_rig=RpcRig() if rpc_rig else None, devices=[device] if device else [],
         telemetry=TelemetrySettings(enabled=False), strategies=strategies,
@@ -114,10 +117,11 @@ def calibrate(engine: dict, *, rpc_rig: bool, device: str | None, tools: list[st
     fitted = {}
     for tool, found in stored_samples(configs).items():
         fit = fit_constants(found, bus)
-        fitted[tool] = ToolCalibration(threads[tool], fit.constants, fit.residuals, fit.median_abs_error_pct)
+        fitted[tool] = ToolCalibration(threads[tool], fit.constants, fit.residuals, fit.median_abs_error_pct,
+                                       [str(folder) for folder in folders])
     if not fitted:
         raise UserError(f"no configuration of the calibration sweeps was measured; see {folders[0]}/runs.csv")
     engine_name = planned[0].engine.name
-    calibration = Calibration(engine_name, dev, peaks, fitted, results=", ".join(map(str, folders)))
+    calibration = Calibration(engine_name, dev, peaks, fitted).keeping(load_calibration(engine_name, dev))
     calibration.save()
     return calibration
