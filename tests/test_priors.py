@@ -130,3 +130,24 @@ def test_uploads_cost_their_bytes_and_waits_and_first_n_ties_last_n():
     assert pp("first-n-experts", GUESS_EFF.with_values(upload_s=1e-3)).tps < base.tps
     assert pp("last-n-experts").tps == pytest.approx(base.tps, rel=1e-6)
 
+
+
+def test_first_vs_last_names_a_tie_or_the_term_that_differs():
+    from harness.models.inspect import inspect_plan
+    from harness.perf.described import first_vs_last
+    from strategies.registry import get_strategy
+
+    model = inspect_plan("qwen3.6-35b-a3b")
+    box = profile_from_args("RTX 3090", "ddr5-6000x2", 16)
+
+    def place(name, **params):
+        s = get_strategy(name)
+        return s.place(model, s.Params(**params))
+
+    settings = {"dialect": "ik", "prompt_tokens": 2048, "gen_tokens": 128, "depth": 0, "ubatch": 2048}
+    same = first_vs_last(model, place("first-n-experts", n=22), place("last-n-experts", n=22), box, **settings)
+    assert all(v["term"] is None and v["last_over_first"] == pytest.approx(1.0) for v in same.values())
+    # fewer RAM-held layers in the second: generation reads fewer bytes from RAM, the prompt uploads fewer
+    other = first_vs_last(model, place("first-n-experts", n=22), place("last-n-experts", n=10), box, **settings)
+    assert other["tg"]["term"] == "reading weights on the CPU" and other["tg"]["last_over_first"] > 1
+    assert other["pp"]["term"] == "uploads over PCIe" and other["pp"]["term_s_saved_by_last"] > 0

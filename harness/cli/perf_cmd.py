@@ -146,7 +146,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _predict_described(args: argparse.Namespace) -> int:
     from harness.config import ModelSpec
     from harness.grid import parse_assignments
-    from harness.perf.described import predict_on_profile
+    from harness.perf.described import first_vs_last, predict_on_profile
     from harness.perf.priors import PRIOR_FIT
     from harness.perf.predict_one import model_spec
     from harness.plan.planner import resolve_model
@@ -162,16 +162,22 @@ def _predict_described(args: argparse.Namespace) -> int:
         raise UserError(f"--knob {', '.join(sorted(unknown))}: a described box takes ubatch, op_offload, "
                         "cache_type_k and cache_type_v")
     dialect = "ik" if args.engine.startswith("ik") else "mainline"
-    tests = predict_on_profile(info, placement, profile, dialect=dialect, prompt_tokens=args.prompt_tokens,
-                               gen_tokens=args.gen_tokens, depth=args.depth, ubatch=int(knobs.get("ubatch", 512)),
-                               op_offload=knobs.get("op_offload", True) not in (False, "off", 0),
-                               cache_type_k=knobs.get("cache_type_k", "f16"),
-                               cache_type_v=knobs.get("cache_type_v", "f16"))
+    settings = {"dialect": dialect, "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens,
+                "depth": args.depth, "ubatch": int(knobs.get("ubatch", 512)),
+                "op_offload": knobs.get("op_offload", True) not in (False, "off", 0),
+                "cache_type_k": knobs.get("cache_type_k", "f16"), "cache_type_v": knobs.get("cache_type_v", "f16")}
+    tests = predict_on_profile(info, placement, profile, **settings)
+    mirror = None
+    if args.strategy in ("first-n-experts", "last-n-experts"):   # which term makes last-N beat first-N, or a tie
+        n = strategy.Params(**parse_assignments(args.params)).n
+        first, last = (get_strategy(name) for name in ("first-n-experts", "last-n-experts"))
+        mirror = first_vs_last(info, first.place(info, first.Params(n=n)), last.place(info, last.Params(n=n)),
+                               profile, **settings)
     result = {"placement": placement.describe(), "engine": dialect, "hardware": profile.to_dict(),
               "constants": "prior (harness.perf.priors.PRIOR, "
               + (f"fitted on the published tables, {PRIOR_FIT['date']}" if PRIOR_FIT else "the stated guess")
               + "; moebench calibrate on the box replaces them)",
-              "tests": tests}
+              "tests": tests, "first_vs_last": mirror}
     if args.json:
         print(json.dumps(result, indent=1, default=str))
         return 0
@@ -183,6 +189,13 @@ def _predict_described(args: argparse.Namespace) -> int:
         shares = ", ".join(f"{k} {v:.0%}" for k, v in test["shares"].items() if v >= 0.01)
         table.add_row(test["test"], _fmt(test["predicted_tps"]), _fmt(test["roofline_tps"]), shares or "-")
     out.print(table)
+    for kind, v in (mirror or {}).items():
+        why = (f"{v['term']} ({v['term_s_saved_by_last'] * 1e3:+.2f} ms saved by last-N)" if v["term"] else
+               "a tie: no term differs (" + (
+                   "a prompt's uploads wait for the router ids read-back, so they add up wherever the RAM-held "
+                   "layers are: docs/ENGINE_FLAGS.md section 9)" if kind == "pp" else
+                   "the same bytes read on each device, the same crossings per token)"))
+        out.print(f"{kind}: last-N / first-N = {v['last_over_first']:.3f}; {why}")
     return 0
 
 

@@ -152,3 +152,27 @@ def predict_on_profile(model: ModelInfo, placement: Placement, profile: Hardware
                     "terms_s": found.prediction.terms_s,
                     "bus_bytes": found.workload.bus_bytes, "bytes_by_device": found.workload.bytes_by_device})
     return out
+
+
+def first_vs_last(model: ModelInfo, first: Placement, last: Placement, profile: HardwareProfile, *, dialect: str,
+                  prompt_tokens: int, gen_tokens: int, depth: int, ubatch: int, op_offload: bool = True,
+                  cache_type_k: str = "f16", cache_type_v: str = "f16", eff: Efficiencies = PRIOR) -> dict[str, dict]:
+    """first-n-experts(n) against last-n-experts(n) on the described box, per test: both tokens/s, the ratio
+    last/first, and the term whose seconds differ most (None where no term differs: a tie by construction)."""
+    placed = {"first-n-experts": first, "last-n-experts": last}
+    out = {}
+    for kind, tokens in (("pp", prompt_tokens), ("tg", gen_tokens)):
+        test = DescribedTest(kind, tokens, depth, ubatch)
+        found = {name: predict_described(model, described_layout(p, dialect=dialect, op_offload=op_offload,
+                                                                 cache_type_k=cache_type_k,
+                                                                 cache_type_v=cache_type_v), test, profile, eff)
+                 for name, p in placed.items()}
+        first, last = found["first-n-experts"].prediction, found["last-n-experts"].prediction
+        deltas = {k: first.terms_s.get(k, 0.0) - last.terms_s.get(k, 0.0)
+                  for k in set(first.terms_s) | set(last.terms_s)}
+        term = max(deltas, key=lambda k: abs(deltas[k])) if deltas else None
+        tie = term is None or abs(deltas[term]) <= 1e-9 * max(first.seconds, 1e-12)
+        out[kind] = {"first_tps": first.tps, "last_tps": last.tps, "last_over_first": last.tps / first.tps,
+                     "term": None if tie else LABELS[term], "term_s_saved_by_last": 0.0 if tie else deltas[term]}
+    return out
+
