@@ -3,15 +3,20 @@
 For every table in `benchmarks/published/*.yaml` (the figures of `../shared/published/*.md`, as posted, in a form a
 program reads), every row is predicted from the table's hardware (a `harness.hardware` profile) and the model's
 real shapes (a full-size `synth` preset's tensor plan: nothing is written), with the prior constants
-(`harness.perf.priors`) in two ways: the shipped `PRIOR`, and efficiencies fitted leave-one-table-out (the table
-being predicted never in the fit: least squares on the log of tokens/s over the other tables' rows). Printed per
-table: each row's published and predicted tokens/s, its ratio to the table's first row (published against
-predicted), the median absolute error of pp and tg, and whether the order of the rows is right (Spearman where
-a table has three rows or more, else the sign of the difference). Goals (issue 21): ratios within 10%, absolute
-within 20%, the order right in every table. A table whose hardware is not fully given (RAM, cores) is predicted
-with the stated assumptions and counted separately.
+(`harness.perf.priors`) in two ways: the stated guess (`GUESS`), and efficiencies fitted leave-one-table-out (the
+table being predicted never in the fit: least squares on the log of tokens/s, and of the ratio where a table gives
+only that, over the other tables' rows; the box terms, upload and RAM read shares, fitted per table and a new box
+given their geometric mean: `fit_boxes`). Printed per table: each row's published and predicted tokens/s, each
+placement's ratio to the table's first row (predicted against published), the median absolute error of pp and
+tg, the order of the rows (Spearman where a table has three rows or more, else the sign of the difference), and
+what the table asks of the box terms (`diagnose`: the upload and RAM rates that alone would make its rows right).
+Goals (issue 21): ratios within 10%, absolute within 20%, the order right in every table. A table whose hardware
+is not fully given (RAM, cores) is predicted with the stated assumptions and counted separately.
 
-    python benchmarks/published.py [--tables DIR] [--no-fit]
+    python benchmarks/published.py [--tables DIR] [--no-fit] [--write]
+
+`--write` stores the fit on every table in `harness/perf/prior_fit.json`, which `harness.perf.priors` ships as
+`PRIOR`.
 
 It measures nothing (no engine runs): run it anywhere.
 """
@@ -19,42 +24,31 @@ It measures nothing (no engine runs): run it anywhere.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import math
 import statistics
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import yaml
-from scipy.optimize import least_squares
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # published_fit
 
 from harness.errors import UserError  # noqa: E402
 from harness.hardware.profile import profile_from_args  # noqa: E402
 from harness.models.inspect import inspect_plan  # noqa: E402
-from harness.perf.described import DescribedTest, described_layout, price, quantities  # noqa: E402
+from harness.perf.described import DescribedTest, described_layout, quantities  # noqa: E402
+from harness.perf.peaks import PCIE_LANE_BYTES_S  # noqa: E402
 from harness.perf.priors import FIT_FILE, GUESS, Efficiencies  # noqa: E402
+from published_fit import fit, needed, predicted, published_ratio, write_fit  # noqa: E402
 from strategies.registry import get_strategy  # noqa: E402
 
 TABLES = Path(__file__).resolve().parent / "published"
 ASSUMED_RAM = "ddr5-5600x2"     # a current desktop's dual-channel DDR5, where a table does not say
 ASSUMED_CORES = 8
 DEFAULT_TG_TOKENS = 128         # llama-bench's default where a table gives no generation length
-# fitted: (name, lower, upper); a share of a peak at most 1 (GPU memory: 0.9, about the best a copy benchmark
-# reaches), the prompt's arithmetic up to 4 (quantized products run on the int8 tensor cores)
-FITTED = (("cpu_read", 0.05, 1.0), ("gpu_read", 0.05, 0.9), ("bus", 0.05, 1.0), ("gpu_flops", 0.01, 4.0),
-          ("cpu_gflops_per_core", 1.0, 400.0), ("crossing_s", 1e-6, 1e-3), ("upload_s", 1e-6, 1e-2),
-          ("routing_draws", 0.01, 1.0))
-PULL = 0.1          # weak pull of each log efficiency to the guess where the tables say nothing
-TYPE_PULL = 0.3     # pull of a type's arithmetic share to the shared one
-
-
 @dataclass
 class Row:
     table: str
@@ -104,79 +98,6 @@ def load_table(path: Path) -> Table:
     return Table(path.stem, model, profile, assumptions, rows)
 
 
-def predicted(table: Table, eff: Efficiencies) -> list[float]:
-    return [price(r.quantities, table.model, table.profile, eff).tps for r in table.rows]
-
-
-def _first(table: Table, kind: str) -> int:
-    return next(i for i, r in enumerate(table.rows) if r.kind == kind)
-
-
-def _published_ratio(table: Table, i: int) -> float | None:
-    row, first = table.rows[i], table.rows[_first(table, table.rows[i].kind)]
-    if row.ratio is not None:
-        return row.ratio
-    return row.tps / first.tps if row.tps and first.tps else None
-
-
-def fit_types(tables: list[Table]) -> list[str]:
-    """The routed experts' types that get their own arithmetic share: those of two tables or more."""
-    seen: dict[str, int] = {}
-    for table in tables:
-        kind = table.rows[0].quantities.expert_type
-        seen[kind] = seen.get(kind, 0) + 1
-    return sorted(k for k, n in seen.items() if k and n >= 2)
-
-
-def identified(tables: list[Table]) -> list[str]:
-    """The efficiencies the tables can tell: routing_draws only where a table varies the micro-batch (the
-    uploads' share grows with it; at one size it trades with the bus share)."""
-    varies = any(len({r.test.ubatch for r in t.rows}) > 1 for t in tables)
-    return [n for n, _, _ in FITTED if n != "routing_draws" or varies]
-
-
-def _efficiencies(x: np.ndarray, types: list[str], names: list[str]) -> Efficiencies:
-    values = {n: float(v) for n, v in zip(names, np.exp(x[:len(names)]))}
-    return GUESS.with_values(**values, gpu_flops_by_type={t: float(v) for t, v in zip(types, np.exp(x[len(names):]))})
-
-
-def residuals(tables: list[Table], eff: Efficiencies) -> list[dict]:
-    """Per row the log error of tokens/s where the table gives it, of the ratio to the first row where it
-    gives only that."""
-    out = []
-    for table in tables:
-        values = predicted(table, eff)
-        for i, (row, value) in enumerate(zip(table.rows, values)):
-            if row.tps:
-                out.append({"table": table.name, "row": row.label, "test": f"{row.kind}{row.test.tokens}",
-                            "published_tps": round(row.tps, 2), "predicted_tps": round(value, 2),
-                            "log_error": math.log(value / row.tps)})
-            elif row.ratio is not None:
-                ratio = value / values[_first(table, row.kind)]
-                out.append({"table": table.name, "row": row.label, "test": f"{row.kind}{row.test.tokens}",
-                            "published_ratio": row.ratio, "predicted_ratio": round(ratio, 4),
-                            "log_error": math.log(ratio / row.ratio)})
-    return out
-
-
-def fit(tables: list[Table]) -> Efficiencies:
-    """Efficiencies minimizing the squared log error of `tables`' rows (starting at the guess, pulled weakly
-    to it; a type's arithmetic share pulled to the shared one)."""
-    types, names = fit_types(tables), identified(tables)
-    bounds = {n: (lo, hi) for n, lo, hi in FITTED}
-    guess = np.log([getattr(GUESS, n) for n in names] + [GUESS.gpu_flops] * len(types))
-    lower = np.log([bounds[n][0] for n in names] + [0.01] * len(types))
-    upper = np.log([bounds[n][1] for n in names] + [4.0] * len(types))
-    start = np.clip(guess, lower + 1e-9, upper - 1e-9)
-    shared, n = names.index("gpu_flops"), len(names)
-
-    def objective(x: np.ndarray) -> np.ndarray:
-        errors = [r["log_error"] for r in residuals(tables, _efficiencies(x, types, names))]
-        return np.array(errors + list(PULL * (x[:n] - guess[:n])) + list(TYPE_PULL * (x[n:] - x[shared])))
-
-    return _efficiencies(least_squares(objective, start, bounds=(lower, upper)).x, types, names)
-
-
 def judge(table: Table, values: list[float]) -> dict:
     """Per kind: the median absolute error, each placement's predicted ratio to the first row against the
     published one, and the order (Spearman over the rows with a published figure)."""
@@ -185,7 +106,7 @@ def judge(table: Table, values: list[float]) -> dict:
         idx = [i for i, r in enumerate(table.rows) if r.kind == kind]
         first = values[idx[0]]
         absolute = [abs(values[i] / table.rows[i].tps - 1) * 100 for i in idx if table.rows[i].tps]
-        ratios = [(table.rows[i].label, _published_ratio(table, i), values[i] / first) for i in idx[1:]]
+        ratios = [(table.rows[i].label, published_ratio(table, i), values[i] / first) for i in idx[1:]]
         ratios = [r for r in ratios if r[1] is not None]
         points = [(1.0, 1.0)] + [(p, q) for _, p, q in ratios]
         out[kind] = {"median_abs_error_pct": statistics.median(absolute) if absolute else None,
@@ -230,17 +151,17 @@ def report(table: Table, runs: dict[str, list[float]]) -> None:
                   + (f", ratio to the first row: {ratios}" if ratios else ""))
 
 
-def write_fit(tables: list[Table], eff: Efficiencies, path: Path = FIT_FILE) -> None:
-    """The efficiencies fitted on every table, with the tables, the date and the residuals: what
-    `harness.perf.priors` ships as `PRIOR`."""
-    rows = residuals(tables, eff)
-    for r in rows:
-        r["error_pct"] = round(100 * (math.exp(r.pop("log_error")) - 1), 1)
-    record = {"fitted_on": [f"{t.name} ({t.model.name}, {t.profile.gpu.name})" + (
-                  f"; assumed {', '.join(t.assumptions)}" if t.assumptions else "") for t in tables],
-              "date": datetime.date.today().isoformat(), "by": "benchmarks/published.py --write",
-              "types_fitted": fit_types(tables), "efficiencies": eff.to_dict(), "residuals": rows}
-    path.write_text(json.dumps(record, indent=1) + "\n")
+def diagnose(table: Table, eff: Efficiencies) -> None:
+    """What the table's rows ask of the two terms that decide them: the upload rate (pp) and the RAM read
+    rate (tg), as GB/s, against the peaks of the profile."""
+    gpu, ram = table.profile.gpu, table.profile.ram
+    pcie = PCIE_LANE_BYTES_S.get(gpu.pcie_gen, 0.0) * gpu.pcie_lanes / 1e9
+    bus = needed(table, eff, "bus", "pp")
+    cpu = needed(table, eff, "cpu_read", "tg")
+    print(f"asks: uploads at {bus * pcie:.1f} GB/s ({bus:.2f} of PCIe {gpu.pcie_gen}.0 x{gpu.pcie_lanes}'s "
+          f"{pcie:.1f}; fitted {eff.bus:.2f}) for its pp, RAM read at {cpu * ram.peak_gb_s:.1f} GB/s "
+          f"({cpu:.2f} of the {'assumed ' if any('RAM' in a for a in table.assumptions) else ''}"
+          f"{ram.peak_gb_s:.1f}; fitted {eff.cpu_read:.2f}) for its tg")
 
 
 def main() -> int:
@@ -256,19 +177,21 @@ def main() -> int:
             tables.append(load_table(path))
         except UserError as exc:
             skipped.append(f"{path.stem}: {exc}")
+    every = fit(tables) if tables and not args.no_fit else None
     for table in tables:
         runs = {"guess": predicted(table, GUESS)}
         others = [t for t in tables if t is not table]
         if not args.no_fit and others:
             runs["leave-one-out"] = predicted(table, fit(others))
         report(table, runs)
+        if every is not None:
+            diagnose(table, every)
     if not args.no_fit and tables:
-        every = fit(tables)
+        every = write_fit(tables) if args.write else every
         print("\nefficiencies fitted on every table: " + ", ".join(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={ {t: round(f, 3) for t, f in v.items()} }"
             for k, v in every.to_dict().items()))
         if args.write:
-            write_fit(tables, every)
             print(f"written to {FIT_FILE}")
     for line in skipped:
         print(f"skipped {line}")
