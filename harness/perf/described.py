@@ -3,10 +3,11 @@ calibrated model uses (`harness.perf.workload`), on one CUDA-like accelerator (i
 weights for big micro-batches: op offload), priced with the prior constants of the profile.
 
 A prompt's op-offload uploads are priced here, not as the workload's bus bytes: per micro-batch, every RAM-held
-tensor the accelerator takes (`graph.offloads`: the engines' batch thresholds) costs a fixed `upload_s` (the
-router ids read back and waited for before the copy, both engines' default: docs/ENGINE_FLAGS.md section 9) and
-its bytes over PCIe; of a routed-expert tensor only the experts the micro-batch uses (both engines copy just
-those), `experts_touched` at `routing_draws` independent draws per token. The uploads do not overlap the GPU's
+tensor the accelerator takes (`graph.offloads`: the engines' batch thresholds) costs its bytes over PCIe, of a
+routed-expert tensor only the experts the micro-batch uses (both engines copy just those), `experts_touched` at
+`routing_draws` independent draws per token; and each layer whose experts are uploaded a fixed `upload_s`: the
+router ids read back and waited for before the copy, once per layer (gate, up and down share the ids; both
+engines' default: docs/ENGINE_FLAGS.md section 9). The uploads do not overlap the GPU's
 work (the read-back waits for it), so first-N and last-N at equal bytes cost the same here.
 """
 
@@ -23,7 +24,7 @@ from harness.perf.priors import PRIOR, Efficiencies, prior_constants, profile_pe
 from harness.perf.workload import Layout, MeasuredTest, Workload, experts_touched, workload
 from harness.plan.placement import Placement
 
-LABELS = {**TERM_LABELS, "upload_s": "waits before each upload", "upload_bytes": "uploads over PCIe"}
+LABELS = {**TERM_LABELS, "upload_s": "ids read back before uploads", "upload_bytes": "uploads over PCIe"}
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,12 @@ class DescribedTest:
 
 @dataclass(frozen=True)
 class Upload:
-    """One micro-batch size's op-offload uploads: how many micro-batches, tensors taken, whole bytes of the
-    routed-expert tensors and of the others."""
+    """One micro-batch size's op-offload uploads: how many micro-batches, the ids read-backs (layers whose
+    experts are uploaded), whole bytes of the routed-expert tensors and of the others."""
 
     tokens: int
     count: int
-    tensors: int
+    readbacks: int
     expert_bytes: float
     other_bytes: float
 
@@ -97,7 +98,7 @@ def _uploads(model: ModelInfo, layout: Layout, test: DescribedTest) -> list[Uplo
                                               model=model, enabled=layout.offload)]
         experts = sum(sizes[n] for op in moved if op.experts for n in op.tensors)
         others = sum(sizes[n] for op in moved if not op.experts for n in op.tensors)
-        out.append(Upload(tokens, count, sum(len(op.tensors) for op in moved), experts, others))
+        out.append(Upload(tokens, count, len({op.layer for op in moved if op.experts}), experts, others))
     return out
 
 
@@ -121,7 +122,7 @@ def price(q: Quantities, model: ModelInfo, profile: HardwareProfile, eff: Effici
     terms = {name: value * coef.get(name, 0.0) for name, value in q.features.items()}
     terms["bus"] = q.bus_other_bytes * constants.bus_s_per_byte
     if q.uploads:
-        terms["upload_s"] = sum(u.count * u.tensors for u in q.uploads) * eff.upload_s
+        terms["upload_s"] = sum(u.count * u.readbacks for u in q.uploads) * eff.upload_s
         terms["upload_bytes"] = sum(u.count * (u.expert_bytes * _touched(model, u.tokens, eff.routing_draws)
                                                + u.other_bytes) for u in q.uploads) * constants.bus_s_per_byte
     test = q.workload.test

@@ -10,8 +10,8 @@ throughput, the cores) over a share of it the engines reach (`Efficiencies`), pl
 
 and, for a prompt on a GPU box (`harness.perf.described`), the terms of op offload's uploads:
 
-    upload_s             a fixed cost per RAM-held weight tensor uploaded per micro-batch (the router ids read
-                         back and the wait before the copy: docs/ENGINE_FLAGS.md section 9)
+    upload_s             a fixed cost per layer whose RAM-held experts a micro-batch uploads (the router ids
+                         read back and waited for before the copy: docs/ENGINE_FLAGS.md section 9)
     routing_draws        the expert uploads' share of a micro-batch: both engines copy only the experts the
                          micro-batch uses; a prompt's tokens route alike, so a micro-batch of T tokens touches
                          the experts T x routing_draws independent tokens would (1 = uniform routing)
@@ -50,7 +50,7 @@ class Efficiencies:
     crossing_s: float = 40e-6            # one device crossing: a synchronization and a small copy
     detour_s: float = 0.0                # the extra cost of leaving the GPU mid-layer, beyond two crossings
     pass_s: float = 2e-3                 # fixed cost of a prompt micro-batch pass (launches, scheduling)
-    upload_s: float = 50e-6              # one RAM-held tensor uploaded for a micro-batch: ids read back, wait
+    upload_s: float = 50e-6              # one layer's experts uploaded for a micro-batch: ids read back, wait
     routing_draws: float = 1.0           # independent routing draws per prompt token (1: uniform routing)
     gpu_flops_by_type: dict[str, float] = field(default_factory=dict)   # routed experts' type -> gpu_flops
 
