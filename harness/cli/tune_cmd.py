@@ -124,6 +124,8 @@ def _dry_run(args: argparse.Namespace, engine: dict, space: tuple[str, ...], kno
     import json
     import shlex
 
+    from rich.markup import escape
+
     from harness.cli.perf_cmd import described_box
     from harness.perf.predict_one import model_spec
     from harness.tune.dry_run import DESCRIBED_DEVICE, described_budget_mib, dry_run
@@ -146,10 +148,11 @@ def _dry_run(args: argparse.Namespace, engine: dict, space: tuple[str, ...], kno
               f"{answer['points']['fit']} of {answer['points']['planned']} points fit")
     out.print(f"constants: {answer['constants']}")
     for i, r in enumerate(answer["ranking"], 1):
-        out.print(f"{i:2d}. {r['label']}: pp {r['predicted']['pp']:.1f}, tg {r['predicted']['tg']:.2f} tokens/s"
+        out.print(f"{i:2d}. {escape(r['label'])}: pp {r['predicted']['pp']:.1f}, tg {r['predicted']['tg']:.2f} tokens/s"
                   + (f", {r['served_vram_mib']:.0f} MiB served" if r["served_vram_mib"] else ""))
     best = answer["best"]
     command = best["llama_server"]
-    out.print(f"best for {args.objective} (predicted, not measured): {best['label']}")
-    out.print(shlex.join(command) if isinstance(command, list) else f"no command: {command}", soft_wrap=True)
+    out.print(f"best for {args.objective} (predicted, not measured): {escape(best['label'])}")
+    out.print(escape(shlex.join(command) if isinstance(command, list) else f"no command: {command}"),
+              soft_wrap=True)
     return 0
