@@ -6,7 +6,7 @@ throughput, the cores) over a share of it the engines reach (`Efficiencies`), pl
         kv_s_per_byte    = accel_s_per_byte / kv_read          crossing_s, detour_s: fixed seconds
     pp  cpu_s_per_flop   = 1 / (cores x cpu_gflops_per_core)   accel_s_per_flop = 1 / (gpu_flops x fp16 peak)
         pass_s, crossing_s: fixed seconds
-    bus_s_per_byte = 1 / (bus x PCIe peak)
+    bus_s_per_byte = 1 / (bus x PCIe peak), or 1 / the profile's measured upload rate (`upload_gb_s`)
 
 and, for a prompt on a GPU box (`harness.perf.described`), the terms of op offload's uploads:
 
@@ -104,7 +104,8 @@ def prior_constants(profile: HardwareProfile, eff: Efficiencies = PRIOR, expert_
     pp = {"pass_s": eff.pass_s, "crossing_s": eff.crossing_s,
           "cpu_s_per_flop": 1.0 / (profile.cores * eff.cpu_gflops_per_core * 1e9),
           "accel_s_per_flop": 1.0 / (eff.gpu_flops_for(expert_type) * gpu_flops_s(profile))}
-    return Constants(tg, pp, 1.0 / (eff.bus * peaks.bus_bytes_s))
+    upload_bytes_s = profile.upload_gb_s * 1e9 if profile.upload_gb_s else eff.bus * peaks.bus_bytes_s
+    return Constants(tg, pp, 1.0 / upload_bytes_s)
 
 
 def prior_calibration(profile: HardwareProfile, *, engine: str, device: str, tools: dict[str, int],
