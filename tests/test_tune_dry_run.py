@@ -56,6 +56,8 @@ def test_dry_run_ranks_and_recommends_a_command(mainline_engine):
     assert command[command.index("-t") + 1] == "16"       # the described box's cores
     assert big["points"]["fit"] < small["points"]["fit"]
     assert "prior fitted" in small["constants"]
+    gain = small["best"]["gain_over_cpu_moe"]       # tune's baseline, predicted: the best beats it in tg
+    assert gain["baseline"].startswith("cpu-moe") and gain["ratio"]["tg"] > 1
 
 
 def test_a_described_box_without_dry_run_is_refused():

@@ -153,6 +153,12 @@ def _dry_run(args: argparse.Namespace, engine: dict, space: tuple[str, ...], kno
     best = answer["best"]
     command = best["llama_server"]
     out.print(f"best for {args.objective} (predicted, not measured): {escape(best['label'])}")
+    gain = best["gain_over_cpu_moe"]
+    if gain:
+        out.print(f"  vs {escape(gain['baseline'])}: {gain['ratio']['tg']:.2f}x tg, {gain['ratio']['pp']:.2f}x pp "
+                  "(predicted)")
+    else:
+        out.print("  vs cpu-moe: it does not fit the budget served")
     out.print(escape(shlex.join(command) if isinstance(command, list) else f"no command: {command}"),
               soft_wrap=True)
     return 0

@@ -73,10 +73,12 @@ def rank_points(points: list[Point], model: ModelInfo, profile: HardwareProfile,
     return sorted(out, key=lambda r: -(r.score or 0.0))
 
 
-def planned_points(settings: TuneSettings) -> tuple[ModelInfo, list[Point], int]:
-    """The space planned by the one planner with tune's request; the points that fit the budget served."""
+def planned_points(settings: TuneSettings, strategies: list[dict] | None = None, knobs: dict | None = None
+                   ) -> tuple[ModelInfo, list[Point], int]:
+    """The space (or `strategies` with `knobs`) planned by the one planner with tune's request; the points that
+    fit the budget served."""
     model = resolve_model(ModelSpec(**settings.model), write=False)   # a preset's plan: nothing written
-    request = settings.request(space_strategies(model.info, settings.space))
+    request = settings.request(strategies or space_strategies(model.info, settings.space), knobs)
     planned = plan(request)
     points = []
     for conf in planned:
@@ -111,13 +113,20 @@ def dry_run(settings: TuneSettings, profile: HardwareProfile, *, top: int = 10) 
     ranked = rank_points(points, info, profile, objective=settings.objective, prompt_tokens=settings.prompt_tokens,
                          gen_tokens=settings.gen_tokens, depth=settings.depth)
     best = ranked[0]
+    _, baseline, _ = planned_points(settings, [{"name": "cpu-moe"}], settings.fixed_knobs)
+    gain = None
+    if baseline:   # a measured tune's baseline, predicted (engine-fit places at load time: nothing to predict)
+        cpu_moe = rank_points(baseline, info, profile, objective="tg", prompt_tokens=settings.prompt_tokens,
+                              gen_tokens=settings.gen_tokens, depth=settings.depth)[0]
+        gain = {"baseline": cpu_moe.point.label, "predicted": cpu_moe.predicted,
+                "ratio": {k: best.predicted[k] / cpu_moe.predicted[k] for k in ("pp", "tg")}}
     return {"hardware": profile.to_dict(), "described": profile.describe(), "objective": settings.objective,
             "serving": settings.serving, "vram_budget_mib": settings.vram_budget_mib,
             "points": {"planned": planned, "fit": len(points)},
             "constants": (f"prior fitted on {len(PRIOR_FIT['fitted_on'])} published tables ({PRIOR_FIT['date']}, "
                           "harness/perf/prior_fit.json)" if PRIOR_FIT else "the stated guess (priors.GUESS)"),
             "best": {"label": best.point.label, "predicted": best.predicted,
-                     "llama_server": served_command(settings, best.point)},
+                     "llama_server": served_command(settings, best.point), "gain_over_cpu_moe": gain},
             "ranking": [{"label": r.point.label, "config_id": r.point.config_id, "score": r.score,
                          "predicted": r.predicted, "served_vram_mib": r.point.served_vram_mib}
                         for r in ranked[:top]]}
