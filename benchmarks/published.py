@@ -3,15 +3,20 @@
 For every table in `benchmarks/published/*.yaml` (the figures of `../shared/published/*.md`, as posted, in a form a
 program reads), every row is predicted from the table's hardware (a `harness.hardware` profile) and the model's
 real shapes (a full-size `synth` preset's tensor plan: nothing is written), with the prior constants
-(`harness.perf.priors`) in two ways: the shipped `PRIOR`, and efficiencies fitted leave-one-table-out (the table
-being predicted never in the fit: least squares on the log of tokens/s over the other tables' rows). Printed per
-table: each row's published and predicted tokens/s, its ratio to the table's first row (published against
-predicted), the median absolute error of pp and tg, and whether the order of the rows is right (Spearman where
-a table has three rows or more, else the sign of the difference). Goals (issue 21): ratios within 10%, absolute
-within 20%, the order right in every table. A table whose hardware is not fully given (RAM, cores) is predicted
-with the stated assumptions and counted separately.
+(`harness.perf.priors`) in two ways: the stated guess (`GUESS`), and efficiencies fitted leave-one-table-out (the
+table being predicted never in the fit: least squares on the log of tokens/s, and of the ratio where a table gives
+only that, over the other tables' rows; the box terms, upload and RAM read shares, fitted per table and a new box
+given their geometric mean: `fit_boxes`). Printed per table: each row's published and predicted tokens/s, each
+placement's ratio to the table's first row (predicted against published), the median absolute error of pp and
+tg, the order of the rows (Spearman where a table has three rows or more, else the sign of the difference), and
+what the table asks of the box terms (`diagnose`: the upload and RAM rates that alone would make its rows right).
+Goals (issue 21): ratios within 10%, absolute within 20%, the order right in every table. A table whose hardware
+is not fully given (RAM, cores) is predicted with the stated assumptions and counted separately.
 
-    python benchmarks/published.py [--tables DIR] [--no-fit]
+    python benchmarks/published.py [--tables DIR] [--no-fit] [--write]
+
+`--write` stores the fit on every table in `harness/perf/prior_fit.json`, which `harness.perf.priors` ships as
+`PRIOR`.
 
 It measures nothing (no engine runs): run it anywhere.
 """
@@ -19,33 +24,31 @@ It measures nothing (no engine runs): run it anywhere.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import yaml
-from scipy.optimize import least_squares
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # published_fit
 
 from harness.errors import UserError  # noqa: E402
 from harness.hardware.profile import profile_from_args  # noqa: E402
 from harness.models.inspect import inspect_plan  # noqa: E402
-from harness.perf.described import DescribedTest, described_layout, predict_described  # noqa: E402
-from harness.perf.priors import PRIOR, Efficiencies  # noqa: E402
+from harness.perf.described import DescribedTest, described_layout, quantities  # noqa: E402
+from harness.perf.peaks import PCIE_LANE_BYTES_S  # noqa: E402
+from harness.perf.priors import FIT_FILE, GUESS, Efficiencies  # noqa: E402
+from published_fit import fit, needed, predicted, published_ratio, write_fit  # noqa: E402
 from strategies.registry import get_strategy  # noqa: E402
 
 TABLES = Path(__file__).resolve().parent / "published"
 ASSUMED_RAM = "ddr5-5600x2"     # a current desktop's dual-channel DDR5, where a table does not say
 ASSUMED_CORES = 8
 DEFAULT_TG_TOKENS = 128         # llama-bench's default where a table gives no generation length
-FITTED = ("cpu_read", "gpu_read", "bus", "gpu_flops", "cpu_gflops_per_core", "crossing_s")
-
-
 @dataclass
 class Row:
     table: str
@@ -55,6 +58,7 @@ class Row:
     test: DescribedTest
     tps: float | None                  # the published mean, None where only a ratio was posted
     ratio: float | None                # the published ratio to the table's first row
+    quantities: object = None          # harness.perf.described.Quantities, computed once
 
 
 @dataclass
@@ -87,64 +91,41 @@ def load_table(path: Path) -> Table:
                                   cache_type_k=cache, cache_type_v=cache)
         for kind, tokens in (("pp", entry["pp_tokens"]), ("tg", entry.get("tg_tokens", DEFAULT_TG_TOKENS))):
             published = entry.get(f"{kind}_tps")
-            rows.append(Row(path.stem, label, kind, layout, DescribedTest(kind, tokens, 0, entry["ubatch"]),
-                            statistics.fmean(published) if published else None, entry.get(f"{kind}_ratio")))
+            test = DescribedTest(kind, tokens, 0, entry["ubatch"])
+            rows.append(Row(path.stem, label, kind, layout, test,
+                            statistics.fmean(published) if published else None, entry.get(f"{kind}_ratio"),
+                            quantities(model, layout, test)))
     return Table(path.stem, model, profile, assumptions, rows)
 
 
-def predicted(table: Table, eff: Efficiencies) -> list[float]:
-    return [predict_described(table.model, r.layout, r.test, table.profile, eff).tps for r in table.rows]
-
-
-def fit(tables: list[Table]) -> Efficiencies:
-    """Efficiencies minimizing the squared log error of the absolute rows of `tables` (starting at PRIOR)."""
-    start = np.log([getattr(PRIOR, name) for name in FITTED])
-
-    def residuals(x: np.ndarray) -> np.ndarray:
-        eff = PRIOR.with_values(**dict(zip(FITTED, np.exp(x))))
-        out = []
-        for table in tables:
-            for row, tps in zip(table.rows, predicted(table, eff)):
-                if row.tps:
-                    out.append(math.log(tps / row.tps))
-        out += list(0.1 * (x - start))   # a weak pull to the prior where the tables say nothing
-        return np.array(out)
-
-    lower = start - np.log(20.0)
-    upper = np.minimum(start + np.log(20.0), [0.0 if n not in ("cpu_gflops_per_core", "crossing_s") else 50.0
-                                              for n in FITTED])
-    solution = least_squares(residuals, start, bounds=(lower, upper))
-    return PRIOR.with_values(**dict(zip(FITTED, np.exp(solution.x))))
-
-
 def judge(table: Table, values: list[float]) -> dict:
-    """Errors, ratio errors and the order of one table's rows under one set of predictions."""
+    """Per kind: the median absolute error, each placement's predicted ratio to the first row against the
+    published one, and the order (Spearman over the rows with a published figure)."""
     out: dict = {}
     for kind in ("pp", "tg"):
-        pairs = [(r, v) for r, v in zip(table.rows, values) if r.kind == kind]
-        absolute = [abs(v / r.tps - 1) * 100 for r, v in pairs if r.tps]
-        first_r, first_v = pairs[0]
-        ratio_err, order = [], []
-        for r, v in pairs[1:]:
-            published = r.ratio if r.ratio is not None else (r.tps / first_r.tps if r.tps and first_r.tps else None)
-            if published is None:
-                continue
-            ratio_err.append(abs((v / first_v) / published - 1) * 100)
-            order.append((published, v / first_v))
+        idx = [i for i, r in enumerate(table.rows) if r.kind == kind]
+        first = values[idx[0]]
+        absolute = [abs(values[i] / table.rows[i].tps - 1) * 100 for i in idx if table.rows[i].tps]
+        ratios = [(table.rows[i].label, published_ratio(table, i), values[i] / first) for i in idx[1:]]
+        ratios = [r for r in ratios if r[1] is not None]
+        points = [(1.0, 1.0)] + [(p, q) for _, p, q in ratios]
         out[kind] = {"median_abs_error_pct": statistics.median(absolute) if absolute else None,
-                     "worst_ratio_error_pct": max(ratio_err) if ratio_err else None,
-                     "order_right": _order_right([(1.0, 1.0)] + order)}
+                     "ratios": ratios,
+                     "worst_ratio_error_pct": max((abs(q / p - 1) * 100 for _, p, q in ratios), default=None),
+                     "order": _order(points)}
     return out
 
 
-def _order_right(points: list[tuple[float, float]]) -> str:
+def _order(points: list[tuple[float, float]]) -> str:
+    """Spearman of the published against the predicted figures; with two rows, whether the sign agrees (a
+    predicted tie with a published difference is not right)."""
     if len(points) < 2:
         return "-"
     if len(points) == 2:
         (a, b), (c, d) = points
-        return "yes" if (c - a) * (d - b) > 0 else "no"
+        return "right" if (c - a) * (d - b) > 0 else ("tie predicted" if abs(d - b) < 1e-3 else "wrong")
     rho = spearmanr([p for p, _ in points], [q for _, q in points]).statistic
-    return f"rho {rho:.2f}"
+    return f"Spearman {rho:.2f}"
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -164,33 +145,57 @@ def report(table: Table, runs: dict[str, list[float]]) -> None:
               + " | ".join(_fmt(runs[n][i], 2) for n in names) + " |")
     for name in names:
         verdict = judge(table, runs[name])
-        print(f"{name}: " + "; ".join(
-            f"{kind} median |error| {_fmt(v['median_abs_error_pct'])}%, worst ratio error "
-            f"{_fmt(v['worst_ratio_error_pct'])}%, order {v['order_right']}" for kind, v in verdict.items()))
+        for kind, v in verdict.items():
+            ratios = "; ".join(f"{label} {q:.3f} (published {p:.3f})" for label, p, q in v["ratios"])
+            print(f"{name} {kind}: median |error| {_fmt(v['median_abs_error_pct'])}%, order {v['order']}"
+                  + (f", ratio to the first row: {ratios}" if ratios else ""))
+
+
+def diagnose(table: Table, eff: Efficiencies) -> None:
+    """What the table's rows ask of the two terms that decide them: the upload rate (pp) and the RAM read
+    rate (tg), as GB/s, against the peaks of the profile."""
+    gpu, ram = table.profile.gpu, table.profile.ram
+    pcie = PCIE_LANE_BYTES_S.get(gpu.pcie_gen, 0.0) * gpu.pcie_lanes / 1e9
+    bus = needed(table, eff, "bus", "pp")
+    cpu = needed(table, eff, "cpu_read", "tg")
+    print(f"asks: uploads at {bus * pcie:.1f} GB/s ({bus:.2f} of PCIe {gpu.pcie_gen}.0 x{gpu.pcie_lanes}'s "
+          f"{pcie:.1f}; fitted {eff.bus:.2f}) for its pp, RAM read at {cpu * ram.peak_gb_s:.1f} GB/s "
+          f"({cpu:.2f} of the {'assumed ' if any('RAM' in a for a in table.assumptions) else ''}"
+          f"{ram.peak_gb_s:.1f}; fitted {eff.cpu_read:.2f}) for its tg")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables", type=Path, default=TABLES)
-    parser.add_argument("--no-fit", action="store_true", help="only the shipped prior, no leave-one-out fit")
+    parser.add_argument("--no-fit", action="store_true", help="only the guess, no leave-one-out fit")
+    parser.add_argument("--write", action="store_true", help=f"store the fit on every table in {FIT_FILE.name}")
     args = parser.parse_args()
+    started = time.monotonic()
     tables, skipped = [], []
     for path in sorted(args.tables.glob("*.yaml")):
         try:
             tables.append(load_table(path))
         except UserError as exc:
             skipped.append(f"{path.stem}: {exc}")
+    every = fit(tables) if tables and not args.no_fit else None
     for table in tables:
-        runs = {"prior": predicted(table, PRIOR)}
+        runs = {"guess": predicted(table, GUESS)}
         others = [t for t in tables if t is not table]
         if not args.no_fit and others:
             runs["leave-one-out"] = predicted(table, fit(others))
         report(table, runs)
+        if every is not None:
+            diagnose(table, every)
     if not args.no_fit and tables:
-        print("\nefficiencies fitted on all tables: "
-              + ", ".join(f"{n}={getattr(fit(tables), n):.3g}" for n in FITTED))
+        every = write_fit(tables) if args.write else every
+        print("\nefficiencies fitted on every table: " + ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={ {t: round(f, 3) for t, f in v.items()} }"
+            for k, v in every.to_dict().items()))
+        if args.write:
+            print(f"written to {FIT_FILE}")
     for line in skipped:
         print(f"skipped {line}")
+    print(f"\n{time.monotonic() - started:.1f} s (arithmetic only)")
     return 0
 
 

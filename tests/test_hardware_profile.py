@@ -5,6 +5,7 @@ import pytest
 from harness.errors import UserError
 from harness.hardware.gpus import GPUS, gpu_named
 from harness.hardware.profile import load_profile, parse_ram, profile_from_args
+from harness.perf.priors import PRIOR, prior_constants
 
 
 @pytest.mark.parametrize("name", ["RTX 4090", "rtx4090", "NVIDIA GeForce RTX 4090", "geforce-rtx-4090"])
@@ -76,3 +77,15 @@ def test_profile_file_mistakes_name_the_file_line_and_key(tmp_path):
         load_profile(missing)
     with pytest.raises(UserError, match="no such file"):
         load_profile(tmp_path / "nothing.yaml")
+
+
+def test_a_measured_upload_rate_replaces_the_bus_share(tmp_path):
+    """`upload_gb_s` in a profile file: the box's own host-to-GPU rate prices the bus (the published tables ask
+    12.7 to 32 GB/s of PCIe 4.0 x16 boxes: a share of the link cannot say which)."""
+    path = tmp_path / "box.yaml"
+    path.write_text("gpu: RTX 4090\nram: ddr5-6000x2\ncores: 16\nupload_gb_s: 12.5\n")
+    box = load_profile(path)
+    assert box.upload_gb_s == 12.5 and "uploads 12.5 GB/s measured" in box.describe()
+    assert prior_constants(box).bus_s_per_byte == pytest.approx(1 / 12.5e9)
+    path.write_text("gpu: RTX 4090\nram: ddr5-6000x2\ncores: 16\n")
+    assert prior_constants(load_profile(path)).bus_s_per_byte == pytest.approx(1 / (PRIOR.bus * 16 * 1969e6))

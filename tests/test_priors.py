@@ -3,6 +3,7 @@
 import pytest
 
 from harness.hardware.profile import profile_from_args
+from harness.perf.priors import GUESS as GUESS_EFF
 from harness.perf.priors import PRIOR, prior_calibration, prior_constants, profile_peaks
 
 
@@ -92,3 +93,61 @@ def test_predict_on_a_described_box(tmp_path):
     half = run_cli("predict", "synth:qwen3-30b-a3b", "cpu-moe", "--gpu", "RTX 3090")
     assert half.returncode == 2 and "needs all of --gpu, --ram and --cores" in half.stderr
     assert not (tmp_path / "empty-cache" / "models").exists()
+
+
+def test_the_shipped_prior_is_the_stored_fit():
+    """PRIOR is what benchmarks/published.py --write stored: its efficiencies, with the tables, date and
+    residuals beside them."""
+    from harness.perf.priors import FIT_FILE, GUESS, PRIOR_FIT, load_fit
+
+    assert FIT_FILE.is_file()
+    eff, record = load_fit()
+    assert eff == PRIOR and record == PRIOR_FIT and eff != GUESS
+    assert record["date"] and len(record["fitted_on"]) >= 4
+    assert {"table", "row", "test", "error_pct"} <= set(record["residuals"][0])
+    assert load_fit(FIT_FILE.with_name("absent.json")) == (GUESS, {})
+
+
+def test_uploads_cost_their_bytes_and_waits_and_first_n_ties_last_n():
+    """A prompt with RAM-held experts: fewer experts touched per micro-batch uploads fewer bytes (faster); a
+    dearer wait per upload slows it; first-N and last-N at equal bytes are priced alike (no overlap)."""
+    from harness.models.inspect import inspect_plan
+    from harness.perf.described import DescribedTest, described_layout, predict_described
+    from strategies.registry import get_strategy
+
+    model = inspect_plan("qwen3.6-35b-a3b")
+    box = profile_from_args("RTX 3090", "ddr5-6000x2", 16)
+    test = DescribedTest("pp", 2048, 0, 512)
+
+    def pp(strategy, eff=GUESS_EFF):
+        s = get_strategy(strategy)
+        layout = described_layout(s.place(model, s.Params(n=20)), dialect="mainline")
+        return predict_described(model, layout, test, box, eff).prediction
+
+    base = pp("first-n-experts")
+    assert base.terms_s["upload_bytes"] > 0 and base.terms_s["upload_s"] > 0
+    assert pp("first-n-experts", GUESS_EFF.with_values(routing_draws=0.02)).tps > base.tps
+    assert pp("first-n-experts", GUESS_EFF.with_values(upload_s=1e-3)).tps < base.tps
+    assert pp("last-n-experts").tps == pytest.approx(base.tps, rel=1e-6)
+
+
+
+def test_first_vs_last_names_a_tie_or_the_term_that_differs():
+    from harness.models.inspect import inspect_plan
+    from harness.perf.described import first_vs_last
+    from strategies.registry import get_strategy
+
+    model = inspect_plan("qwen3.6-35b-a3b")
+    box = profile_from_args("RTX 3090", "ddr5-6000x2", 16)
+
+    def place(name, **params):
+        s = get_strategy(name)
+        return s.place(model, s.Params(**params))
+
+    settings = {"dialect": "ik", "prompt_tokens": 2048, "gen_tokens": 128, "depth": 0, "ubatch": 2048}
+    same = first_vs_last(model, place("first-n-experts", n=22), place("last-n-experts", n=22), box, **settings)
+    assert all(v["term"] is None and v["last_over_first"] == pytest.approx(1.0) for v in same.values())
+    # fewer RAM-held layers in the second: generation reads fewer bytes from RAM, the prompt uploads fewer
+    other = first_vs_last(model, place("first-n-experts", n=22), place("last-n-experts", n=10), box, **settings)
+    assert other["tg"]["term"] == "reading weights on the CPU" and other["tg"]["last_over_first"] > 1
+    assert other["pp"]["term"] == "uploads over PCIe" and other["pp"]["term_s_saved_by_last"] > 0

@@ -35,19 +35,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("--depth", type=int, default=0)
     pred.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE", help="an engine knob (ubatch=...)")
     pred.add_argument("--json", action="store_true")
-    box = pred.add_argument_group("a box described instead of this one (issue 21: the prior constants, no "
-                                  "calibration, one GPU)")
-    box.add_argument("--hardware", type=Path, metavar="PROFILE.yaml", help="a hardware profile file (gpu, ram, "
-                                                                           "cores)")
-    box.add_argument("--gpu", help='a card by name ("RTX 4090")')
-    box.add_argument("--ram", help="the host's RAM: ddr5-6000x2 (type-MT/s x channels) or a bandwidth (70GB/s)")
-    box.add_argument("--cores", type=int, help="the host's CPU cores")
+    add_box_arguments(pred)
     pred.set_defaults(func=cmd_predict)
 
     exp = sub.add_parser("explain", help="predicted against measured per placement, and why placements differ")
     exp.add_argument("results", type=Path, help="a results folder (results/<sweep>)")
     exp.add_argument("--json", action="store_true")
     exp.set_defaults(func=cmd_explain)
+
+
+def add_box_arguments(parser: argparse.ArgumentParser) -> None:
+    """--hardware / --gpu --ram --cores: a box described instead of this one (predict, tune --dry-run)."""
+    box = parser.add_argument_group("a box described instead of this one (issue 21: the prior constants, no "
+                                    "calibration, one GPU)")
+    box.add_argument("--hardware", type=Path, metavar="PROFILE.yaml", help="a hardware profile file (gpu, ram, "
+                                                                           "cores)")
+    box.add_argument("--gpu", help='a card by name ("RTX 4090")')
+    box.add_argument("--ram", help="the host's RAM: ddr5-6000x2 (type-MT/s x channels) or a bandwidth (70GB/s)")
+    box.add_argument("--cores", type=int, help="the host's CPU cores")
+
+
+def described_box(args: argparse.Namespace):
+    """The hardware profile of --hardware, or of --gpu, --ram and --cores together."""
+    from harness.hardware.profile import load_profile, profile_from_args
+
+    if args.hardware:
+        if args.gpu or args.ram or args.cores:
+            raise UserError("give --hardware PROFILE or --gpu/--ram/--cores, not both")
+        return load_profile(args.hardware)
+    if not (args.gpu and args.ram and args.cores):
+        raise UserError('a described box needs all of --gpu, --ram and --cores (e.g. --gpu "RTX 4090" --ram '
+                        "ddr5-6000x2 --cores 16), or --hardware PROFILE.yaml")
+    return profile_from_args(args.gpu, args.ram, args.cores)
 
 
 def _engine_device(parser: argparse.ArgumentParser) -> None:
@@ -127,21 +146,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _predict_described(args: argparse.Namespace) -> int:
     from harness.config import ModelSpec
     from harness.grid import parse_assignments
-    from harness.hardware.profile import load_profile, profile_from_args
-    from harness.perf.described import predict_on_profile
+    from harness.perf.described import first_vs_last, predict_on_profile
+    from harness.perf.priors import PRIOR_FIT
     from harness.perf.predict_one import model_spec
     from harness.plan.planner import resolve_model
     from strategies.registry import get_strategy
 
-    if args.hardware:
-        if args.gpu or args.ram or args.cores:
-            raise UserError("give --hardware PROFILE or --gpu/--ram/--cores, not both")
-        profile = load_profile(args.hardware)
-    elif not (args.gpu and args.ram and args.cores):
-        raise UserError('a described box needs all of --gpu, --ram and --cores (e.g. --gpu "RTX 4090" --ram '
-                        "ddr5-6000x2 --cores 16), or --hardware PROFILE.yaml")
-    else:
-        profile = profile_from_args(args.gpu, args.ram, args.cores)
+    profile = described_box(args)
     info = resolve_model(ModelSpec(**model_spec(args.model)), write=False).info  # a preset's plan: nothing written
     strategy = get_strategy(args.strategy)
     placement = strategy.place(info, strategy.Params(**parse_assignments(args.params)))
@@ -151,14 +162,22 @@ def _predict_described(args: argparse.Namespace) -> int:
         raise UserError(f"--knob {', '.join(sorted(unknown))}: a described box takes ubatch, op_offload, "
                         "cache_type_k and cache_type_v")
     dialect = "ik" if args.engine.startswith("ik") else "mainline"
-    tests = predict_on_profile(info, placement, profile, dialect=dialect, prompt_tokens=args.prompt_tokens,
-                               gen_tokens=args.gen_tokens, depth=args.depth, ubatch=int(knobs.get("ubatch", 512)),
-                               op_offload=knobs.get("op_offload", True) not in (False, "off", 0),
-                               cache_type_k=knobs.get("cache_type_k", "f16"),
-                               cache_type_v=knobs.get("cache_type_v", "f16"))
+    settings = {"dialect": dialect, "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens,
+                "depth": args.depth, "ubatch": int(knobs.get("ubatch", 512)),
+                "op_offload": knobs.get("op_offload", True) not in (False, "off", 0),
+                "cache_type_k": knobs.get("cache_type_k", "f16"), "cache_type_v": knobs.get("cache_type_v", "f16")}
+    tests = predict_on_profile(info, placement, profile, **settings)
+    mirror = None
+    if args.strategy in ("first-n-experts", "last-n-experts"):   # which term makes last-N beat first-N, or a tie
+        n = strategy.Params(**parse_assignments(args.params)).n
+        first, last = (get_strategy(name) for name in ("first-n-experts", "last-n-experts"))
+        mirror = first_vs_last(info, first.place(info, first.Params(n=n)), last.place(info, last.Params(n=n)),
+                               profile, **settings)
     result = {"placement": placement.describe(), "engine": dialect, "hardware": profile.to_dict(),
-              "constants": "prior (harness.perf.priors.PRIOR; moebench calibrate on the box replaces them)",
-              "tests": tests}
+              "constants": "prior (harness.perf.priors.PRIOR, "
+              + (f"fitted on the published tables, {PRIOR_FIT['date']}" if PRIOR_FIT else "the stated guess")
+              + "; moebench calibrate on the box replaces them)",
+              "tests": tests, "first_vs_last": mirror}
     if args.json:
         print(json.dumps(result, indent=1, default=str))
         return 0
@@ -170,6 +189,13 @@ def _predict_described(args: argparse.Namespace) -> int:
         shares = ", ".join(f"{k} {v:.0%}" for k, v in test["shares"].items() if v >= 0.01)
         table.add_row(test["test"], _fmt(test["predicted_tps"]), _fmt(test["roofline_tps"]), shares or "-")
     out.print(table)
+    for kind, v in (mirror or {}).items():
+        why = (f"{v['term']} ({v['term_s_saved_by_last'] * 1e3:+.2f} ms saved by last-N)" if v["term"] else
+               "a tie: no term differs (" + (
+                   "a prompt's uploads wait for the router ids read-back, so they add up wherever the RAM-held "
+                   "layers are: docs/ENGINE_FLAGS.md section 9)" if kind == "pp" else
+                   "the same bytes read on each device, the same crossings per token)"))
+        out.print(f"{kind}: last-N / first-N = {v['last_over_first']:.3f}; {why}")
     return 0
 
 

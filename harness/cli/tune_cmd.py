@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from harness.cli.perf_cmd import add_box_arguments
 from harness.errors import UserError
 from harness.tune.settings import DEFAULT_SERVE_CTX
 from harness.tune.space import DEFAULT_SPACE
@@ -40,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="an engine knob and its values to search (ubatch=256,512)")
     tune.add_argument("--max-runs", type=int, default=12, help="configurations measured at most, baselines included")
     tune.add_argument("--processes", type=int, default=3, help="fresh processes per measured configuration")
+    tune.add_argument("--dry-run", action="store_true",
+                      help="no engine run, no calibration: rank the space on a box described by --hardware or "
+                           "--gpu/--ram/--cores with the prior constants and print the recommended command line")
+    add_box_arguments(tune)
+    tune.add_argument("--json", action="store_true", help="--dry-run: print the answer as JSON")
     tune.add_argument("--out", type=Path, default=Path("results") / "tune", help="where the rows, tune.json and "
                                                                                  "tune.md go (default results/tune)")
     tune.set_defaults(func=cmd_tune)
@@ -71,6 +77,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     if args.ctx < 1 or args.parallel < 1:
         raise UserError("--ctx and --parallel: expected positive numbers")
+    if (args.hardware or args.gpu) and not args.dry_run:
+        raise UserError("a described box (--hardware, --gpu) is tuned only with --dry-run: nothing can be "
+                        "measured on a box this machine is not")
     engine = engine_spec(args.engine)
     engine["dialect"] = find_engine_entry(engine).dialect
     space = tuple(name.strip() for name in args.space.split(",") if name.strip())
@@ -78,6 +87,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     for name in ("cache_type_k", "cache_type_v"):
         if getattr(args, name):
             knobs[name] = getattr(args, name)
+    if args.dry_run:
+        return _dry_run(args, engine, space, knobs)
     where = find_where(engine, rpc_rig=args.rpc_rig, device=args.device)
     budget = args.vram_budget_mib
     said = where.said
@@ -106,4 +117,48 @@ def cmd_tune(args: argparse.Namespace) -> int:
         if gain:
             out.print(f"  vs {name}: {gain['ratio']:.2f}x ({gain['verdict']})")
     out.print(f"{args.out / 'tune.md'}, {args.out / 'tune.json'}; rows in {answer['results']}")
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, engine: dict, space: tuple[str, ...], knobs: dict) -> int:
+    import json
+    import shlex
+
+    from rich.markup import escape
+
+    from harness.cli.perf_cmd import described_box
+    from harness.perf.predict_one import model_spec
+    from harness.tune.dry_run import DESCRIBED_DEVICE, described_budget_mib, dry_run
+    from harness.tune.settings import TuneSettings
+
+    if args.rpc_rig or args.device:
+        raise UserError("--dry-run tunes the described box's one GPU; leave out --rpc-rig and --device")
+    profile = described_box(args)
+    knobs = {"threads": profile.cores, **knobs}   # the described box's cores, not this machine's
+    budget = args.vram_budget_mib if args.vram_budget_mib is not None else described_budget_mib(profile)
+    settings = TuneSettings(model_spec(args.model), engine, False, DESCRIBED_DEVICE, budget, args.objective,
+                            args.depth, space, knobs, args.max_runs, args.processes, args.out.parent,
+                            args.out.name, ctx=args.ctx, parallel=args.parallel)
+    answer = dry_run(settings, profile)
+    if args.json:
+        print(json.dumps(answer, indent=1, default=str))
+        return 0
+    out = Console()
+    out.print(f"{answer['described']}; budget {budget:.0f} MiB at {answer['serving']}; "
+              f"{answer['points']['fit']} of {answer['points']['planned']} points fit")
+    out.print(f"constants: {answer['constants']}")
+    for i, r in enumerate(answer["ranking"], 1):
+        out.print(f"{i:2d}. {escape(r['label'])}: pp {r['predicted']['pp']:.1f}, tg {r['predicted']['tg']:.2f} tokens/s"
+                  + (f", {r['served_vram_mib']:.0f} MiB served" if r["served_vram_mib"] else ""))
+    best = answer["best"]
+    command = best["llama_server"]
+    out.print(f"best for {args.objective} (predicted, not measured): {escape(best['label'])}")
+    gain = best["gain_over_cpu_moe"]
+    if gain:
+        out.print(f"  vs {escape(gain['baseline'])}: {gain['ratio']['tg']:.2f}x tg, {gain['ratio']['pp']:.2f}x pp "
+                  "(predicted)")
+    else:
+        out.print("  vs cpu-moe: it does not fit the budget served")
+    out.print(escape(shlex.join(command) if isinstance(command, list) else f"no command: {command}"),
+              soft_wrap=True)
     return 0

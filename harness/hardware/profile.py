@@ -6,6 +6,8 @@ On the command line: `--gpu "RTX 4090" --ram ddr5-4800x2 --cores 16`; in a file 
     gpu: RTX 4090                 # or {name: ..., vram_gib: 24, memory_gb_s: 1008, pcie_gen: 4, pcie_lanes: 16}
     ram: ddr5-4800x2              # or {gb_s: 70}: a measured or known read bandwidth
     cores: 16
+    upload_gb_s: 24               # optional: the host-to-GPU copy rate measured on the box (CUDA's
+                                  # bandwidthTest, pageable unless the engine runs --no-mmap)
 
 RAM peak = transfers per second x 8 bytes per channel x channels (a DDR5 DIMM's two 32-bit sub-channels make one
 64-bit channel here, as the makers count "dual channel"). A peak is what the bus could carry; what the engines
@@ -59,14 +61,17 @@ class HardwareProfile:
     ram: RamSpec
     cores: int
     source: str = "command line"          # where the description came from
+    upload_gb_s: float | None = None      # the measured host-to-GPU copy rate, where known (else PCIe x a share)
 
     def describe(self) -> str:
+        upload = f", uploads {self.upload_gb_s:g} GB/s measured" if self.upload_gb_s else ""
         return (f"{self.gpu.name} ({self.gpu.vram_gib:g} GiB, {self.gpu.memory_gb_s:g} GB/s, PCIe "
-                f"{self.gpu.pcie_gen}.0 x{self.gpu.pcie_lanes}), RAM {self.ram.description} "
+                f"{self.gpu.pcie_gen}.0 x{self.gpu.pcie_lanes}{upload}), RAM {self.ram.description} "
                 f"({self.ram.peak_gb_s:.1f} GB/s peak), {self.cores} cores")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"gpu": asdict(self.gpu), "ram": asdict(self.ram), "cores": self.cores, "source": self.source}
+        return {"gpu": asdict(self.gpu), "ram": asdict(self.ram), "cores": self.cores, "source": self.source,
+                "upload_gb_s": self.upload_gb_s}
 
 
 def profile_from_args(gpu: str, ram: str, cores: int) -> HardwareProfile:
@@ -95,6 +100,7 @@ class _ProfileFile(BaseModel):
     gpu: str | _GpuFigures
     ram: str | _RamFigures
     cores: int = Field(ge=1)
+    upload_gb_s: float | None = Field(default=None, gt=0)
 
 
 def load_profile(path: Path) -> HardwareProfile:
@@ -105,4 +111,4 @@ def load_profile(path: Path) -> HardwareProfile:
            else GpuSpec(spec.gpu.name, spec.gpu.vram_gib, spec.gpu.memory_gb_s, spec.gpu.pcie_gen,
                         spec.gpu.pcie_lanes, spec.gpu.fp16_tflops, f"profile file {path}"))
     ram = parse_ram(spec.ram) if isinstance(spec.ram, str) else RamSpec(f"{spec.ram.gb_s:g} GB/s", spec.ram.gb_s)
-    return HardwareProfile(gpu, ram, spec.cores, str(path))
+    return HardwareProfile(gpu, ram, spec.cores, str(path), spec.upload_gb_s)

@@ -6,16 +6,28 @@ throughput, the cores) over a share of it the engines reach (`Efficiencies`), pl
         kv_s_per_byte    = accel_s_per_byte / kv_read          crossing_s, detour_s: fixed seconds
     pp  cpu_s_per_flop   = 1 / (cores x cpu_gflops_per_core)   accel_s_per_flop = 1 / (gpu_flops x fp16 peak)
         pass_s, crossing_s: fixed seconds
-    bus_s_per_byte = 1 / (bus x PCIe peak)
+    bus_s_per_byte = 1 / (bus x PCIe peak), or 1 / the profile's measured upload rate (`upload_gb_s`)
 
-The efficiencies shipped (`PRIOR`) are a starting point, not a measurement of this project: `moebench
-calibrate` on the user's own box replaces the whole calibration; `benchmarks/published.py` fits them to the
-published tables in `../shared/published/` and prints how far each table's rows are from them.
+and, for a prompt on a GPU box (`harness.perf.described`), the terms of op offload's uploads:
+
+    upload_s             a fixed cost per layer whose RAM-held experts a micro-batch uploads (the router ids
+                         read back and waited for before the copy: docs/ENGINE_FLAGS.md section 9)
+    routing_draws        the expert uploads' share of a micro-batch: both engines copy only the experts the
+                         micro-batch uses; a prompt's tokens route alike, so a micro-batch of T tokens touches
+                         the experts T x routing_draws independent tokens would (1 = uniform routing)
+    gpu_flops_by_type    the prompt's arithmetic share per type of the routed experts (mmq kernels differ by
+                         type and run on the int8 tensor cores, so a share of the FP16 peak may exceed 1)
+
+`GUESS` is the stated guess; `PRIOR` is what `benchmarks/published.py --write` fitted on the published tables
+(`prior_fit.json` beside this module: the tables, the date, the residuals), `GUESS` when that file is absent.
+`moebench calibrate` on the user's own box replaces the whole calibration.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 from harness.hardware.profile import HardwareProfile
 from harness.perf.calibration import Calibration, ToolCalibration
@@ -38,15 +50,35 @@ class Efficiencies:
     crossing_s: float = 40e-6            # one device crossing: a synchronization and a small copy
     detour_s: float = 0.0                # the extra cost of leaving the GPU mid-layer, beyond two crossings
     pass_s: float = 2e-3                 # fixed cost of a prompt micro-batch pass (launches, scheduling)
+    upload_s: float = 50e-6              # one layer's experts uploaded for a micro-batch: ids read back, wait
+    routing_draws: float = 1.0           # independent routing draws per prompt token (1: uniform routing)
+    gpu_flops_by_type: dict[str, float] = field(default_factory=dict)   # routed experts' type -> gpu_flops
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def with_values(self, **values: float) -> "Efficiencies":
+    def with_values(self, **values) -> "Efficiencies":
         return replace(self, **values)
 
+    def gpu_flops_for(self, expert_type: str | None) -> float:
+        return self.gpu_flops_by_type.get(expert_type or "", self.gpu_flops)
 
-PRIOR = Efficiencies()
+
+GUESS = Efficiencies()
+FIT_FILE = Path(__file__).with_name("prior_fit.json")
+
+
+def load_fit(path: Path = FIT_FILE) -> tuple[Efficiencies, dict]:
+    """The efficiencies `benchmarks/published.py --write` stored, and the fit's record (tables, date,
+    residuals); `GUESS` and an empty record where there is no file."""
+    if not path.is_file():
+        return GUESS, {}
+    data = json.loads(path.read_text())
+    known = set(GUESS.to_dict())
+    return GUESS.with_values(**{k: v for k, v in data["efficiencies"].items() if k in known}), data
+
+
+PRIOR, PRIOR_FIT = load_fit()
 
 
 def profile_peaks(profile: HardwareProfile) -> Peaks:
@@ -62,7 +94,8 @@ def gpu_flops_s(profile: HardwareProfile) -> float:
     return gpu.fp16_tflops * 1e12 if gpu.fp16_tflops else gpu.memory_bytes_s * _FLOP_PER_BYTE_WITHOUT_FIGURE
 
 
-def prior_constants(profile: HardwareProfile, eff: Efficiencies = PRIOR) -> Constants:
+def prior_constants(profile: HardwareProfile, eff: Efficiencies = PRIOR, expert_type: str | None = None
+                    ) -> Constants:
     peaks = profile_peaks(profile)
     accel_s_per_byte = 1.0 / (eff.gpu_read * peaks.accel_bytes_s)
     tg = {"crossing_s": eff.crossing_s, "detour_s": eff.detour_s,
@@ -70,8 +103,9 @@ def prior_constants(profile: HardwareProfile, eff: Efficiencies = PRIOR) -> Cons
           "kv_s_per_byte": accel_s_per_byte / eff.kv_read}
     pp = {"pass_s": eff.pass_s, "crossing_s": eff.crossing_s,
           "cpu_s_per_flop": 1.0 / (profile.cores * eff.cpu_gflops_per_core * 1e9),
-          "accel_s_per_flop": 1.0 / (eff.gpu_flops * gpu_flops_s(profile))}
-    return Constants(tg, pp, 1.0 / (eff.bus * peaks.bus_bytes_s))
+          "accel_s_per_flop": 1.0 / (eff.gpu_flops_for(expert_type) * gpu_flops_s(profile))}
+    upload_bytes_s = profile.upload_gb_s * 1e9 if profile.upload_gb_s else eff.bus * peaks.bus_bytes_s
+    return Constants(tg, pp, 1.0 / upload_bytes_s)
 
 
 def prior_calibration(profile: HardwareProfile, *, engine: str, device: str, tools: dict[str, int],

@@ -47,7 +47,7 @@ def plan_space(settings: TuneSettings) -> tuple[list[Candidate], int]:
     return out, len(planned)
 
 
-def _knob_values(conf) -> dict:
+def knob_values_of(conf) -> dict:
     """The knob values a configuration was planned with, as bench.yaml settings (defaults left out)."""
     return {k: v for k, v in asdict(conf.knobs).items()
             if v is not None and not (k.startswith("cache_type") and v == "f16")}
@@ -148,10 +148,11 @@ class Tuner:
                 best_label = state.measured[best[0]].label if best else ""
                 self.report(f"trying {c.label}: {why}" + (f"; best so far {best_label} {_fmt(best[2])} "
                                                          f"(95% CI low {_fmt(best[1])})" if best else ""))
-            self._measure([(c.spec, _knob_values(c.conf)) for c in chosen])
+            self._measure([(c.spec, knob_values_of(c.conf)) for c in chosen])
             rows = self._results()
             for c in chosen:
-                state.measured[c.config_id] = self._measured(rows, c.config_id, c.label, c.spec, _knob_values(c.conf))
+                state.measured[c.config_id] = self._measured(rows, c.config_id, c.label, c.spec,
+                                                             knob_values_of(c.conf))
                 if state.measured[c.config_id].failed:
                     self.report(f"  {c.label} failed: {state.measured[c.config_id].failed} (the search goes on)")
         return state
