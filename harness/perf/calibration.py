@@ -64,7 +64,6 @@ class Calibration:
     tools: dict[str, ToolCalibration]
     host: dict = field(default_factory=dict)
     created_at: str = ""
-    results: str = ""                     # every tool's results folders, for people (each tool's are its own)
 
     def constants_for(self, tool: str, threads: int) -> Constants | None:
         """The tool's constants when it ran with the same thread count (the CPU terms depend on it)."""
@@ -74,11 +73,15 @@ class Calibration:
     def keeping(self, earlier: "Calibration | None") -> "Calibration":
         """This calibration with the tools that only `earlier` has (calibrating llama-server alone must not drop
         llama-bench's constants; the calibration folder is this host's, so they were measured on this machine),
-        and `results` naming every tool's folders."""
+        """
         kept = {t: found for t, found in (earlier.tools.items() if earlier else []) if t not in self.tools}
         self.tools = {**kept, **self.tools}
-        self.results = ", ".join(dict.fromkeys(f for found in self.tools.values() for f in found.results))
         return self
+
+    @property
+    def results(self) -> str:
+        """Every tool's results folders, for people (each tool reads its own)."""
+        return ", ".join(dict.fromkeys(f for found in self.tools.values() for f in found.results))
 
     def to_dict(self) -> dict:
         return {"engine": self.engine, "device": self.device, "host": self.host, "created_at": self.created_at,
@@ -97,7 +100,7 @@ class Calibration:
                  for tool, t in data["tools"].items()}
         peaks = Peaks.from_dict(data["peaks"]) if data.get("peaks") else None
         return cls(data["engine"], data["device"], peaks, tools, dict(data.get("host", {})),
-                   data.get("created_at", ""), data.get("results", ""))
+                   data.get("created_at", ""))
 
     def save(self) -> Path:
         path = calibration_path(self.engine, self.device)

@@ -115,4 +115,4 @@ def prior_calibration(profile: HardwareProfile, *, engine: str, device: str, too
     constants = prior_constants(profile, eff)
     return Calibration(engine, device, profile_peaks(profile),
                        {tool: ToolCalibration(threads, constants, [], {}) for tool, threads in tools.items()},
-                       host={"profile": profile.describe()}, created_at="prior", results="")
+                       host={"profile": profile.describe()}, created_at="prior")
