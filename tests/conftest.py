@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from preloaded_cli import ForkServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,8 +68,25 @@ def tiny_model() -> Path:
     return synthetic_model("tiny")
 
 
+_FORK_SERVER = ForkServer()
+
+
+def pytest_unconfigure(config):
+    _FORK_SERVER.close()
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
-    """Run the real `moebench` command line in a child process."""
+    """Run the real `moebench` command line in a child process: forked from the preloaded server
+    (tests/preloaded_cli.py), or cold, `python -m harness.cli`, where the server cannot stand for it or
+    MOEBENCH_TEST_COLD_CLI=1."""
+    argv, full_env = [str(a) for a in args], {**os.environ, **(env or {})}
+    if _FORK_SERVER.serves(full_env):
+        return _FORK_SERVER.run(argv, cwd=cwd or REPO, env=full_env, timeout=timeout)
+    return run_cold_cli(*argv, cwd=cwd, env=env, timeout=timeout)
+
+
+def run_cold_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
+    """Run the real `moebench` command line in a fresh interpreter, as it starts on a user's machine."""
     return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], cwd=cwd or REPO,
                           capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
