@@ -148,3 +148,16 @@ def test_a_second_build_waits_for_the_first_and_finds_it_cached(tmp_path):
     waiter.join(10)
     assert result["dir"] == engine_dir and any("cached" in m for m in messages[1:])
     assert not (tmp_path / "downloads").exists()  # it built nothing itself
+
+
+def test_a_binary_is_hashed_once_until_it_changes(tmp_path, monkeypatch):
+    from harness.engines import probe
+
+    binary = tmp_path / "llama-bench"
+    binary.write_bytes(b"one")
+    reads = []
+    monkeypatch.setattr(probe, "_file_hash", lambda path, real=probe._file_hash: reads.append(path) or real(path))
+    first = probe.binary_hash(binary)
+    assert probe.binary_hash(binary) == first and len(reads) == 1  # the second ask reads nothing
+    binary.write_bytes(b"other bytes")  # another size (and mtime): read again
+    assert probe.binary_hash(binary) != first and len(reads) == 2

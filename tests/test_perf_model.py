@@ -12,7 +12,8 @@ import pytest
 
 from harness.models import inspect_plan
 from harness.perf.graph import crossings, graph_ops, run_devices, segments
-from harness.perf.model import Constants, Peaks, fit_constants, predict, roofline_tps
+from harness.perf.fit import fit_constants
+from harness.perf.model import Constants, Peaks, predict, roofline_tps
 from harness.perf.workload import Layout, MeasuredTest, workload
 from harness.plan.load_report import parse_report
 from strategies import get_strategy

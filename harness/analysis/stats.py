@@ -25,11 +25,10 @@ import statistics
 
 import numpy as np
 import pandas as pd
-from scipy.stats import t as scipy_t
 
 from harness.analysis.knobs import KNOBS
 from harness.analysis.load import parse_samples
-from harness.intervals import LEVEL, Interval, interval, log_half_width, replication_samples
+from harness.intervals import Interval, interval, log_half_width, replication_samples, t_quantiles
 from harness.units import MIB
 from harness.warnings import decode_warnings
 
@@ -102,13 +101,13 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 def interval_frame(owners: np.ndarray, values: np.ndarray, groups: int) -> pd.DataFrame:
     """Per group 0..groups-1 of the samples `values` (group `owners[i]` each): `n`, `tps_mean`, `stdev`,
     `cv_pct`, `ci_low`, `ci_high`: `harness.intervals`' confidence_interval (on the log scale, `log_half_width`),
-    stdev and cv_pct, computed for all groups at once (the same Student-t from scipy; NaN where a group has
+    stdev and cv_pct, computed for all groups at once (the same Student-t, `t_quantiles`; NaN where a group has
     fewer than two samples)."""
     frame = pd.Series(values).groupby(owners).agg(["size", "mean", "std"]).reindex(range(groups))
     n = frame["size"].fillna(0).astype(int).to_numpy()
     mean, sd = frame["mean"].to_numpy(dtype=float), frame["std"].to_numpy(dtype=float)
     sd = np.where(n >= 2, sd, np.nan)
-    t = scipy_t.ppf(0.5 + LEVEL / 2, np.where(n >= 2, n - 1, 1).astype(float))
+    t = t_quantiles(np.where(n >= 2, n - 1, 1).astype(float))
     with np.errstate(divide="ignore", invalid="ignore"):
         half = np.where((n >= 2) & (mean > 0), log_half_width(t, sd, np.maximum(n, 1), mean), np.nan)
         cv = np.where((n >= 2) & (mean != 0), sd / np.abs(mean) * 100, np.nan)

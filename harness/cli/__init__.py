@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 
@@ -10,28 +11,51 @@ from harness import __version__
 from harness.errors import UserError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from harness.cli import engines_cmd, models_cmd, plan_cmd, run_cmd
-    from harness.cli import analysis_cmd, perf_cmd, tune_cmd
+# Each command's module (a family registers several): only the module of the command being run is imported,
+# so `moebench synth` does not pay for the planner, pandas or the tuner. The order is `moebench --help`'s.
+COMMAND_MODULES: dict[str, str] = {
+    "engines": "harness.cli.engines_cmd",
+    "synth": "harness.cli.models_cmd",
+    "inspect": "harness.cli.models_cmd",
+    "plan": "harness.cli.plan_cmd",
+    "flags": "harness.cli.plan_cmd",
+    "strategies": "harness.cli.plan_cmd",
+    "run": "harness.cli.run_cmd",
+    "validate": "harness.cli.run_cmd",
+    "report": "harness.cli.analysis_cmd",
+    "post": "harness.cli.analysis_cmd",
+    "compare": "harness.cli.analysis_cmd",
+    "calibrate": "harness.cli.perf_cmd",
+    "predict": "harness.cli.perf_cmd",
+    "explain": "harness.cli.perf_cmd",
+    "tune": "harness.cli.tune_cmd",
+}
 
+
+def command_modules(argv: list[str]) -> list[str]:
+    """The modules to register for `argv`: the named command's, or every one (no command, `--help`, or an
+    unknown name, which argparse then answers with the whole list)."""
+    named = next((arg for arg in argv if not arg.startswith("-")), None)
+    if named in COMMAND_MODULES:
+        return [COMMAND_MODULES[named]]
+    return list(dict.fromkeys(COMMAND_MODULES.values()))
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv` (sys.argv's arguments when None), with its command's module registered."""
     parser = argparse.ArgumentParser(
         prog="moebench",
         description="Benchmark where the weights of a Mixture-of-Experts model should live (llama.cpp, ik_llama.cpp).",
     )
     parser.add_argument("--version", action="version", version=f"moebench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    engines_cmd.register(sub)
-    models_cmd.register(sub)
-    plan_cmd.register(sub)
-    run_cmd.register(sub)
-    analysis_cmd.register(sub)
-    perf_cmd.register(sub)
-    tune_cmd.register(sub)
+    for module in command_modules(sys.argv[1:] if argv is None else argv):
+        importlib.import_module(module).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)

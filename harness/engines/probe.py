@@ -5,6 +5,7 @@ and on the RPC servers named)."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,21 @@ from harness.units import MIB
 PROBE_TIMEOUT_S = 60.0
 
 
+# (path, inode, size, mtime in ns) -> sha256: a binary is hashed once per process, not once per probe (each
+# planned configuration asks its engine's --help and a few flags; llama-server is tens of MiB)
+_hashes: dict[tuple[str, int, int, int], str] = {}
+
+
 def binary_hash(binary: Path) -> str:
+    """The sha256 of the binary's bytes, read again only when its path, inode, size or mtime changed."""
+    stat = os.stat(binary)
+    key = (os.path.abspath(binary), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    if key not in _hashes:
+        _hashes[key] = _file_hash(binary)
+    return _hashes[key]
+
+
+def _file_hash(binary: Path) -> str:
     digest = hashlib.sha256()
     with open(binary, "rb") as fh:
         for chunk in iter(lambda: fh.read(MIB), b""):

@@ -19,7 +19,7 @@ from harness.config_devices import RpcRig
 from harness.errors import UserError
 from harness.perf.calibration import Calibration, ToolCalibration, calibration_dir, device_key, load_calibration
 from harness.perf.configs import configuration_workload, test_of
-from harness.perf.model import fit_constants
+from harness.perf.fit import fit_constants
 from harness.perf.peaks import measure_peaks
 from harness.perf.workload import Workload
 from harness.plan.planner import Configuration, plan

@@ -22,7 +22,8 @@ from harness.config import ModelSpec
 from harness.errors import UserError
 from harness.perf.calibration import calibration_dir
 from harness.perf.configs import Predictor, configuration_workload, test_of
-from harness.perf.model import fit_constants, predict
+from harness.perf.fit import fit_constants
+from harness.perf.model import predict
 from harness.plan.planner import plan, resolve_model
 from harness.runner.sweep import run_sweep
 from harness.tune.calibrate import calibrate, calibration_configs, stored_samples
