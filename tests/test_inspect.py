@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from gguf import GGUFEndian, GGUFReader, GGUFWriter
 
+from conftest import run_cli
 from harness.cli import main
 from harness.errors import UserError
 from harness.models.gguf_file import BIG_ARRAY_ITEMS, read_gguf_header
@@ -291,8 +291,7 @@ def test_unknown_tensor_type_takes_its_size_from_the_layout(tmp_path):
 # --- bad inputs -----------------------------------------------------------------------------
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from harness.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+    return run_cli(*args, timeout=60)
 
 
 def _assert_one_line_error(result: subprocess.CompletedProcess[str], path: Path) -> None:
