@@ -216,14 +216,24 @@ def test_beyond_noise_when_intervals_separate():
     assert "beyond noise" in best.loc["pp", "verdict"]
 
 
-def test_golden_plots(golden, tmp_path, tiny_model):
-    df, table, _ = golden
-    pngs = plots.save_all(df, table, tmp_path)
+@pytest.fixture(scope="module")
+def golden_reported(tmp_path_factory):
+    """`moebench report GOLDEN --out DIR` once for the tests that read its outputs: (the run, DIR)."""
+    out = tmp_path_factory.mktemp("golden-report") / "rep"
+    return run_cli("report", GOLDEN, "--out", out), out
+
+
+def test_golden_plots(golden_reported, golden, tmp_path, tiny_model):
+    df, _, _ = golden
+    result, out = golden_reported  # save_all's plots, as the report writes them (report.md links each)
+    assert result.returncode == 0, result.stderr
+    pngs = sorted((out / "plots").glob("*.png"))
     names = {p.stem for p in pngs}
     assert {"throughput", "param_sweep", "vram_pareto", "traffic", "telemetry"} <= names
+    assert {p.stem for p in (out / "plots").glob("*.svg")} == names
+    assert (out / "report.md").read_text().count("](plots/") == len(pngs)
     for png in pngs:
         assert png.stat().st_size > 10_000, png
-        assert png.with_suffix(".svg").exists()
     fig = plots.plot_placement_map(df, str(tiny_model))
     assert fig is not None and len([a for a in fig.axes if a.images]) == 12
     path = plots.save_figure(fig, tmp_path, "map")
@@ -240,14 +250,14 @@ def test_pareto_front():
     assert plots.pareto_front(pts, "c", "g")["c"].tolist() == [1, 3]
 
 
-def test_report_cli(tmp_path):
-    result = run_cli("report", GOLDEN, "--out", tmp_path / "rep")
+def test_report_cli(golden_reported):
+    result, rep = golden_reported
     assert result.returncode == 0, result.stderr
     assert "best for tg" in result.stdout and "all-gpu" in result.stdout
-    report = (tmp_path / "rep" / "report.md").read_text()
+    report = (rep / "report.md").read_text()
     assert "AMD EPYC (2 cores)" in report and "synth:tiny (qwen3moe, Q8_0" in report
     assert "mainline-11434.0.0" in report and "within noise" in report
-    assert (tmp_path / "rep" / "plots" / "throughput.png").stat().st_size > 10_000
+    assert (rep / "plots" / "throughput.png").stat().st_size > 10_000
     # Stability: every interval over 3 repetitions of one process; the CVs >= 10% counted by hand
     stability = report.split("## Stability", 1)[1].split("\n## ", 1)[0]
     assert "over the **repetitions** of a single process for 48 of 48" in stability
@@ -256,7 +266,7 @@ def test_report_cli(tmp_path):
     assert "No stability warnings in the rows." in stability
     # best (6 rows), the 15 noisiest, all measurements (48 rows): each a table row starting with the engine
     assert report.count("\n| mainline-11434.0.0 |") == 6 + 15 + 48
-    community = pd.read_csv(tmp_path / "rep" / "community.csv", keep_default_na=False, na_values=[""])
+    community = pd.read_csv(rep / "community.csv", keep_default_na=False, na_values=[""])
     assert tuple(community.columns) == COMMUNITY_COLUMNS
     assert {"processes", "cv_pct", "warnings"} <= set(community.columns)
     assert len(community) == 48 and (community["schema_version"] == 1).all()
