@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from preloaded_cli import ForkServer
+from preloaded_cli import FORK_SERVER
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -68,11 +68,8 @@ def tiny_model() -> Path:
     return synthetic_model("tiny")
 
 
-_FORK_SERVER = ForkServer()
-
-
 def pytest_unconfigure(config):
-    _FORK_SERVER.close()
+    FORK_SERVER.close()
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600):
@@ -80,8 +77,8 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeou
     (tests/preloaded_cli.py), or cold, `python -m harness.cli`, where the server cannot stand for it or
     MOEBENCH_TEST_COLD_CLI=1."""
     argv, full_env = [str(a) for a in args], {**os.environ, **(env or {})}
-    if _FORK_SERVER.serves(full_env):
-        return _FORK_SERVER.run(argv, cwd=cwd or REPO, env=full_env, timeout=timeout)
+    if FORK_SERVER.serves(full_env):
+        return FORK_SERVER.run(argv, cwd=cwd or REPO, env=full_env, timeout=timeout)
     return run_cold_cli(*argv, cwd=cwd, env=env, timeout=timeout)
 
 

@@ -208,6 +208,9 @@ class ForkServer:
             self._folder = None
 
 
+FORK_SERVER = ForkServer()  # one per test process, however conftest is imported (`conftest`, `tests.conftest`)
+
+
 def _text(data: bytes) -> str:
     """As subprocess.run(text=True) decodes: the locale's encoding, universal newlines."""
     return io.TextIOWrapper(io.BytesIO(data)).read()
