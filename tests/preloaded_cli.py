@@ -29,6 +29,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import traceback
 from pathlib import Path
 
@@ -100,6 +101,7 @@ def _run_child(request: dict, fds: list[int]) -> None:
         except BaseException:  # noqa: BLE001 - as the interpreter would: the traceback, status 1
             traceback.print_exc()
             code = 1
+        threading._shutdown()  # as the interpreter ends: wait for the threads that are not daemons, then atexit
         atexit._run_exitfuncs()
     finally:
         for stream in (sys.stdout, sys.stderr):
