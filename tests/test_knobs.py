@@ -214,9 +214,14 @@ def test_resuming_a_folder_written_before_the_knob_columns(tmp_path):
         == [("a", None, None), ("b", 2048, "no-mmap")]
 
 
-def test_mla_and_swa_full_knobs_reach_the_memory_prediction(tmp_path, mainline_engine, ik_engine):
-    """ik's `-mla` and mainline's `--swa-full` as knobs: each value on the command line and in the KV cache
-    predicted (the sizes themselves are checked against the engines in test_cache_reality; mainline's refusal of
+def _planned(path) -> list[dict]:
+    result = run_cli("plan", path, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_mla_knob_reaches_the_memory_prediction(tmp_path, ik_engine):
+    """ik's `-mla` as a knob: each value on the command line and in the KV cache predicted (the sizes themselves are checked against the engines in test_cache_reality; mainline's refusal of
     mla is `test_knob_spellings_mainline`'s)."""
     path = tmp_path / "bench.yaml"
     path.write_text("""models: [{synth: tiny-deepseek}]
@@ -226,17 +231,23 @@ rpc_rig: true
 strategies: [all-gpu]
 bench: {prompt_tokens: [64], gen_tokens: [16], ctx: 4096, flash_attn: false, mla: [1, 3]}
 """)
-    result = run_cli("plan", path, "--json")
-    assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
-    ik = {r["knobs"]["mla"]: r for r in rows}
+    ik = {r["knobs"]["mla"]: r for r in _planned(path)}
     assert ["-mla", "1"] == ik[1]["knob_args"][-2:] and ["-mla", "3"] == ik[3]["knob_args"][-2:]
     # mode 1 without flash attention caches the latent in -ctk and a transposed V beside it; mode 3 the latent only
     assert ik[1]["memory"]["kv_mib"]["accel0"] > ik[3]["memory"]["kv_mib"]["accel0"]
-    path.write_text(path.read_text().replace("tiny-deepseek", "tiny-gpt-oss").replace("engines: [ik]",
-                    "engines: [mainline]").replace("mla: [1, 3]", "swa_full: [false, true]"))
-    result = run_cli("plan", path, "--json")
-    assert result.returncode == 0, result.stderr
-    swa = {r["knobs"]["swa_full"]: r for r in json.loads(result.stdout)}
+
+
+def test_swa_full_knob_reaches_the_memory_prediction(tmp_path, mainline_engine):
+    """mainline llama-server's `--swa-full` as a knob: on the command line when on, and the sliding-window
+    layers' cache grows to the whole context."""
+    path = tmp_path / "bench.yaml"
+    path.write_text("""models: [{synth: tiny-gpt-oss}]
+engines: [mainline]
+tools: [llama-server]
+rpc_rig: true
+strategies: [all-gpu]
+bench: {prompt_tokens: [64], gen_tokens: [16], ctx: 4096, swa_full: [false, true]}
+""")
+    swa = {r["knobs"]["swa_full"]: r for r in _planned(path)}
     assert swa[True]["knob_args"][-1] == "--swa-full" and "--swa-full" not in swa[False]["knob_args"]
     assert swa[True]["memory"]["kv_mib"]["accel0"] > swa[False]["memory"]["kv_mib"]["accel0"]
