@@ -15,6 +15,15 @@ and, for a prompt on a GPU box (`harness.perf.described`), the terms of op offlo
     routing_draws        the expert uploads' share of a micro-batch: both engines copy only the experts the
                          micro-batch uses; a prompt's tokens route alike, so a micro-batch of T tokens touches
                          the experts T x routing_draws independent tokens would (1 = uniform routing)
+    routing_focus        routing concentrates in the later layers, so a micro-batch touches fewer of their
+                         experts: the draws at the last layer are routing_focus x those at the first, geometric
+                         between (ik's maintainer, ik_llama.cpp PR #2262: last-N uploads fewer experts than
+                         first-N; with -no-ooae, whole tensors copied, the two tie). Guess 0.5: the direction is
+                         the source's, the size a guess, left to the fit
+    pageable             an upload from pageable host memory (mainline's file mapping under mmap) over one from
+                         a pinned buffer: 0.55, llama.cpp PR #20978 (gpt-oss-20b, tensor overrides, llama-bench
+                         pp2048, mmap 1 against mmap 0: 0.55 at ubatch 128 where the uploads are most of the
+                         time, 0.67 at 2048 where they are less)
     gpu_flops_by_type    the prompt's arithmetic share per type of the routed experts (mmq kernels differ by
                          type and run on the int8 tensor cores, so a share of the FP16 peak may exceed 1)
 
@@ -52,6 +61,8 @@ class Efficiencies:
     pass_s: float = 2e-3                 # fixed cost of a prompt micro-batch pass (launches, scheduling)
     upload_s: float = 50e-6              # one layer's experts uploaded for a micro-batch: ids read back, wait
     routing_draws: float = 1.0           # independent routing draws per prompt token (1: uniform routing)
+    routing_focus: float = 0.5           # the draws at the last layer over those at the first (1: alike)
+    pageable: float = 0.55               # a pageable host buffer's upload rate over a pinned one's
     gpu_flops_by_type: dict[str, float] = field(default_factory=dict)   # routed experts' type -> gpu_flops
 
     def to_dict(self) -> dict:
