@@ -108,7 +108,7 @@ def host_weights(data: dict, entry: dict, placement) -> tuple[bool, bool, str | 
     assumption made where the source does not say. `pinned` (row or table) where the source says
     (`GGML_CUDA_NO_PINNED=1`: false); else the engine's rule at the row's `mmap` (`pinned_host_weights`), where
     the table gives `mmap` or the rule does not depend on it (ik pins overridden weights either way); else
-    (mainline, mmap not given) priced pinned, the table's own upload share (a box term) taking the difference.
+    (mainline, mmap not given) the default, mmap on: pageable, said as an assumption.
     `active_experts_only` false for ik's `-no-ooae`."""
     active_only = bool(entry.get("active_experts_only", True))
     pinned = entry.get("pinned", data.get("pinned"))
@@ -118,7 +118,7 @@ def host_weights(data: dict, entry: dict, placement) -> tuple[bool, bool, str | 
     overrides = overrides_to_cpu(placement)
     if mmap is None and pinned_host_weights(data["engine"], mmap=True, overrides=overrides) != \
             pinned_host_weights(data["engine"], mmap=False, overrides=overrides):
-        return True, active_only, "mmap not given (priced pinned; the table's upload share takes the difference)"
+        return False, active_only, "mmap not given: the engine's default (on), RAM-held weights pageable"
     return pinned_host_weights(data["engine"], mmap=True if mmap is None else mmap, overrides=overrides), \
         active_only, None
 
@@ -149,7 +149,10 @@ def _order(points: list[tuple[float, float]]) -> str:
     if len(points) == 2:
         (a, b), (c, d) = points
         return "right" if (c - a) * (d - b) > 0 else ("tie predicted" if abs(d - b) < 1e-3 else "wrong")
-    rho = spearmanr([p for p, _ in points], [q for _, q in points]).statistic
+    predicted = [q for _, q in points]
+    if max(predicted) - min(predicted) < 1e-3:
+        return "tie predicted"
+    rho = spearmanr([p for p, _ in points], predicted).statistic
     return f"Spearman {rho:.2f}"
 
 
@@ -186,7 +189,8 @@ def diagnose(table: Table, eff: Efficiencies) -> None:
     pageable = all(not r.quantities.pinned for r in table.rows if r.kind == "pp" and r.quantities.uploads)
     pcie *= eff.pageable if pageable else 1.0     # the rate a pageable upload reaches at that share
     print(f"asks: uploads at {bus * pcie:.1f} GB/s ({bus:.2f} of PCIe {gpu.pcie_gen}.0 x{gpu.pcie_lanes}'s "
-          f"{pcie:.1f}{' pageable' if pageable else ''}; fitted {eff.bus:.2f}) for its pp, RAM read at {cpu * ram.peak_gb_s:.1f} GB/s "
+          f"{pcie:.1f}{' pageable' if pageable else ''}; fitted {eff.bus:.2f}) for its pp, "
+          f"RAM read at {cpu * ram.peak_gb_s:.1f} GB/s "
           f"({cpu:.2f} of the {'assumed ' if any('RAM' in a for a in table.assumptions) else ''}"
           f"{ram.peak_gb_s:.1f}; fitted {eff.cpu_read:.2f}) for its tg")
 

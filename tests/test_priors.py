@@ -63,7 +63,9 @@ def test_a_published_table_is_predicted_and_a_fit_on_it_comes_closer(tmp_path):
     assert table.assumptions == [] and [r.kind for r in table.rows] == ["pp", "tg", "pp", "tg"]
     assert all(r.quantities.pinned for r in table.rows)          # mainline without mmap: CUDA_Host buffers
     table_file.write_text(table_file.read_text().replace("mmap: false\n", ""))
-    assert any("mmap not given" in a for a in published.load_table(table_file).assumptions)
+    defaulted = published.load_table(table_file)
+    assert any("mmap not given" in a for a in defaulted.assumptions)
+    assert not any(r.quantities.pinned for r in defaulted.rows)      # mainline's default, mmap: pageable
     prior = published.predicted(table, PRIOR)
     cpu_moe_tg, first_n_tg = prior[1], prior[3]
     assert first_n_tg > cpu_moe_tg          # fewer expert bytes read from RAM per token
@@ -171,7 +173,8 @@ def test_pageable_host_memory_uploads_slower_than_pinned():
     pageable, pinned = _qwen36_pp("first-n-experts"), _qwen36_pp("first-n-experts", mmap=False)
     assert pageable.terms_s["upload_bytes"] == pytest.approx(pinned.terms_s["upload_bytes"] / GUESS_EFF.pageable)
     ik = _qwen36_pp("first-n-experts", dialect="ik", ubatch=2048).terms_s["upload_bytes"]
-    assert ik > 0 and ik == pytest.approx(_qwen36_pp("first-n-experts", mmap=False, ubatch=2048).terms_s["upload_bytes"])
+    pinned_2048 = _qwen36_pp("first-n-experts", mmap=False, ubatch=2048).terms_s["upload_bytes"]
+    assert ik > 0 and ik == pytest.approx(pinned_2048)
 
 
 def test_first_vs_last_names_a_tie_or_the_term_that_differs():
@@ -199,3 +202,28 @@ def test_first_vs_last_names_a_tie_or_the_term_that_differs():
     other = first_vs_last(model, place("first-n-experts", n=22), place("last-n-experts", n=10), box, **settings)
     assert other["tg"]["term"] == "reading weights on the CPU" and other["tg"]["last_over_first"] > 1
     assert other["pp"]["term"] == "uploads over PCIe" and other["pp"]["term_s_saved_by_last"] > 0
+
+
+def test_generation_without_cuda_graphs_pays_a_launch_per_gpu_segment():
+    """ik with RAM-held experts runs generation without CUDA graphs: each GPU segment of the pass launches its
+    kernels one by one (`launch_s`); mainline keeps a graph per split, and ik wholly on the GPU keeps its graph."""
+    from harness.models.inspect import inspect_plan
+    from harness.perf.described import DescribedTest, described_layout, predict_described, uses_cuda_graphs
+    from strategies.registry import get_strategy
+
+    model = inspect_plan("qwen3.6-35b-a3b")
+    box = profile_from_args("RTX 3090", "ddr5-6000x2", 16)
+    s = get_strategy("first-n-experts")
+    placement = s.place(model, s.Params(n=20))
+    assert not uses_cuda_graphs("ik", placement) and uses_cuda_graphs("mainline", placement)
+    assert uses_cuda_graphs("ik", get_strategy("all-gpu").place(model, get_strategy("all-gpu").Params()))
+
+    def tg(dialect, eff=GUESS_EFF):
+        layout = described_layout(placement, dialect=dialect)
+        return predict_described(model, layout, DescribedTest("tg", 128), box, eff)
+
+    ik, mainline = tg("ik"), tg("mainline")
+    assert "launch_s" not in mainline.prediction.terms_s
+    assert ik.workload.crossings > 0
+    assert ik.prediction.terms_s["launch_s"] == pytest.approx(ik.workload.crossings / 2 * GUESS_EFF.launch_s)
+    assert tg("ik", GUESS_EFF.with_values(launch_s=2 * GUESS_EFF.launch_s)).tps < ik.tps

@@ -14,6 +14,9 @@ ik_llama.cpp PR #2262: with `-no-ooae`, whole tensors copied, first-N and last-N
 `harness.perf.priors`). With ik's `-no-ooae` (`active_experts_only=False`) the whole tensors are copied and no
 ids are read back.
 
+Generation without CUDA graphs (`uses_cuda_graphs`: ik with RAM-held tensors) pays `launch_s` per GPU segment
+of every pass: its kernels launched one by one once the host has waited for the CPU's part.
+
 Where the upload reads from (`pinned_host_weights`): a pinned (page-locked, `CUDA_Host`) host buffer copies by
 DMA at the bus share; a pageable one (the file mapping under mmap) goes through the driver's staging copy, at
 `pageable` of that rate.
@@ -32,7 +35,8 @@ from harness.perf.priors import PRIOR, Efficiencies, prior_constants, profile_pe
 from harness.perf.workload import Layout, MeasuredTest, Workload, experts_touched, workload
 from harness.plan.placement import CPU, Placement, is_accelerator
 
-LABELS = {**TERM_LABELS, "upload_s": "ids read back before uploads", "upload_bytes": "uploads over PCIe"}
+LABELS = {**TERM_LABELS, "upload_s": "ids read back before uploads", "upload_bytes": "uploads over PCIe",
+          "launch_s": "kernel launches without CUDA graphs"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class Quantities:
     expert_type: str | None = None
     pinned: bool = False                 # RAM-held weights in a pinned host buffer (else pageable)
     active_experts_only: bool = True     # uploads copy only the experts a micro-batch uses (ik: off with -no-ooae)
+    cuda_graphs: bool = True             # generation replays each GPU segment as a CUDA graph (`uses_cuda_graphs`)
 
 
 @dataclass
@@ -103,6 +108,17 @@ def pinned_host_weights(dialect: str, *, mmap: bool = True, overrides: bool = Tr
     if not mmap:
         return True
     return dialect == "ik" and overrides
+
+
+def uses_cuda_graphs(dialect: str, placement: Placement) -> bool:
+    """Whether generation replays its GPU work as CUDA graphs (one launch per segment instead of one per
+    kernel; both engines, batch-1, on recent cards: not on Pascal, llama.cpp PR #27721; the exact gate not read).
+    Mainline: also with RAM-held weights, one graph per split keyed by its first node (PR #18934, 2026-01; before
+    it, the single graph per device was disabled by the changing splits, PR #18593). ik: with partial offload its
+    graph is disabled after a few splits (the maintainer, ik_llama.cpp PR #1040, 2025-12; later ik changes not
+    read), so only a model wholly on the GPU gets them."""
+    return dialect != "ik" or not any(d == CPU for n, d in placement.tensor_devices.items()
+                                      if layer_index(n) is not None)
 
 
 def expert_type(model: ModelInfo) -> str | None:
@@ -141,10 +157,11 @@ def quantities(model: ModelInfo, layout: Layout, test: DescribedTest, *, pinned:
     """`pinned`: where the RAM-held weights are (None: the engine's default under mmap, `pinned_host_weights`)."""
     w = workload(model, layout, MeasuredTest(test.kind, test.tokens, test.depth, test.ubatch))
     pinned = pinned_host_weights(layout.dialect) if pinned is None else pinned
+    graphs = uses_cuda_graphs(layout.dialect, layout.placement)
     if test.kind == "tg":
-        return Quantities(w, features(w), w.bus_bytes, [], expert_type(model), pinned, active_experts_only)
+        return Quantities(w, features(w), w.bus_bytes, [], expert_type(model), pinned, active_experts_only, graphs)
     return Quantities(w, features(w), w.bus_bytes - w.offload_bytes, _uploads(model, layout, test),
-                      expert_type(model), pinned, active_experts_only)
+                      expert_type(model), pinned, active_experts_only, graphs)
 
 
 def _touched(model: ModelInfo, tokens: int, draws: float) -> float:
@@ -172,6 +189,9 @@ def price(q: Quantities, model: ModelInfo, profile: HardwareProfile, eff: Effici
     coef = constants.for_kind(q.workload.test.kind)
     terms = {name: value * coef.get(name, 0.0) for name, value in q.features.items()}
     terms["bus"] = q.bus_other_bytes * constants.bus_s_per_byte
+    if q.workload.test.kind == "tg" and not q.cuda_graphs:
+        # each GPU segment entered (half the crossings) launches its kernels one by one after the host's wait
+        terms["launch_s"] = q.workload.crossings / 2 * eff.launch_s
     if q.uploads:
         readbacks = sum(u.count * u.readbacks for u in q.uploads) if q.active_experts_only else 0
         terms["upload_s"] = readbacks * eff.upload_s
