@@ -21,7 +21,8 @@ from harness.perf.priors import FIT_FILE, GUESS, Efficiencies
 # reaches), the prompt's arithmetic up to 4 (quantized products run on the int8 tensor cores)
 FITTED = (("cpu_read", 0.05, 1.0), ("gpu_read", 0.05, 0.9), ("bus", 0.05, 1.0), ("gpu_flops", 0.01, 4.0),
           ("cpu_gflops_per_core", 1.0, 400.0), ("crossing_s", 1e-6, 1e-3), ("upload_s", 1e-6, 1e-2),
-          ("routing_draws", 0.01, 1.0), ("routing_focus", 0.02, 1.0), ("pageable", 0.2, 1.0))
+          ("routing_draws", 0.01, 1.0), ("routing_focus", 0.02, 1.0), ("routing_skew", 0.01, 2.0),
+          ("pageable", 0.2, 1.0))
 PULL = 0.1          # weak pull of each log efficiency to the guess where the tables say nothing
 BOX_TERMS = ("bus", "cpu_read")   # a box's own: its upload rate (pinned or not, the host's copy) and RAM speed
 BOX_PULL = 0.3      # pull of a table's box terms to their common value

@@ -227,3 +227,16 @@ def test_generation_without_cuda_graphs_pays_a_launch_per_gpu_segment():
     assert ik.workload.crossings > 0
     assert ik.prediction.terms_s["launch_s"] == pytest.approx(ik.workload.crossings / 2 * GUESS_EFF.launch_s)
     assert tg("ik", GUESS_EFF.with_values(launch_s=2 * GUESS_EFF.launch_s)).tps < ik.tps
+
+
+def test_skewed_routing_touches_fewer_experts_and_uniform_is_the_old_share():
+    """Expert popularity falling as rank^-skew: at skew 0 the uniform share (`experts_touched`); with skew a
+    micro-batch touches fewer experts at the same tokens, and more with more tokens."""
+    from harness.models.inspect import inspect_plan
+    from harness.perf.described import touched_share
+    from harness.perf.workload import experts_touched
+
+    model = inspect_plan("qwen3.6-35b-a3b")
+    assert touched_share(model, 256, 1.0, 0.0) == pytest.approx(experts_touched(model, 256))
+    assert touched_share(model, 256, 1.0, 1.0) < touched_share(model, 256, 1.0, 0.0)
+    assert touched_share(model, 256, 1.0, 1.0) < touched_share(model, 2048, 1.0, 1.0) <= 1.0

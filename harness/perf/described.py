@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from harness.hardware.profile import HardwareProfile
 from harness.models.inspect import ModelInfo
 from harness.models.tensor_groups import TensorGroup, classify_tensor, layer_index
@@ -164,8 +166,16 @@ def quantities(model: ModelInfo, layout: Layout, test: DescribedTest, *, pinned:
                       expert_type(model), pinned, active_experts_only, graphs)
 
 
-def _touched(model: ModelInfo, tokens: int, draws: float) -> float:
-    return experts_touched(model, max(tokens * draws, 1.0)) if model.n_experts else 1.0
+def touched_share(model: ModelInfo, tokens: int, draws: float, skew: float = 0.0) -> float:
+    """The share of a layer's experts `tokens` tokens touch at `draws` independent draws each; with `skew` > 0
+    the experts' popularity falls as rank^-skew (a few hot experts, a long cold tail), uniform at 0."""
+    if not model.n_experts or not model.n_experts_used:
+        return 1.0
+    if skew <= 0:
+        return experts_touched(model, max(tokens * draws, 1.0))
+    weights = np.arange(1, model.n_experts + 1, dtype=float) ** -skew
+    picked = np.minimum(1.0, model.n_experts_used * weights / weights.sum())
+    return float(np.mean(1.0 - (1.0 - picked) ** max(tokens * draws, 1.0)))
 
 
 def draws_at(eff: Efficiencies, depth: float) -> float:
@@ -179,7 +189,8 @@ def expert_upload_bytes(q: Quantities, model: ModelInfo, u: Upload, eff: Efficie
     else per layer the share of its experts the micro-batch touches at that layer's draws."""
     if not q.active_experts_only:
         return u.expert_bytes
-    return sum(b * _touched(model, u.tokens, draws_at(eff, depth)) for depth, b in u.expert_bytes_by_depth)
+    return sum(b * touched_share(model, u.tokens, draws_at(eff, depth), eff.routing_skew)
+               for depth, b in u.expert_bytes_by_depth)
 
 
 def price(q: Quantities, model: ModelInfo, profile: HardwareProfile, eff: Efficiencies = PRIOR) -> Prediction:

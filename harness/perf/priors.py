@@ -20,6 +20,10 @@ and, for a prompt on a GPU box (`harness.perf.described`), the terms of op offlo
                          between (ik's maintainer, ik_llama.cpp PR #2262: last-N uploads fewer experts than
                          first-N; with -no-ooae, whole tensors copied, the two tie). Guess 0.5: the direction is
                          the source's, the size a guess, left to the fit
+    routing_skew         the experts' popularity within a layer falls as rank^-skew (a few hot experts, a cold tail
+                         a micro-batch rarely reaches), so the share touched grows slowly with the micro-batch (0:
+                         uniform); guess 0.5, fitted: it is what lets first-N gain from only-active-experts at
+                         2048 tokens (ik PR #2262's -no-ooae row), which uniform draws cannot
     pageable             an upload from pageable host memory (mainline's file mapping under mmap) over one from
                          a pinned buffer: 0.55, llama.cpp PR #20978 (gpt-oss-20b, tensor overrides, llama-bench
                          pp2048, mmap 1 against mmap 0: 0.55 at ubatch 128 where the uploads are most of the
@@ -67,6 +71,7 @@ class Efficiencies:
     upload_s: float = 50e-6              # one layer's experts uploaded for a micro-batch: ids read back, wait
     routing_draws: float = 1.0           # independent routing draws per prompt token (1: uniform routing)
     routing_focus: float = 0.5           # the draws at the last layer over those at the first (1: alike)
+    routing_skew: float = 0.5            # expert popularity falls as rank^-skew (0: uniform)
     pageable: float = 0.55               # a pageable host buffer's upload rate over a pinned one's
     launch_s: float = 65e-6              # a generation pass's GPU segment launched kernel by kernel (no graphs)
     gpu_flops_by_type: dict[str, float] = field(default_factory=dict)   # routed experts' type -> gpu_flops
