@@ -234,7 +234,8 @@ bench: {prompt_tokens: [64], gen_tokens: [16], ctx: 4096, flash_attn: false, mla
     ik = {r["knobs"]["mla"]: r for r in _planned(path)}
     assert ["-mla", "1"] == ik[1]["knob_args"][-2:] and ["-mla", "3"] == ik[3]["knob_args"][-2:]
     # mode 1 without flash attention caches the latent in -ctk and a transposed V beside it; mode 3 the latent only
-    assert ik[1]["memory"]["kv_mib"]["accel0"] > ik[3]["memory"]["kv_mib"]["accel0"]
+    kv = {mode: sum(row["memory"]["kv_mib"].values()) for mode, row in ik.items()}  # ik on RPC: on the CPU
+    assert kv[1] > kv[3] > 0, kv
 
 
 def test_swa_full_knob_reaches_the_memory_prediction(tmp_path, mainline_engine):
