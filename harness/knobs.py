@@ -57,6 +57,8 @@ class Knob:
     default: Any = None
     choices: tuple[Any, ...] = ()
     description: str | None = None
+    listed_when_set: bool = False   # table.csv lists its column only when some row sets it (a knob added after
+                                    # folders were written without it: their table.csv stays as it was)
 
     @property
     def column(self) -> str:
@@ -81,8 +83,8 @@ KNOB_TABLE = (
     Knob("cache_type_k", str, "ctk", "f16", 7, default="f16", choices=tuple(CACHE_TYPE_BYTES)),
     Knob("cache_type_v", str, "ctv", "f16", 8, default="f16", choices=tuple(CACHE_TYPE_BYTES)),
     Knob("mla", int, "mla", "ik: 3; mainline: none", 9, choices=(0, 1, 2, 3),
-         description="ik's MLA mode for deepseek2 models: 0 (none), 1, 2 or 3 (ik's default)"),
-    Knob("swa_full", bool, "swafull", "off", 10,
+         description="ik's MLA mode for deepseek2 models: 0 (none), 1, 2 or 3 (ik's default)", listed_when_set=True),
+    Knob("swa_full", bool, "swafull", "off", 10, listed_when_set=True,
          description="a full-context KV cache on sliding-window layers too (mainline llama-server --swa-full)"),
 )
 KNOB_NAMES = tuple(k.name for k in KNOB_TABLE)
