@@ -287,7 +287,7 @@ def plan_metadata(preset_name: str) -> dict[str, Any]:
         meta[f"{a}.leading_dense_block_count"] = p.n_leading_dense_layers
         meta[f"{a}.expert_shared_count"] = p.n_shared_experts
     if a == "glm4moe":
-        meta[f"{a}.nextn_predict_layers"] = 0
+        meta[f"{a}.nextn_predict_layers"] = p.nextn_predict_layers
     return meta
 
 
