@@ -1,7 +1,7 @@
 """The NextN/MTP layer of a GLM-4.5 file (tiny-glm-mtp: block 6 of 7, `nextn_predict_layers` 1) as moebench
 sees it and as both engines load it: shown as an MTP layer, not counted among the expert layers a strategy's n
 counts, and skipped whole by each engine (every one of its tensors, and nothing else, in the engine's "model has
-unused tensor" lines). Its model buffer and KV cache are checked in test_placement_reality.py and
+unused tensor" lines), which only ik's `-mtp` loads and caches. Its model buffer and KV cache are checked in test_placement_reality.py and
 test_cache_reality.py; docs/ENGINE_FLAGS.md, "NextN/MTP layers", has the engine code."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from harness.models import inspect_model, synthetic_model
 from harness.models.report import render_model_info
-from harness.plan.flags import compile_flags
+from harness.plan.load_report import parse_report
 from harness.plan.placement import loaded_tensors
 from harness.tools.server_process import LlamaServer
 from strategies import get_strategy
@@ -63,3 +63,19 @@ def test_each_engine_skips_exactly_the_mtp_layer(engine, model, tmp_path):
     loaded = {t.name for t in loaded_tensors(model)}
     assert skipped == {t.name for t in model.tensors} - loaded
     assert skipped and all(name.startswith(f"blk.{MTP_LAYER}.") for name in skipped)
+
+
+def test_ik_loads_and_caches_the_mtp_layer_only_with_mtp(ik_engine, model, tmp_path):
+    """ik's `-mtp` (which moebench never passes) loads the block and gives it a cache: 7 layers' KV, not 6
+    (docs/ENGINE_FLAGS.md §13)."""
+    kv = {}
+    for args in ([], ["-mtp"]):
+        log = tmp_path / f"server{''.join(args)}.log"
+        with LlamaServer(ik_engine.tool("llama-server"), synthetic_model("tiny-glm-mtp"),
+                         ["-c", "4096", "-np", "1", "-ngl", "0", "-t", "2", *args], log_path=log):
+            pass
+        text = log.read_text(errors="replace")
+        kv[bool(args)] = sum(parse_report(text).kv_bytes_by_device.values())
+        assert bool(_UNUSED.findall(text)) is not bool(args)
+    running = model.n_layers - model.nextn_predict_layers
+    assert kv[True] * running == kv[False] * model.n_layers
