@@ -36,6 +36,7 @@ def test_inventory_shows_the_mtp_layer(model):
     assert model.moe_layers == [1, 2, 3, 4, 5]  # the expert layers that run
     text = render_model_info(model)
     assert "5 with experts, 1 MTP" in text and f"{MTP_LAYER} (mtp)" in text
+    assert "2.05 MiB in the MTP layer, which the engines skip" in text
 
 
 @pytest.mark.parametrize("strategy,params,layers", [
