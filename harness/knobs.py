@@ -18,6 +18,7 @@ the planner's; `KNOB_COLUMNS` is the order bench.yaml's schema and runs.csv have
 | `cache_type_k`, `cache_type_v` | KV cache types (`CACHE_TYPE_BYTES`: f16, q8_0, ...) | f16 (always passed) |
 | `mla` | ik's multi-head latent attention mode, 0-3 (`-mla`; MLA models: deepseek2) | ik: 3; mainline has no such flag |
 | `swa_full` | true / false: a full-context cache on sliding-window layers too (mainline's `--swa-full`) | off |
+| `attn_max_batch_mib` | ik's `-amb N`: an attention K*Q (f32) over N MiB is computed in steps | ik: 0 (no limit) |
 
 How each knob is spelled for each engine and tool is `harness.plan.knob_flags`. This module sits below config
 and the planner: it imports only `harness.errors`.
@@ -86,6 +87,8 @@ KNOB_TABLE = (
          description="ik's MLA mode for deepseek2 models: 0 (none), 1, 2 or 3 (ik's default)", listed_when_set=True),
     Knob("swa_full", bool, "swafull", "off", 10, listed_when_set=True,
          description="a full-context KV cache on sliding-window layers too (mainline llama-server --swa-full)"),
+    Knob("attn_max_batch_mib", int, "amb", "ik: 0 (no limit); mainline: none", 11,
+         description="ik's -amb: the MiB an attention K*Q product may take before ik splits it into steps"),
 )
 KNOB_NAMES = tuple(k.name for k in KNOB_TABLE)
 KNOB_BY_NAME = {k.name: k for k in KNOB_TABLE}
@@ -111,6 +114,7 @@ class Knobs:
     cache_type_v: str = "f16"
     mla: int | None = None
     swa_full: bool | None = None
+    attn_max_batch_mib: int | None = None
 
     def identity(self) -> dict[str, Any]:
         """What makes two configurations' knobs the same (see `_LEGACY_IDENTITY`)."""

@@ -9,11 +9,11 @@ import re
 import pytest
 
 from harness.models import inspect_model, synthetic_model
-from harness.models.attention import recurrent_bytes_of_layer
 from harness.plan.load_report import parse_report
-from harness.plan.memory import MemorySettings, kv_bytes_of
+from harness.plan.memory import MemorySettings, kv_bytes_by_device, state_bytes_by_device
 from harness.tools.server_process import LlamaServer
 from harness.units import MIB
+from strategies import get_strategy
 
 _RS_BUFFER = re.compile(r"(\S+) RS buffer size =\s*([\d.]+) MiB")
 
@@ -21,6 +21,7 @@ _RS_BUFFER = re.compile(r"(\S+) RS buffer size =\s*([\d.]+) MiB")
 CASES = [
     ("tiny", [], {}),
     ("tiny-glm", ["-ctk", "q8_0", "-ctv", "q8_0"], {"cache_type_k": "q8_0", "cache_type_v": "q8_0"}),
+    ("tiny-glm-mtp", [], {}),  # the NextN/MTP layer gets no cache on either engine (MTP off)
     ("tiny-deepseek", [], {}),
     ("tiny-deepseek", ["-fa", "off"], {"flash_attn": False}),
     # mainline refuses different K and V types on MLA ("model does not support different K and V cache types")
@@ -57,9 +58,9 @@ def _reported(engine, preset, args, log_path) -> tuple[int, int, str]:
 def _predicted(engine, preset, fields) -> tuple[int, int]:
     model = inspect_model(synthetic_model(preset))
     settings = MemorySettings(n_ctx=N_CTX, dialect=engine.dialect, **fields)
-    layers = range(model.n_layers - model.nextn_predict_layers)
-    kv = sum(kv_bytes_of(model, settings, i) for i in layers)
-    state = sum(recurrent_bytes_of_layer(model.attention, i, settings) for i in layers)
+    placement = get_strategy("gpu-layers").placement(model, {"k": 0})  # every layer's cache, MTP layers' none
+    kv = sum(kv_bytes_by_device(placement, model, settings).values())
+    state = sum(state_bytes_by_device(placement, model, settings).values())
     return kv, state
 
 

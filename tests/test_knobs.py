@@ -64,7 +64,7 @@ def test_knob_values_are_identity_and_earlier_ids_stay():
     (knobs,) = knob_grid(bench)
     # the id moebench gave this configuration before knobs became axes: the whole bench settings as identity
     before = bench.model_dump(exclude={"processes", "until", "threads_batch", "op_offload", "load_mode", "mla",
-                                       "swa_full"})
+                                       "swa_full", "attn_max_batch_mib"})
     conf = _conf(knobs)
     assert config_id(bench, conf) == stable_id("synth:tiny:seed0", "mainline-11434.0.0", "11434.0.0",
                                                "llama-bench", "cpu-moe", {}, [], before)
@@ -90,6 +90,8 @@ def test_knob_spellings_mainline(mainline_engine):
     for tool in ("llama-bench", "llama-server"):  # mainline has no MLA mode (MLA follows the file)
         with pytest.raises(KnobUnsupported, match=rf"mainline.*{tool} cannot set mla=1: none of -mla"):
             knob_args(Knobs(mla=1), 1, tool_syntax(mainline_engine, tool))
+        with pytest.raises(KnobUnsupported, match=rf"{tool} cannot set attn_max_batch_mib=512: none of -amb"):
+            knob_args(Knobs(attn_max_batch_mib=512), 1, tool_syntax(mainline_engine, tool))  # ik's flag only
 
 
 def test_knob_spellings_ik(ik_engine):
@@ -103,6 +105,7 @@ def test_knob_spellings_ik(ik_engine):
         knob_args(Knobs(load_mode="mlock"), 1, tool_syntax(ik_engine, "llama-bench"))
     for tool in ("llama-bench", "llama-server", "llama-sweep-bench"):
         assert knob_args(Knobs(mla=1), 1, tool_syntax(ik_engine, tool))[-2:] == ["-mla", "1"], tool
+        assert knob_args(Knobs(attn_max_batch_mib=512), 1, tool_syntax(ik_engine, tool))[-2:] == ["-amb", "512"]
 
 
 def test_validate_refuses_a_knob_an_engine_tool_lacks(tmp_path, mainline_engine, ik_engine):

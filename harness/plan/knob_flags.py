@@ -17,6 +17,7 @@ What was found for mainline b11434 and ik 0.1.5 (docs/ENGINE_FLAGS.md §7, "Knob
 | cache_type_k / _v | `-ctk T` / `-ctv T` | same, checked against its "allowed values" | same | same |
 | mla | — | — | `-mla N` | `-mla N` |
 | swa_full | — | `--swa-full` (off: no flag) | — | — |
+| attn_max_batch_mib | — | — | `-amb N` | `-amb N` |
 """
 
 from __future__ import annotations
@@ -147,6 +148,7 @@ SPELLINGS: dict[str, list[Spelling]] = {
     ],
     "mla": [Spelling("-mla", lambda v, s: ["-mla", str(v)], "3")],                              # ik only
     "swa_full": [Spelling("--swa-full", lambda v, s: ["--swa-full"] if v else [])],           # mainline server
+    "attn_max_batch_mib": [_value("-amb")],                                                     # ik only
     "threads_batch": [
         Spelling("-tb", lambda v, s: ["-tb", str(v)], "1"),
         Spelling("-tgb", lambda v, s: [], "1,1"),  # ik llama-bench: given with the threads as -tgb N,M (below)
@@ -155,7 +157,7 @@ SPELLINGS: dict[str, list[Spelling]] = {
 # the order of the knob arguments on a command line: every knob of `harness.knobs.KNOB_TABLE` (threads is spelled
 # with the thread count, `_threads`); kept as it was, so that the argument lists stay the same
 _ORDER = ("cache_type_k", "cache_type_v", "threads", "threads_batch", "batch", "ubatch", "flash_attn",
-          "op_offload", "load_mode", "mla", "swa_full")
+          "op_offload", "load_mode", "mla", "swa_full", "attn_max_batch_mib")
 
 
 def _spell(name: str, value: Any, syntax: ToolSyntax) -> list[str]:
