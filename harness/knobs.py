@@ -87,7 +87,7 @@ KNOB_TABLE = (
          description="ik's MLA mode for deepseek2 models: 0 (none), 1, 2 or 3 (ik's default)", listed_when_set=True),
     Knob("swa_full", bool, "swafull", "off", 10, listed_when_set=True,
          description="a full-context KV cache on sliding-window layers too (mainline llama-server --swa-full)"),
-    Knob("attn_max_batch_mib", int, "amb", "ik: 0 (no limit); mainline: none", 11,
+    Knob("attn_max_batch_mib", int, "amb", "ik: 0 (no limit); mainline: none", 11, listed_when_set=True,
          description="ik's -amb: the MiB an attention K*Q product may take before ik splits it into steps"),
 )
 KNOB_NAMES = tuple(k.name for k in KNOB_TABLE)
