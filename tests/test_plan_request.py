@@ -100,9 +100,11 @@ def test_explain_reads_the_stored_configurations_without_planning(tmp_path, monk
     first, last = _configuration("first-n-experts", n=2), _configuration("last-n-experts", n=2)
     predictor = Predictor.for_configurations([first, last])
     folder = tmp_path / "sweep"
-    write_configurations(folder, [configuration_record(first, [["llama-bench"]], planned_tests(predictor, first,
-                                                                                                BENCH))])
-    write_configurations(folder, [configuration_record(last, [], planned_tests(predictor, last, BENCH))])  # adds
+    def stored_tests(conf):
+        return {key: test.to_dict() for key, test in planned_tests(predictor, conf, BENCH).items()}
+
+    write_configurations(folder, [configuration_record(first, [["llama-bench"]], stored_tests(first))])
+    write_configurations(folder, [configuration_record(last, [], stored_tests(last))])  # adds
     stored = read_configurations(folder)
     assert set(stored) == {first.id, last.id} and stored[first.id]["commands"] == [["llama-bench"]]
     assert stored[first.id]["tests"][key_of_test("tg", 16, 0)]["predicted_tps"] > 0

@@ -21,7 +21,7 @@ from harness.models.tensor_groups import TensorGroup, classify_tensor
 from harness.perf.graph import graph_ops, offloads
 from harness.perf.model import TERM_LABELS, Prediction, features, roofline_tps
 from harness.perf.priors import PRIOR, Efficiencies, prior_constants, profile_peaks
-from harness.perf.workload import Layout, MeasuredTest, Workload, experts_touched, workload
+from harness.perf.workload import Layout, ModelledTest, Workload, experts_touched, workload
 from harness.plan.placement import Placement
 
 LABELS = {**TERM_LABELS, "upload_s": "ids read back before uploads", "upload_bytes": "uploads over PCIe"}
@@ -103,7 +103,7 @@ def _uploads(model: ModelInfo, layout: Layout, test: DescribedTest) -> list[Uplo
 
 
 def quantities(model: ModelInfo, layout: Layout, test: DescribedTest) -> Quantities:
-    w = workload(model, layout, MeasuredTest(test.kind, test.tokens, test.depth, test.ubatch))
+    w = workload(model, layout, ModelledTest(test.kind, test.tokens, test.depth, test.ubatch))
     if test.kind == "tg":
         return Quantities(w, features(w), w.bus_bytes, [], expert_type(model))
     return Quantities(w, features(w), w.bus_bytes - w.offload_bytes, _uploads(model, layout, test),
