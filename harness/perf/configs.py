@@ -1,6 +1,6 @@
 """The performance model applied to the planner's configurations: a configuration's workload for a test, its
 prediction from the calibration of its engine, tool and device, and what the plan says of each test its rows
-will have (`TestPrediction`, stored in configurations.json; the rows' model columns are read from it)."""
+will have (`PredictedTest`, stored in configurations.json; the rows' model columns are read from it)."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ class Predictor:
 
 
 @dataclass(frozen=True)
-class TestPrediction:
+class PredictedTest:
     """What the plan says of one test of a configuration: its workload, the graph splits the engine will log,
     and where calibrated the predicted tokens/s and the generation roofline (None for a prompt test)."""
 
@@ -104,12 +104,12 @@ class TestPrediction:
                 "predicted_tps": self.predicted_tps, "roofline_tps": self.roofline_tps}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TestPrediction":
+    def from_dict(cls, data: dict[str, Any]) -> "PredictedTest":
         return cls(Workload.from_dict(data["workload"]), data["predicted_graph_splits"],
                    data.get("predicted_tps"), data.get("roofline_tps"))
 
 
-def planned_tests(predictor: Predictor, conf: Configuration, bench: BenchSettings) -> dict[str, TestPrediction]:
+def planned_tests(predictor: Predictor, conf: Configuration, bench: BenchSettings) -> dict[str, PredictedTest]:
     """What the plan says of each test the configuration's rows will have (its tool's `row_tests`), by
     `key_of_test`. Empty where the engine places at load time (engine-fit) or nothing was placed."""
     if not _placed(conf):
@@ -124,7 +124,7 @@ def planned_tests(predictor: Predictor, conf: Configuration, bench: BenchSetting
         w, pred = predictor.prediction(conf, test)
         if test.ubatch not in splits:
             splits[test.ubatch] = predicted_splits(conf, test.ubatch)
-        out[key_of_test(kind, tokens, depth)] = TestPrediction(
+        out[key_of_test(kind, tokens, depth)] = PredictedTest(
             w, splits[test.ubatch], pred.tps if pred else None,
             roofline_tps(w, cal.peaks) if cal and cal.peaks else None)
     return out

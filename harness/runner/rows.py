@@ -1,7 +1,7 @@
 """The parts of a results record (`harness.results.record.RunRecord`) that describe what ran: the configuration
 (model, engine, placement, predicted memory per device, host), its telemetry (the time series file, the phase
 windows, per-phase figures), time to first token, and the model columns (what the plan predicted of the row's
-test, `harness.perf.configs.TestPrediction`, beside the engine's own graph splits)."""
+test, `harness.perf.configs.PredictedTest`, beside the engine's own graph splits)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Mapping, Protocol
 
 from harness.config import BenchSettings
 from harness.hostinfo import host_fingerprint
-from harness.perf.configs import TestPrediction
+from harness.perf.configs import PredictedTest
 from harness.plan.planner import Configuration
 from harness.plan.stored import key_of_test
 from harness.tools.measurement import BenchTest
@@ -97,7 +97,7 @@ def ttft_columns(test: BenchTest) -> dict:
     return {"ttft_ms_mean": round(sum(samples) / len(samples), 3), "ttft_ms_samples": [round(s, 3) for s in samples]}
 
 
-def planned_test(planned: Mapping[str, TestPrediction], test: BenchTest) -> TestPrediction | None:
+def planned_test(planned: Mapping[str, PredictedTest], test: BenchTest) -> PredictedTest | None:
     """What the plan predicted of a measured test (`planned`: the configuration's, by `key_of_test`), or None
     for a test the model does not predict (a combined prompt + generation test) or the plan has not (engine-fit,
     nothing placed)."""
@@ -105,7 +105,7 @@ def planned_test(planned: Mapping[str, TestPrediction], test: BenchTest) -> Test
     return planned.get(key_of_test(*modelled, test.n_depth or 0)) if modelled else None
 
 
-def model_columns(planned: TestPrediction | None, measured_tps: float | None, graph_splits: int | None) -> dict:
+def model_columns(planned: PredictedTest | None, measured_tps: float | None, graph_splits: int | None) -> dict:
     """The row's model columns: the engine's graph splits (from its load report) and, where the plan predicted
     the test, the model's graph splits, the predicted tokens/s where calibrated, the generation roofline and the
     measured share of it."""

@@ -21,7 +21,7 @@ from harness.cpus import CpuBudget, cpu_list, plan_budget
 from harness.errors import UserError
 from harness.gpu.vram_limit import VramReservation
 from harness.hostinfo import host_fingerprint
-from harness.perf.configs import Predictor, TestPrediction, planned_tests
+from harness.perf.configs import Predictor, PredictedTest, planned_tests
 from harness.plan.load_report import parse_report
 from harness.plan.planner import Configuration, accelerator_devices, check_knobs, find_engines, plan, stable_id
 from harness.plan.request import request_from_config
@@ -95,7 +95,7 @@ class SweepRun:
     schedule: Schedule
     budget: CpuBudget
     progress: SweepProgress
-    predictions: Mapping[str, Mapping[str, TestPrediction]]
+    predictions: Mapping[str, Mapping[str, PredictedTest]]
 
 
 def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None = None, *,
