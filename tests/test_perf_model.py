@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from harness.models import inspect_plan
+from harness.models import inspect_preset
 from harness.perf.graph import crossings, graph_ops, run_devices, segments
 from harness.perf.model import Constants, Peaks, fit_constants, predict, roofline_tps
 from harness.perf.workload import Layout, ModelledTest, workload
@@ -24,7 +24,7 @@ F32 = 4
 
 @pytest.fixture(scope="module")
 def tiny():
-    return inspect_plan("tiny")
+    return inspect_preset("tiny")
 
 
 def _layout(model, strategy: str, **params) -> Layout:

@@ -16,7 +16,7 @@ from harness.analysis.explain import explain_folder
 from harness.config import BenchSettings, EngineSpec, ModelSpec, StrategySpec, load_config
 from harness.config_devices import RpcRig
 from harness.engines.discover import Engine
-from harness.models import inspect_plan
+from harness.models import inspect_preset
 from harness.perf.calibration import Calibration, ToolCalibration
 from harness.perf.configs import Predictor, planned_tests
 from harness.perf.configs import test_of as model_test
@@ -68,7 +68,7 @@ def test_workload_round_trips():
 
 def _configuration(strategy: str, **params) -> Configuration:
     """A configuration as the planner makes one, of the tiny preset on an RPC device (no engine, no GGUF)."""
-    info = inspect_plan("tiny")
+    info = inspect_preset("tiny")
     model = ResolvedModel("synth:tiny", Path("/nonexistent/tiny.gguf"), "synth:tiny:seed0",
                           info)
     engine = Engine("mainline-gone", Path("/nonexistent"), "mainline", "test", version="0")

@@ -111,11 +111,11 @@ def test_the_shipped_prior_is_the_stored_fit():
 def test_uploads_cost_their_bytes_and_waits_and_first_n_ties_last_n():
     """A prompt with RAM-held experts: fewer experts touched per micro-batch uploads fewer bytes (faster); a
     dearer wait per upload slows it; first-N and last-N at equal bytes are priced alike (no overlap)."""
-    from harness.models.inspect import inspect_plan
+    from harness.models.inspect import inspect_preset
     from harness.perf.described import DescribedTest, described_layout, predict_described
     from strategies.registry import get_strategy
 
-    model = inspect_plan("qwen3.6-35b-a3b")
+    model = inspect_preset("qwen3.6-35b-a3b")
     box = profile_from_args("RTX 3090", "ddr5-6000x2", 16)
     test = DescribedTest("pp", 2048, 0, 512)
 
@@ -133,11 +133,11 @@ def test_uploads_cost_their_bytes_and_waits_and_first_n_ties_last_n():
 
 
 def test_first_vs_last_names_a_tie_or_the_term_that_differs():
-    from harness.models.inspect import inspect_plan
+    from harness.models.inspect import inspect_preset
     from harness.perf.described import first_vs_last
     from strategies.registry import get_strategy
 
-    model = inspect_plan("qwen3.6-35b-a3b")
+    model = inspect_preset("qwen3.6-35b-a3b")
     box = profile_from_args("RTX 3090", "ddr5-6000x2", 16)
 
     def place(name, **params):

@@ -12,7 +12,7 @@ import pytest
 
 from harness.config import BenchSettings
 from harness.engines.discover import Engine
-from harness.models import inspect_plan
+from harness.models import inspect_preset
 from harness.perf.configs import Predictor, PredictedTest, planned_tests
 from harness.perf.workload import Layout, ModelledTest, workload
 from harness.plan.flags import Target, compile_flags
@@ -67,7 +67,7 @@ def test_llama_bench_json_fills_the_typed_fields():
 
 def _configuration(tool: str) -> Configuration:
     """A planned configuration of the tiny preset on an RPC device (no engine, no GGUF)."""
-    info = inspect_plan("tiny")
+    info = inspect_preset("tiny")
     model = ResolvedModel("synth:tiny", Path("/nonexistent/tiny.gguf"), "synth:tiny:seed0", info)
     engine = Engine("mainline-gone", Path("/nonexistent"), "mainline", "test", version="0")
     target = Target("mainline", tool, "-ngl -ncmoe -ot -dev --rpc", "RPC0", "RPC0[127.0.0.1:50999]",
@@ -91,7 +91,7 @@ def test_the_plan_predicts_each_row_test_of_the_tool(tool):
 
 
 def test_model_columns_are_read_from_the_plan():
-    info = inspect_plan("tiny")
+    info = inspect_preset("tiny")
     placement = get_strategy("cpu-moe").placement(info, {})
     w = workload(info, Layout(placement), ModelledTest("tg", 16))
     tg = PredictedTest(w, 5, 40.12345, 80.0)

@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Protocol
 
 from harness import __version__, procs
 from harness.config import BenchConfig, BenchSettings
-from harness.cpus import CpuBudget, cpu_list, plan_budget
+from harness.cpus import CpuBudget, cpu_list, cpu_budget
 from harness.errors import UserError
 from harness.gpu.vram_limit import VramReservation
 from harness.hostinfo import host_fingerprint
@@ -111,7 +111,7 @@ def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None
                         "`name:` or --out")
     request = request_from_config(config)
     engines = find_engines(request)
-    budget = plan_budget(config.rpc_rig)
+    budget = cpu_budget(config.rpc_rig)
     check_knobs(request, engines, budget)  # before anything is written or started
     with contextlib.ExitStack() as stack:
         rig = start_rig(stack, config, engines, budget, store.logs)  # the RPC servers, one or more per engine
