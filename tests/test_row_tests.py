@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_cli
 from harness.config import BenchSettings
 from harness.engines.discover import Engine
 from harness.models import inspect_preset
@@ -17,7 +18,8 @@ from harness.perf.configs import Predictor, PredictedTest, planned_tests
 from harness.perf.workload import Layout, ModelledTest, workload
 from harness.plan.flags import Target, compile_flags
 from harness.plan.planner import Configuration, ResolvedModel, config_id
-from harness.plan.stored import key_of_test
+from harness.plan.stored import key_of_test, read_configurations
+from harness.results.reader import read_runs
 from harness.results.record import modelled_test
 from harness.runner.rows import model_columns, planned_test
 from harness.tools import tool_named
@@ -103,3 +105,27 @@ def test_model_columns_are_read_from_the_plan():
     assert model_columns(None, 20.0, 7) == {"graph_splits": 7}
     uncalibrated = PredictedTest(w, 5, None, None)
     assert model_columns(uncalibrated, 20.0, None) == {"graph_splits": None, "predicted_graph_splits": 5}
+
+
+def test_sweep_bench_rows_get_the_plans_prediction_at_every_depth(ik_engine, tmp_path):
+    """ik's llama-sweep-bench on the RPC rig (a placed configuration): every row of its table, one per depth,
+    gets the model columns of the test the plan predicted for it (configurations.json), none planned again."""
+    (tmp_path / "bench.yaml").write_text("""
+models: [{synth: tiny}]
+engines: [ik]
+tools: [llama-sweep-bench]
+rpc_rig: true
+strategies: [{name: cpu-moe}]
+bench: {ctx: 256, ubatch: 64, processes: 1}
+""")
+    result = run_cli("run", tmp_path / "bench.yaml", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "out" / "default"
+    rows = read_runs(folder)
+    assert set(rows["status"]) == {"ok"}, rows["reason"].tolist()
+    assert set(rows["test"]) == {f"{k}@d{d}" if d else k for k in ("pp64", "tg16") for d in (0, 64, 128, 192)}
+    [stored] = read_configurations(folder).values()
+    for _, row in rows.iterrows():
+        kind, tokens = modelled_test(row["n_prompt"], row["n_gen"])
+        planned = PredictedTest.from_dict(stored["tests"][key_of_test(kind, tokens, int(row["n_depth"]))])
+        assert int(row["predicted_graph_splits"]) == planned.predicted_graph_splits >= 1
