@@ -35,6 +35,8 @@ CASES = [
     ("tiny-mixtral", ["-ctk", "q8_0", "-ctv", "q8_0"], {"cache_type_k": "q8_0", "cache_type_v": "q8_0"}),
 ]
 MAINLINE_ONLY = [("tiny-gpt-oss", ["--swa-full"], {"swa_full": True})]
+IK_ONLY = [("tiny-deepseek", ["-mla", "1", "-fa", "off"], {"mla_mode": 1, "flash_attn": False}),
+           ("tiny-deepseek", ["-mla", "2", "-fa", "off"], {"mla_mode": 2, "flash_attn": False})]
 N_CTX = 4096
 
 
@@ -65,11 +67,13 @@ def _same_mib(a: int, b: int) -> bool:
     return abs(a / MIB - b / MIB) <= 0.011  # the engines print two decimals
 
 
-@pytest.mark.parametrize("preset,args,fields", CASES + MAINLINE_ONLY,
-                         ids=[f"{p}{''.join(a)}" for p, a, _ in CASES + MAINLINE_ONLY])
+@pytest.mark.parametrize("preset,args,fields", CASES + MAINLINE_ONLY + IK_ONLY,
+                         ids=[f"{p}{''.join(a)}" for p, a, _ in CASES + MAINLINE_ONLY + IK_ONLY])
 def test_predicted_cache_equals_the_engines(engine, tmp_path, preset, args, fields):
     if (preset, args, fields) in MAINLINE_ONLY and engine.dialect != "mainline":
         pytest.skip("a mainline flag")
+    if (preset, args, fields) in IK_ONLY and engine.dialect != "ik":
+        pytest.skip("an ik flag")
     kv, rs, text = _reported(engine, preset, args, tmp_path / "server.log")
     predicted_kv, predicted_state = _predicted(engine, preset, fields)
     if engine.dialect == "ik":  # ik keeps the recurrent state in its KV buffer

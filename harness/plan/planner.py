@@ -170,7 +170,8 @@ def memory_settings(bench: BenchSettings, tool: str, knobs: Knobs, target: Targe
     ubatch = knobs.effective_ubatch(padded if dialect == "ik" else n_ctx)
     return MemorySettings(n_ctx=padded, n_ubatch=ubatch, cache_type_k=knobs.cache_type_k,
                           cache_type_v=knobs.cache_type_v, flash_attn=flash_attn, op_offload=offload,
-                          dialect=dialect, kv_on_cpu=target is not None and not ngl_places_weights(target))
+                          dialect=dialect, kv_on_cpu=target is not None and not ngl_places_weights(target),
+                          mla_mode=knobs.mla, swa_full=bool(knobs.swa_full))
 
 
 def find_engines(request: PlanRequest) -> list[Engine]:
