@@ -2,7 +2,7 @@
 
 For every table in `benchmarks/published/*.yaml` (the figures of `../shared/published/*.md`, as posted, in a form a
 program reads), every row is predicted from the table's hardware (a `harness.hardware` profile) and the model's
-real shapes (a full-size `synth` preset's tensor plan: nothing is written), with the prior constants
+real shapes (a full-size `synth` preset's tensor list: nothing is written), with the prior constants
 (`harness.perf.priors`) in two ways: the stated guess (`GUESS`), and efficiencies fitted leave-one-table-out (the
 table being predicted never in the fit: least squares on the log of tokens/s, and of the ratio where a table gives
 only that, over the other tables' rows; the box terms, upload and RAM read shares, fitted per table and a new box
@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # published_fit
 
 from harness.errors import UserError  # noqa: E402
 from harness.hardware.profile import profile_from_args  # noqa: E402
-from harness.models.inspect import inspect_plan  # noqa: E402
+from harness.models.inspect import inspect_preset  # noqa: E402
 from harness.perf.described import (DescribedTest, described_layout, overrides_to_cpu,  # noqa: E402
                                      pinned_host_weights, quantities)
 from harness.perf.peaks import PCIE_LANE_BYTES_S  # noqa: E402
@@ -80,7 +80,7 @@ def load_table(path: Path) -> Table:
     if not hw.get("cores"):
         assumptions.append(f"{ASSUMED_CORES} cores (not given)")
     profile = profile_from_args(hw["gpu"], hw.get("ram") or ASSUMED_RAM, hw.get("cores") or ASSUMED_CORES)
-    model = inspect_plan(data["model"])
+    model = inspect_preset(data["model"])
     cache = data.get("cache_type", "f16")
     rows = []
     for entry in data["rows"]:

@@ -166,12 +166,12 @@ bench: {prompt_tokens: [64], gen_tokens: [16], ctx: 256, ubatch: [64, 512], cach
 
 
 def test_layout_offsets_of_an_unwritten_preset_match_the_written_file(tiny_model):
-    from harness.models import inspect_model, inspect_plan
+    from harness.models import inspect_model, inspect_preset
     from harness.plan.planner import _with_layout_offsets
 
     real = inspect_model(tiny_model).tensors
     start = min(r.offset for r in real)
-    planned = _with_layout_offsets(inspect_plan("tiny")).tensors
+    planned = _with_layout_offsets(inspect_preset("tiny")).tensors
     assert [(r.name, r.offset - start) for r in real] == [(r.name, r.offset) for r in planned]
 
 

@@ -114,11 +114,11 @@ def test_the_shipped_prior_is_the_stored_fit():
 
 
 def _qwen36_pp(strategy, eff=GUESS_EFF, *, n=20, dialect="mainline", mmap=True, ubatch=512):
-    from harness.models.inspect import inspect_plan
+    from harness.models.inspect import inspect_preset
     from harness.perf.described import DescribedTest, described_layout, predict_described
     from strategies.registry import get_strategy
 
-    model = inspect_plan("qwen3.6-35b-a3b")
+    model = inspect_preset("qwen3.6-35b-a3b")
     box = profile_from_args("RTX 3090", "ddr5-6000x2", 16)
     s = get_strategy(strategy)
     layout = described_layout(s.place(model, s.Params(n=n)), dialect=dialect)
@@ -147,11 +147,11 @@ def test_last_n_uploads_fewer_experts_where_routing_concentrates_late():
 
 def test_whole_tensor_uploads_without_only_active_experts():
     """ik's -no-ooae: every expert of a RAM-held tensor is copied and no ids are read back."""
-    from harness.models.inspect import inspect_plan
+    from harness.models.inspect import inspect_preset
     from harness.perf.described import DescribedTest, described_layout, price, quantities
     from strategies.registry import get_strategy
 
-    model = inspect_plan("qwen3.6-35b-a3b")
+    model = inspect_preset("qwen3.6-35b-a3b")
     box = profile_from_args("RTX 3090", "ddr5-6000x2", 16)
     s = get_strategy("first-n-experts")
     layout = described_layout(s.place(model, s.Params(n=20)), dialect="ik")
@@ -178,11 +178,11 @@ def test_pageable_host_memory_uploads_slower_than_pinned():
 
 
 def test_first_vs_last_names_a_tie_or_the_term_that_differs():
-    from harness.models.inspect import inspect_plan
+    from harness.models.inspect import inspect_preset
     from harness.perf.described import first_vs_last
     from strategies.registry import get_strategy
 
-    model = inspect_plan("qwen3.6-35b-a3b")
+    model = inspect_preset("qwen3.6-35b-a3b")
     box = profile_from_args("RTX 3090", "ddr5-6000x2", 16)
 
     def place(name, **params):
@@ -207,11 +207,11 @@ def test_first_vs_last_names_a_tie_or_the_term_that_differs():
 def test_generation_without_cuda_graphs_pays_a_launch_per_gpu_segment():
     """ik with RAM-held experts runs generation without CUDA graphs: each GPU segment of the pass launches its
     kernels one by one (`launch_s`); mainline keeps a graph per split, and ik wholly on the GPU keeps its graph."""
-    from harness.models.inspect import inspect_plan
+    from harness.models.inspect import inspect_preset
     from harness.perf.described import DescribedTest, described_layout, predict_described, uses_cuda_graphs
     from strategies.registry import get_strategy
 
-    model = inspect_plan("qwen3.6-35b-a3b")
+    model = inspect_preset("qwen3.6-35b-a3b")
     box = profile_from_args("RTX 3090", "ddr5-6000x2", 16)
     s = get_strategy("first-n-experts")
     placement = s.place(model, s.Params(n=20))
@@ -232,11 +232,11 @@ def test_generation_without_cuda_graphs_pays_a_launch_per_gpu_segment():
 def test_skewed_routing_touches_fewer_experts_and_uniform_is_the_old_share():
     """Expert popularity falling as rank^-skew: at skew 0 the uniform share (`experts_touched`); with skew a
     micro-batch touches fewer experts at the same tokens, and more with more tokens."""
-    from harness.models.inspect import inspect_plan
+    from harness.models.inspect import inspect_preset
     from harness.perf.described import touched_share
     from harness.perf.workload import experts_touched
 
-    model = inspect_plan("qwen3.6-35b-a3b")
+    model = inspect_preset("qwen3.6-35b-a3b")
     assert touched_share(model, 256, 1.0, 0.0) == pytest.approx(experts_touched(model, 256))
     assert touched_share(model, 256, 1.0, 1.0) < touched_share(model, 256, 1.0, 0.0)
     assert touched_share(model, 256, 1.0, 1.0) < touched_share(model, 2048, 1.0, 1.0) <= 1.0

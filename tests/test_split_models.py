@@ -18,7 +18,7 @@ from harness.cli import main
 from harness.config import BenchConfig, load_config
 from harness.engines.rpc import RpcServer
 from harness.errors import UserError
-from harness.models import inspect_model, inspect_plan, synthetic_model, write_synthetic_model
+from harness.models import inspect_model, inspect_preset, synthetic_model, write_synthetic_model
 from harness.models.shards import SplitRule, read_shards, shard_path
 from harness.plan.load_report import parse_load_log
 from harness.plan.model_buffers import expected_model_buffer_bytes, mapped_span, mapped_spans
@@ -56,7 +56,7 @@ def test_writer_splits_as_gguf_split(written):
     assert first.name == "tiny-split-00001-of-00003.gguf"
     assert sorted(p.name for p in first.parent.iterdir()) == sorted(
         ["tiny.gguf", *(p.name for p in _shards(first))])  # nothing left of the staging folder
-    plan = inspect_plan("tiny").tensors
+    plan = inspect_preset("tiny").tensors
     shard_of = FORTY.shard_of_each([t.n_bytes for t in plan])
     for index, path in enumerate(_shards(first)):
         reader = GGUFReader(path)
@@ -181,7 +181,7 @@ def test_mapped_spans_are_per_file(written):
 
 def test_an_unwritten_split_preset_is_planned_as_the_writer_writes_it(written):
     real = inspect_model(written["split"])
-    planned = _with_layout_offsets(inspect_plan("tiny"), written["split"].with_name("tiny-split.gguf"), FORTY)
+    planned = _with_layout_offsets(inspect_preset("tiny"), written["split"].with_name("tiny-split.gguf"), FORTY)
     start = {f: min(t.offset for t in real.tensors if t.file == f) for f in real.files}
     assert [(t.name, t.file, t.offset - start[t.file]) for t in real.tensors] == \
         [(t.name, t.file, t.offset) for t in planned.tensors]

@@ -40,7 +40,7 @@ class MoePreset:
     attn_v_type: str | None = None  # None: matrix_type
     token_embd_type: str = "Q8_0"
     output_type: str = "Q8_0"
-    full_size: bool = False  # many GB: tests use its tensor plan instead of writing it
+    full_size: bool = False  # many GB: tests use its tensor list instead of writing it
     # multi-head latent attention (deepseek2): head_dim is the MLA key head (nope + rope), head_dim_v its value head
     q_lora_rank: int = 0
     kv_lora_rank: int = 0

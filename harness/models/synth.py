@@ -25,7 +25,7 @@ from gguf import ExpertGatingFuncType, GGUFWriter, LlamaFileType
 from harness import paths
 from harness.errors import UserError
 from harness.models.blocks import block_geometry, constant_f32_bytes, random_tensor_bytes
-from harness.models.plan import FILL_ONES, TensorSpec, plan_tensor_bytes, tensor_plan
+from harness.models.preset_tensors import FILL_ONES, TensorSpec, tensor_specs_bytes, preset_tensors
 from harness.models.presets import MoePreset, get_preset
 from harness.models.shards import SplitRule, shard_path
 from harness.models.vocab import BOS_ID, EOS_ID, UNK_ID, build_vocabulary
@@ -160,10 +160,10 @@ def write_synthetic_model(out_path: str | os.PathLike[str], preset: str, seed: i
     spec_preset = get_preset(preset)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    plan = tensor_plan(spec_preset)
-    total_bytes = plan_tensor_bytes(plan)
+    specs = preset_tensors(spec_preset)
+    total_bytes = tensor_specs_bytes(specs)
     _check_free_space(out_path.parent, total_bytes)
-    n_shards = 1 + max(split.shard_of_each([t.n_bytes for t in plan])) if split else 1
+    n_shards = 1 + max(split.shard_of_each([t.n_bytes for t in specs])) if split else 1
     final = [shard_path(out_path, i, n_shards) for i in range(n_shards)] if split else [out_path]
 
     # every file is written in a hidden folder beside its final name, then moved there, the first file last
@@ -182,14 +182,14 @@ def write_synthetic_model(out_path: str | os.PathLike[str], preset: str, seed: i
     writer = GGUFWriter(staging / named.name, spec_preset.architecture, **limits)
     try:
         _add_metadata(writer, spec_preset, seed)
-        for spec in plan:
+        for spec in specs:
             # numpy shape order is the reverse of ggml's; the dtype only needs to be "not uint8"
             writer.add_tensor_info(spec.name, tuple(reversed(spec.shape)), np.dtype(np.float32), spec.n_bytes,
                                    raw_dtype=spec.ggml_type)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        for spec in plan:
+        for spec in specs:
             data = _RepeatedChunk(_tensor_data(spec, seed), spec.n_bytes, on_written)
             writer.write_tensor_data(data)  # type: ignore[arg-type]
         writer.close()
@@ -206,11 +206,11 @@ def write_synthetic_model(out_path: str | os.PathLike[str], preset: str, seed: i
 def synthetic_model_path(preset: str, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None,
                          split: SplitRule | None = None) -> Path:
     """Where `synthetic_model` keeps the model: `<cache>/models/<preset>-seed<seed>.gguf`; split, the first shard
-    `<preset>-seed<seed>-<split tag>-00001-of-0000N.gguf` (N from the preset's plan)."""
+    `<preset>-seed<seed>-<split tag>-00001-of-0000N.gguf` (N from the preset's tensors)."""
     root = Path(cache_dir) if cache_dir is not None else paths.cache_dir()
     if split is None:
         return root / "models" / f"{preset}-seed{seed}.gguf"
-    shards = split.shard_of_each([t.n_bytes for t in tensor_plan(get_preset(preset))])
+    shards = split.shard_of_each([t.n_bytes for t in preset_tensors(get_preset(preset))])
     return shard_path(root / "models" / f"{preset}-seed{seed}-{split.tag}.gguf", 0, 1 + max(shards))
 
 

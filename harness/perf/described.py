@@ -34,7 +34,7 @@ from harness.models.tensor_groups import TensorGroup, classify_tensor, layer_ind
 from harness.perf.graph import graph_ops, offloads
 from harness.perf.model import TERM_LABELS, Prediction, features, roofline_tps
 from harness.perf.priors import PRIOR, Efficiencies, prior_constants, profile_peaks
-from harness.perf.workload import Layout, MeasuredTest, Workload, experts_touched, workload
+from harness.perf.workload import Layout, ModelledTest, Workload, experts_touched, workload
 from harness.plan.placement import CPU, Placement, is_accelerator
 
 LABELS = {**TERM_LABELS, "upload_s": "ids read back before uploads", "upload_bytes": "uploads over PCIe",
@@ -157,7 +157,7 @@ def _uploads(model: ModelInfo, layout: Layout, test: DescribedTest) -> list[Uplo
 def quantities(model: ModelInfo, layout: Layout, test: DescribedTest, *, pinned: bool | None = None,
                active_experts_only: bool = True) -> Quantities:
     """`pinned`: where the RAM-held weights are (None: the engine's default under mmap, `pinned_host_weights`)."""
-    w = workload(model, layout, MeasuredTest(test.kind, test.tokens, test.depth, test.ubatch))
+    w = workload(model, layout, ModelledTest(test.kind, test.tokens, test.depth, test.ubatch))
     pinned = pinned_host_weights(layout.dialect) if pinned is None else pinned
     graphs = uses_cuda_graphs(layout.dialect, layout.placement)
     if test.kind == "tg":

@@ -20,10 +20,10 @@ from functools import partial
 from pathlib import Path
 
 from harness.config import BenchSettings, ModelSpec
-from harness.cpus import CpuBudget, plan_budget
+from harness.cpus import CpuBudget, cpu_budget
 from harness.engines.discover import Engine, find_engine
 from harness.errors import UserError
-from harness.models import inspect_model, inspect_plan, synthetic_model, synthetic_model_path
+from harness.models import inspect_model, inspect_preset, synthetic_model, synthetic_model_path
 from harness.models.inspect import ModelInfo
 from harness.models.shards import SplitRule, shard_path
 from harness.plan.flags import CompiledFlags, Target, compile_flags, ngl_places_weights
@@ -121,7 +121,7 @@ def resolve_model(spec: ModelSpec, *, write: bool = False, source: Path | None =
         if write:
             path = synthetic_model(spec.synth, seed=spec.seed, split=split)
         elif not path.is_file():
-            info = _with_layout_offsets(inspect_plan(spec.synth), path, split)
+            info = _with_layout_offsets(inspect_preset(spec.synth), path, split)
             return ResolvedModel(spec.label, path, identity, info)
         return ResolvedModel(spec.label, path, identity, inspect_model(path))
     path = Path(spec.path).expanduser().resolve()
@@ -213,7 +213,7 @@ def plan(request: PlanRequest) -> list[Configuration]:
     strategy that takes a split and has none gets the devices' budgets' proportions when there are several.
     Raises UserError when an engine is not found or a knob value cannot be set (see module doc)."""
     engines = find_engines(request)
-    budget = plan_budget(request.rpc_rig)
+    budget = cpu_budget(request.rpc_rig)
     syntaxes = check_knobs(request, engines, budget)
     models = [resolve_model(m, write=request.write_models, source=request.source) for m in request.models]
     devices = accelerator_devices(request, engines, request.rpc_endpoints)

@@ -1,4 +1,4 @@
-"""The tensor plan of a preset: every tensor's name, ggml type, shape and size, without writing anything.
+"""The tensor list of a preset: every tensor's name, ggml type, shape and size, without writing anything.
 
 The layouts follow what the engines' loaders create (mainline `src/models/qwen3moe.cpp`,
 `src/models/glm4-moe.cpp`; ik_llama.cpp `src/llama-load-tensors.cpp`):
@@ -92,7 +92,7 @@ def _arch_of(preset: MoePreset) -> MODEL_ARCH:
     raise ValueError(f"unknown architecture {preset.architecture!r}")
 
 
-class _PlanBuilder:
+class _PresetTensorsBuilder:
     def __init__(self, preset: MoePreset):
         self.preset = preset
         self.arch = _arch_of(preset)
@@ -230,16 +230,16 @@ class _PlanBuilder:
         self.add(MODEL_TENSOR.SSM_OUT, "weight", (value_dim, p.n_embd), p.matrix_type, bid)
 
 
-def tensor_plan(preset: MoePreset) -> list[TensorSpec]:
+def preset_tensors(preset: MoePreset) -> list[TensorSpec]:
     """Every tensor a synthetic model of `preset` contains, in file order."""
-    return _PlanBuilder(preset).build()
+    return _PresetTensorsBuilder(preset).build()
 
 
-def preset_tensor_plan(name: str) -> list[TensorSpec]:
-    """`tensor_plan` of the preset called `name` (UserError if there is none)."""
-    return tensor_plan(get_preset(name))
+def preset_tensors_named(name: str) -> list[TensorSpec]:
+    """`preset_tensors` of the preset called `name` (UserError if there is none)."""
+    return preset_tensors(get_preset(name))
 
 
-def plan_tensor_bytes(plan: list[TensorSpec]) -> int:
-    """Bytes of tensor data the plan holds (the file adds a header and alignment padding)."""
-    return sum(spec.n_bytes for spec in plan)
+def tensor_specs_bytes(specs: list[TensorSpec]) -> int:
+    """Bytes of tensor data the specs hold (the file adds a header and alignment padding)."""
+    return sum(spec.n_bytes for spec in specs)
