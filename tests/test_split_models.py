@@ -20,6 +20,8 @@ from harness.engines.rpc import RpcServer
 from harness.errors import UserError
 from harness.models import inspect_model, inspect_preset, synthetic_model, write_synthetic_model
 from harness.models.shards import SplitRule, read_shards, shard_path
+from harness.models.presets import get_preset
+from harness.models.synth import preset_digest
 from harness.plan.load_report import parse_load_log
 from harness.plan.model_buffers import expected_model_buffer_bytes, mapped_span, mapped_spans
 from harness.plan.planner import _with_layout_offsets, resolve_model
@@ -85,7 +87,7 @@ def test_a_shard_name_as_output_is_not_doubled(tmp_path):
 
 def test_split_synthetic_model_is_cached_under_its_own_name(tmp_path):
     first = synthetic_model("tiny", seed=1, cache_dir=tmp_path, split=FORTY)
-    assert first == tmp_path / "models" / "tiny-seed1-split-40t-00001-of-00003.gguf"
+    assert first == tmp_path / "models" / f"tiny-{preset_digest(get_preset('tiny'))}-seed1-split-40t-00001-of-00003.gguf"
     mtime = first.stat().st_mtime_ns
     assert synthetic_model("tiny", seed=1, cache_dir=tmp_path, split=FORTY) == first
     assert first.stat().st_mtime_ns == mtime
@@ -201,7 +203,7 @@ def test_bench_yaml_split_synthetic_model(tmp_path, monkeypatch):
     spec = _config(tmp_path, "{synth: tiny, split_max_tensors: 40}").models[0]
     assert spec.split == FORTY and spec.label == "synth:tiny:split-40t"
     planned = resolve_model(spec, write=False)
-    assert planned.path.name == "tiny-seed0-split-40t-00001-of-00003.gguf" and not planned.path.exists()
+    assert planned.path.name == f"tiny-{preset_digest(get_preset('tiny'))}-seed0-split-40t-00001-of-00003.gguf" and not planned.path.exists()
     assert len({t.file for t in planned.info.tensors}) == 3
     resolved = resolve_model(spec, write=True)
     assert resolved.path == planned.path and resolved.info.files == planned.info.files

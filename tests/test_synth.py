@@ -20,6 +20,7 @@ from harness.models import synth as synth_module
 from harness.models.blocks import SUPPORTED_TYPES, WEIGHT_STD, block_geometry, random_tensor_bytes, tensor_nbytes
 from harness.models.preset_tensors import tensor_specs_bytes
 from harness.models.vocab import build_vocabulary
+from harness.models.synth import preset_digest
 
 SMALL_PRESETS = [name for name, p in PRESETS.items() if not p.full_size]
 T = GGMLQuantizationType
@@ -127,7 +128,8 @@ def test_full_size_plans_have_the_real_shapes():
     assert glm["blk.45.exp_probs_b.bias"].shape == (128,)
     assert glm["blk.3.attn_q.weight"].shape == (4096, 96 * 128)
     assert glm["blk.3.attn_q.bias"].shape == (96 * 128,)
-    assert "blk.46.attn_norm.weight" not in glm  # no MTP layer
+    assert glm["blk.46.nextn.eh_proj.weight"].shape == (8192, 4096)  # the MTP layer: block 46 of 47
+    assert "blk.47.attn_norm.weight" not in glm
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -211,7 +213,7 @@ def test_not_enough_disk_space_is_a_user_error(tmp_path, monkeypatch):
 
 def test_synthetic_model_is_idempotent(tmp_path, monkeypatch):
     first = synthetic_model("tiny", seed=2, cache_dir=tmp_path)
-    assert first == tmp_path / "models" / "tiny-seed2.gguf"
+    assert first == tmp_path / "models" / f"tiny-{preset_digest(get_preset('tiny'))}-seed2.gguf"
     mtime = first.stat().st_mtime_ns
     digest = sha256(first)
     second = synthetic_model("tiny", seed=2, cache_dir=tmp_path)
@@ -286,3 +288,14 @@ def test_engine_loads_and_runs_small_preset(llama_bench, small_models, name):
     assert len(pp) == 1 and len(tg) == 1, tests
     assert pp[0].tps_mean > 0 and tg[0].tps_mean > 0
     assert np.isfinite(pp[0].tps_mean) and np.isfinite(tg[0].tps_mean)
+
+
+def test_a_changed_preset_is_not_taken_for_its_earlier_file(tmp_path):
+    """The cached file's name carries the preset's digest: a definition changed under the same name (a layer
+    added) writes a new file instead of reusing the old one."""
+    from dataclasses import replace
+
+    tiny = get_preset("tiny")
+    assert preset_digest(tiny) == preset_digest(get_preset("tiny"))
+    assert preset_digest(replace(tiny, n_layers=tiny.n_layers + 1)) != preset_digest(tiny)
+    assert preset_digest(replace(tiny, nextn_predict_layers=1)) != preset_digest(tiny)

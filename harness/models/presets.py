@@ -200,9 +200,10 @@ PRESETS: dict[str, MoePreset] = {
         ),
         MoePreset(
             name="glm-4.5-air",
-            description="GLM-4.5-Air shapes: 46 layers (1 dense), 128 experts (8 used) + 1 shared, Q4_K/Q5_0/Q6_K",
+            description="GLM-4.5-Air shapes: 46 layers (1 dense) + the MTP layer, 128 experts (8 used) + 1 shared, "
+                        "Q4_K/Q5_0/Q6_K",
             architecture="glm4moe",
-            n_layers=46, n_embd=4096, n_head=96, n_head_kv=8, head_dim=128,
+            n_layers=47, nextn_predict_layers=1, n_embd=4096, n_head=96, n_head_kv=8, head_dim=128,
             n_experts=128, n_experts_used=8, expert_ff=1408,
             vocab_size=151552, context_length=131072,
             n_leading_dense_layers=1, dense_ff=10944, n_shared_experts=1, rope_dim=64, rms_norm_eps=1e-5,

@@ -16,6 +16,7 @@ import os
 import shutil
 import zlib
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import BinaryIO
 
@@ -203,15 +204,26 @@ def write_synthetic_model(out_path: str | os.PathLike[str], preset: str, seed: i
     return final[0]
 
 
+def preset_digest(preset: MoePreset) -> str:
+    """Eight hex digits of the preset's definition: a file written from an earlier definition of the same name
+    (a layer added, a type changed) is not taken for it."""
+    return zlib.crc32(repr(sorted(asdict(preset).items())).encode()).to_bytes(4, "big").hex()
+
+
+def _stem(preset: str, seed: int) -> str:
+    return f"{preset}-{preset_digest(get_preset(preset))}-seed{seed}"
+
+
 def synthetic_model_path(preset: str, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None,
                          split: SplitRule | None = None) -> Path:
-    """Where `synthetic_model` keeps the model: `<cache>/models/<preset>-seed<seed>.gguf`; split, the first shard
-    `<preset>-seed<seed>-<split tag>-00001-of-0000N.gguf` (N from the preset's tensors)."""
+    """Where `synthetic_model` keeps the model: `<cache>/models/<preset>-<digest>-seed<seed>.gguf` (`preset_digest`);
+    split, the first shard `<preset>-<digest>-seed<seed>-<split tag>-00001-of-0000N.gguf` (N from the preset's
+    tensors)."""
     root = Path(cache_dir) if cache_dir is not None else paths.cache_dir()
     if split is None:
-        return root / "models" / f"{preset}-seed{seed}.gguf"
+        return root / "models" / f"{_stem(preset, seed)}.gguf"
     shards = split.shard_of_each([t.n_bytes for t in preset_tensors(get_preset(preset))])
-    return shard_path(root / "models" / f"{preset}-seed{seed}-{split.tag}.gguf", 0, 1 + max(shards))
+    return shard_path(root / "models" / f"{_stem(preset, seed)}-{split.tag}.gguf", 0, 1 + max(shards))
 
 
 def synthetic_model(preset: str, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None,
@@ -225,5 +237,5 @@ def synthetic_model(preset: str, seed: int = 0, cache_dir: str | os.PathLike[str
     path = synthetic_model_path(preset, seed, cache_dir, split)
     if path.is_file():
         return path
-    base = path.parent / f"{preset}-seed{seed}-{split.tag}.gguf" if split else path
+    base = path.parent / f"{_stem(preset, seed)}-{split.tag}.gguf" if split else path
     return write_synthetic_model(base, preset, seed, progress=progress, split=split)
