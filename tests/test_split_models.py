@@ -87,11 +87,12 @@ def test_a_shard_name_as_output_is_not_doubled(tmp_path):
 
 def test_split_synthetic_model_is_cached_under_its_own_name(tmp_path):
     first = synthetic_model("tiny", seed=1, cache_dir=tmp_path, split=FORTY)
-    assert first == tmp_path / "models" / f"tiny-{preset_digest(get_preset('tiny'))}-seed1-split-40t-00001-of-00003.gguf"
+    stem = f"tiny-{preset_digest(get_preset('tiny'))}-seed1"
+    assert first == tmp_path / "models" / f"{stem}-split-40t-00001-of-00003.gguf"
     mtime = first.stat().st_mtime_ns
     assert synthetic_model("tiny", seed=1, cache_dir=tmp_path, split=FORTY) == first
     assert first.stat().st_mtime_ns == mtime
-    assert synthetic_model("tiny", seed=1, cache_dir=tmp_path) == tmp_path / "models" / "tiny-seed1.gguf"
+    assert synthetic_model("tiny", seed=1, cache_dir=tmp_path) == tmp_path / "models" / f"{stem}.gguf"
     assert SplitRule(max_tensors=40, max_mib=6).tag == "split-40t-6mib"
     with pytest.raises(UserError):
         SplitRule()
