@@ -88,12 +88,20 @@ def attention(b: Builder, model: ModelInfo, settings: "MemorySettings", p: str, 
     if b.nbytes(q) == 2 * H * D * T * F32:   # qwen3next / qwen35moe: query and gate in one projection
         gate = g.view(q, name="gate")
         q = g.view(q, name="q")
-    heads = []
+    heads, unroped = [], []
     for cur, norm, n in ((q, "attn_q_norm.weight", H * D), (k, "attn_k_norm.weight", Hkv * D)):
         if b.w.has(p + norm):
             cur = b.norm(cur, p + norm, n)
+        unroped.append(cur)
         heads.append(g.add(n * T * F32, g.view(cur, name="reshape"), b.inputs["pos"], inplace=True, name="rope"))
     q, k = heads
+    held = ()
+    if not settings.flash_attn and settings.dialect != "ik":
+        # seen, not derived: mainline without flash attention reserves one more query-sized tensor at the
+        # scores than this replay (tiny, 512 to 16384 cells: +n_head x head_dim x n_tokens f32); held here
+        # as the query before its rope, kept until KQ
+        g.nodes[q].inplace = False
+        held = (unroped[0],)
     if "k_rot" in b.inputs:
         q = g.add(b.nbytes(q), b.inputs["k_rot"], g.view(q, name="reshape"), name="hadamard q")
         k = g.add(b.nbytes(k), b.inputs["k_rot"], g.view(k, name="reshape"), name="hadamard k")
@@ -106,7 +114,7 @@ def attention(b: Builder, model: ModelInfo, settings: "MemorySettings", p: str, 
     g.expand(g.add(0, k, b.inputs[f"k_idxs {kind}"], k_cache, device=kv_dev, name="set_rows k"))
     g.expand(g.add(0, v, b.inputs[f"v_idxs {kind}"], v_cache, device=kv_dev, name="set_rows v"))
     cur = scores(b, settings, g.view(q, name="permute"), g.view(k_cache, name="k"), g.view(v_cache, name="v"),
-                 b.inputs[f"mask {kind}"], H, Dv, n_kv)
+                 b.inputs[f"mask {kind}"], H, Dv, n_kv, held)
     if "v_rot" in b.inputs:
         cur = g.add(Dv * H * T * F32, b.inputs["v_rot"], g.view(cur, name="reshape"), name="hadamard out")
     if gate is not None:
@@ -116,12 +124,13 @@ def attention(b: Builder, model: ModelInfo, settings: "MemorySettings", p: str, 
 
 
 def scores(b: Builder, settings: "MemorySettings", q: int, k: int, v: int, mask: int, H: int, Dv: int,
-           n_kv: int) -> int:
-    """`build_attn_mha`: flash attention, or KQ, soft_max (in place), KQV made contiguous."""
+           n_kv: int, held: tuple[int, ...] = ()) -> int:
+    """`build_attn_mha`: flash attention, or KQ, soft_max (in place), KQV made contiguous (`held`: read by KQ
+    too, so kept until it)."""
     g, T = b.g, b.T
     if settings.flash_attn:
         return g.add(Dv * H * T * F32, q, k, v, mask, name="fattn")
-    kq = g.add(n_kv * T * H * F32, k, q, name="kq")
+    kq = g.add(n_kv * T * H * F32, k, q, *held, name="kq")
     kq = g.add(n_kv * T * H * F32, kq, mask, inplace=True, name="kq_soft_max")
     kqv = g.add(Dv * T * H * F32, v, kq, name="kqv")
     return g.add(Dv * H * T * F32, g.view(kqv, name="permute"), name="kqv_out")
