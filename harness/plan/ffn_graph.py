@@ -82,5 +82,5 @@ def moe(b: Builder, p: str, x: int, E: int, X: int, K: int, arch: str) -> int:
 def _expert_product(b: Builder, name: str, n_bytes: int, x: int, selected: int) -> int:
     out = b.g.add(n_bytes, x, selected, device=b.w.dev(name + ".weight"), name=name)
     if b.w.has(name + ".bias"):   # add_id, in place
-        out = b.g.add(n_bytes, out, selected, device=b.w.dev(name + ".bias"), inplace=True, name=name + ".bias")
+        out = b.g.add(n_bytes, out, selected, device=b.w.dev(name + ".bias"), inplace="down" not in name, name=name + ".bias")
     return out
