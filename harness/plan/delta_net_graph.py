@@ -29,43 +29,50 @@ def delta_net_inputs(b: Builder, model: ModelInfo, settings: "MemorySettings") -
 
 
 def delta_net(b: Builder, model: ModelInfo, settings: "MemorySettings", p: str, x: int, state_dev: str) -> int:
+    """In the engine's order (seen in its scheduler dump): the conv state's rows, the qkv product, its transposed
+    view concatenated after the conv state, the state's rows, conv and silu, q and k l2-normed (rms_norm and
+    scale) and repeated, beta/alpha, the fused delta-net, the gated norm with z made last, `ssm_out`."""
     g, T, a = b.g, b.T, model.attention
     S, Hk, Hv, d_inner = a.ssm_d_state, a.ssm_n_group, a.ssm_n_v_heads, a.ssm_d_inner
     channels = d_inner + 2 * Hk * S
     head_v = d_inner // max(Hv, 1)
+    d_conv = max(a.ssm_d_conv, 1)
+    conv_cache = g.external((d_conv - 1) * channels * F32, state_dev, "conv_state")
+    conv_state = g.add((d_conv - 1) * channels * F32, conv_cache, b.inputs["s_copy"], name="conv_states")
     qkv = b.matmul(p + "attn_qkv.weight", x)
-    z = b.matmul(p + "attn_gate.weight", x)
+    conv_input = g.add(channels * (T + d_conv - 1) * F32, conv_state, g.view(qkv, name="transposed"),
+                       name="conv_input")
+    g.expand(g.add(0, g.view(conv_input, name="conv_state_last"), name="conv_state_update"))
+    state_cache = g.external(head_v * head_v * Hv * F32, state_dev, "ssm_state")
+    state = g.add(head_v * head_v * Hv * F32, state_cache, b.inputs["s_copy"], name="state")
+    conv = b.op(channels * T * F32, conv_input, weight=p + "ssm_conv1d.weight", name="ssm_conv")
+    conv = b.unary(conv, "silu")
+    heads = []
+    for part in ("q", "k"):
+        cur = g.add(S * Hk * T * F32, g.view(conv, name=part), name=f"l2_norm {part}")
+        cur = b.unary(cur, "scale")
+        if Hv != Hk:
+            cur = g.add(S * Hv * T * F32, g.view(cur, name="reshape"), name=f"repeat {part}")
+        heads.append(cur)
     if b.w.has(p + "ssm_ba.weight"):
         ba = b.matmul(p + "ssm_ba.weight", x)
-        beta = g.add(Hv * T * F32, g.view(ba, name="b"), name="cont b")
         alpha = g.add(Hv * T * F32, g.view(ba, name="a"), name="cont a")
     else:
-        beta = b.matmul(p + "ssm_beta.weight", x)
+        beta_raw = b.matmul(p + "ssm_beta.weight", x)
         alpha = b.matmul(p + "ssm_alpha.weight", x)
-    beta = b.unary(beta, "sigmoid")
     alpha = b.op(Hv * T * F32, alpha, weight=p + "ssm_dt.bias", inplace=True, name="alpha_biased")
     alpha = b.unary(alpha, "softplus")
     gate = b.op(Hv * T * F32, alpha, weight=p + "ssm_a", inplace=True, name="gate")
-    d_conv = max(a.ssm_d_conv, 1)
-    conv_state = g.external((d_conv - 1) * channels * F32, state_dev, "conv_state")
-    conv_state = g.add((d_conv - 1) * channels * F32, conv_state, b.inputs["s_copy"], name="conv_states")
-    qkv_t = g.add(channels * T * F32, g.view(qkv, name="transpose"), name="qkv_t")
-    conv_input = g.add(channels * (T + d_conv - 1) * F32, conv_state, qkv_t, name="conv_input")
-    g.expand(g.add(0, conv_input, name="conv_state_update"))
-    conv = b.op(channels * T * F32, conv_input, weight=p + "ssm_conv1d.weight", name="ssm_conv")
-    conv = b.unary(conv, "silu")
-    q = g.add(S * Hk * T * F32, g.view(conv, name="q"), name="l2_norm q")
-    k = g.add(S * Hk * T * F32, g.view(conv, name="k"), name="l2_norm k")
-    v = g.view(conv, name="v")
-    if Hv != Hk:
-        q = g.add(S * Hv * T * F32, q, name="repeat q")
-        k = g.add(S * Hv * T * F32, k, name="repeat k")
-    state = g.external(head_v * head_v * Hv * F32, state_dev, "ssm_state")
-    state = g.add(head_v * head_v * Hv * F32, state, b.inputs["s_copy"], name="state")
-    out = g.add((head_v * Hv * T + head_v * head_v * Hv) * F32, q, k, v, gate, beta, state, name="gated_delta_net")
+    if b.w.has(p + "ssm_ba.weight"):
+        beta = g.add(Hv * T * F32, g.view(ba, name="b"), name="cont b")
+    else:
+        beta = beta_raw
+    beta = b.unary(beta, "sigmoid")
+    out = g.add((head_v * Hv * T + head_v * head_v * Hv) * F32, heads[0], heads[1], g.view(conv, name="v"), gate,
+                beta, state, name="gated_delta_net")
     g.expand(g.add(0, g.view(out, name="new_state"), name="state_update"))
-    normed = g.add(head_v * Hv * T * F32, g.view(out, name="output"), inplace=True, name="norm")
+    normed = g.add(head_v * Hv * T * F32, g.view(out, name="output"), name="norm")
     normed = b.op(head_v * Hv * T * F32, normed, weight=p + "ssm_norm.weight", inplace=True)
-    z = b.unary(z, "silu")
+    z = b.unary(g.view(b.matmul(p + "attn_gate.weight", x), name="reshape"), "silu")
     gated = b.binary(normed, z, "norm_gated")
     return b.matmul(p + "ssm_out.weight", gated)
