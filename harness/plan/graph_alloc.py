@@ -38,6 +38,8 @@ class Node:
     is_output: bool = False
     name: str = ""
     external: bool = False         # data held elsewhere (the KV cache): never allocated, copied when read across
+    writes: bool = False           # a view that is an operation writing into its source (set_rows): its
+                                   # sources on other devices are copied like an ordinary node's
 
 
 @dataclass
@@ -78,7 +80,7 @@ class Graph:
             n = self.nodes[old]
             out.nodes.append(Node(n.n_bytes, tuple(index[s] for s in n.srcs), n.device, n.inplace,
                                   index[n.view_of] if n.view_of is not None else None, n.is_input, n.is_output,
-                                  n.name, n.external))
+                                  n.name, n.external, n.writes))
         return out
 
     def add(self, n_bytes: int, *srcs: int, device: str | None = None, inplace: bool = False,
@@ -99,7 +101,8 @@ class Graph:
         root = src
         while self.nodes[root].view_of is not None:   # ggml: a view's view_src is the tensor that owns the data
             root = self.nodes[root].view_of
-        self.nodes.append(Node(0, reads if reads is not None else (src,), None, view_of=root, name=name))
+        self.nodes.append(Node(0, reads if reads is not None else (src,), None, view_of=root, name=name,
+                               writes=reads is not None))
         return len(self.nodes) - 1
 
 
@@ -194,11 +197,11 @@ def with_copies(graph: Graph, devices: list[str]) -> tuple[Graph, list[str]]:
         return nodes[i].is_input or nodes[i].external
 
     def crossing(i: int, s: int) -> bool:
-        return nodes[i].view_of is None and devices[s] != devices[i]
+        return (nodes[i].view_of is None or nodes[i].writes) and devices[s] != devices[i]
 
     def emit(node: Node, device: str, srcs: tuple[int, ...], view_of: int | None) -> int:
         out.nodes.append(Node(node.n_bytes, srcs, device, node.inplace, view_of, node.is_input, node.is_output,
-                              node.name, node.external))
+                              node.name, node.external, node.writes))
         out_devices.append(device)
         return len(out.nodes) - 1
 
