@@ -86,3 +86,35 @@ def latent_attention(b: Builder, model: ModelInfo, settings: "MemorySettings", p
                 name="kqv_mla")
     cur = g.add(Dv * H * T * F32, g.view(cur, name="permute"), name="cont")
     return b.matmul(p + "attn_output.weight", g.view(cur, name="reshape"))
+
+
+def ik_latent_attention(b: Builder, model: ModelInfo, settings: "MemorySettings", p: str, x: int, kv_dev: str
+                        ) -> int:
+    """ik with flash attention (`-mla 3`, a micro-batch of more than one token): the latent written into the
+    cache, then the whole cache decompressed through `attn_kv_b` [n_head x (nope + v), n_kv] f32, K (nope and
+    the repeated rope part) and V copied to f16, flash attention of the concatenated query against them (seen)."""
+    g, T, a = b.g, b.T, model.attention
+    H, R, L = model.n_head, a.rope_dim, a.kv_lora_rank
+    q = b.op(b.w.rows(p + "attn_q_a.weight") * T * F32, x, weight=p + "attn_q_a.weight")
+    kv = b.op((L + R) * T * F32, x, weight=p + "attn_kv_a_mqa.weight", name="kv_rope_compressed")
+    q = b.op(b.nbytes(q), q, weight=p + "attn_q_a_norm.weight", name="fused_rms_norm q")
+    q = b.op(b.w.rows(p + "attn_q_b.weight") * T * F32, q, weight=p + "attn_q_b.weight")
+    d_qk = b.nbytes(q) // (H * T * F32)
+    nope = d_qk - R
+    Dv = b.w.shape[p + "attn_v_b.weight"][1] if b.w.has(p + "attn_v_b.weight") else model.head_dim_v
+    q_rope = g.add(R * H * T * F32, g.view(q, name="q_rope"), b.inputs["pos"], name="rope q")
+    k_rope = g.add(R * T * F32, g.view(kv, name="k_rope"), b.inputs["pos"], name="rope k")
+    latent = b.op(L * T * F32, g.view(kv, name="kv_compressed"), weight=p + "attn_kv_a_norm.weight",
+                  name="fused_rms_norm kv")
+    kvr = g.add((L + R) * T * F32, g.view(k_rope, name="permute"), latent, name="kvr")
+    n_kv = layer_cells(model, settings, 0)
+    cache = g.external(cache_bytes(n_kv, L + R, settings.cache_type_k), kv_dev, "cache_k")
+    g.expand(g.add(0, kvr, cache, device=kv_dev, name="cpy kvr"))
+    q_cur = g.add(d_qk * H * T * F32, q_rope, g.view(q, name="q_nope"), name="concat q")
+    kv_f32 = g.add(H * (nope + Dv) * n_kv * F32, g.view(cache, name="latent"), device=kv_dev, name="kv_f32")
+    k_nope = g.add(nope * H * n_kv * 2, g.view(kv_f32, name="k_nope_f32"), name="k_nope")
+    v = g.add(Dv * H * n_kv * 2, g.view(kv_f32, name="v_f32"), name="v")
+    k_pe = g.add(R * H * n_kv * 2, g.view(cache, name="k_rope"), name="repeat k_rope")
+    k = g.add(d_qk * H * n_kv * 2, k_pe, k_nope, name="concat k")
+    cur = g.add(Dv * H * T * F32, g.view(q_cur, name="q"), k, v, b.inputs["mask full"], name="fa")
+    return b.op(model.n_embd * T * F32, g.view(cur, name="reshape"), weight=p + "attn_output.weight")

@@ -23,7 +23,8 @@ from harness.plan.delta_net_graph import delta_net, delta_net_inputs
 from harness.plan.ffn_graph import ffn
 from harness.plan.graph_alloc import Graph
 from harness.plan.graph_ops import F32, I32, I64, Builder, Weights
-from harness.plan.mla_graph import latent_attention, latent_cache_width
+from harness.plan.ik_graph import ik_reserve_graph
+from harness.plan.mla_graph import ik_latent_attention, latent_attention, latent_cache_width
 from harness.plan.placement import CPU, Placement
 
 if TYPE_CHECKING:
@@ -54,7 +55,10 @@ def n_outputs(settings: "MemorySettings", n_tokens: int) -> int:
 
 
 def reserve_graph(placement: Placement, model: ModelInfo, settings: "MemorySettings", n_tokens: int) -> Graph:
-    """The worst-case graph of one micro-batch of `n_tokens` tokens (see the module doc)."""
+    """The worst-case graph of one micro-batch of `n_tokens` tokens (see the module doc; ik's own fused graph:
+    `harness.plan.ik_graph`)."""
+    if settings.dialect == "ik":
+        return ik_reserve_graph(placement, model, settings, n_tokens, _ik_layer)
     w = Weights(placement, model)
     b = Builder(Graph(), w, n_tokens, n_outputs(settings, n_tokens))
     g, T, E = b.g, n_tokens, model.n_embd
@@ -104,3 +108,18 @@ def reserve_graph(placement: Placement, model: ModelInfo, settings: "MemorySetti
                             name="result_output"))
     g.nodes[logits].is_output = True
     return g
+
+
+def _ik_layer(b: Builder, model: ModelInfo, settings: "MemorySettings", p: str, il: int, x: int, kv_dev: str
+              ) -> int | None:
+    """ik's layers that are not plain attention: delta-net, latent attention (with flash attention ik's own
+    decompressing path; without it the absorbed one, as mainline's)."""
+    if il in model.attention.recurrent_layers:
+        return delta_net(b, model, settings, p, x, kv_dev)
+    if not model.attention.is_mla:
+        return None
+    if settings.flash_attn and b.T > 1:
+        return ik_latent_attention(b, model, settings, p, x, kv_dev)
+    for name, n_bytes in (("k_idxs full", b.T * I64), ("v_idxs full", b.T * I64)):
+        b.inputs.setdefault(name, b.g.input(n_bytes, CPU, name))
+    return latent_attention(b, model, settings, p, x, kv_dev)
