@@ -76,3 +76,39 @@ def delta_net(b: Builder, model: ModelInfo, settings: "MemorySettings", p: str, 
     z = b.unary(g.view(b.matmul(p + "attn_gate.weight", x), name="reshape"), "silu")
     gated = b.binary(normed, z, "norm_gated")
     return b.matmul(p + "ssm_out.weight", gated)
+
+
+def ik_delta_net(b: Builder, model: ModelInfo, settings: "MemorySettings", p: str, x: int, state_dev: str) -> int:
+    """ik (seen in its dump): the qkv, z and beta/alpha products first (z lives through the layer), one
+    `ssm_conv` over the conv state and the projection, silu, q and k l2-normed (no repeat: its delta-net op
+    takes the key heads), the fused `delta_net` (output + new state), the new states concatenated and copied
+    back, the fused rms norm and the fused silu(z) multiplication, `ssm_out`."""
+    g, T, a = b.g, b.T, model.attention
+    S, Hk, Hv, d_inner = a.ssm_d_state, a.ssm_n_group, a.ssm_n_v_heads, a.ssm_d_inner
+    channels = d_inner + 2 * Hk * S
+    head_v = d_inner // max(Hv, 1)
+    d_conv = max(a.ssm_d_conv, 1)
+    qkv = g.expand(b.op(channels * T * F32, x, weight=p + "attn_qkv.weight"))
+    z = g.expand(b.op(d_inner * T * F32, x, weight=p + "attn_gate.weight"))
+    names = ("ssm_ba.weight",) if b.w.has(p + "ssm_ba.weight") else ("ssm_beta.weight", "ssm_alpha.weight")
+    gates = [g.expand(b.op(b.w.rows(p + n) * T * F32, x, weight=p + n)) for n in names]
+    conv_cache = g.external((d_conv - 1) * channels * F32, state_dev, "conv_state")
+    conv_state = g.add((d_conv - 1) * channels * F32, conv_cache, b.inputs["s_copy"], name="conv_states")
+    conv = b.op(channels * (T + d_conv - 1) * F32, conv_state, g.view(qkv, name="transposed"),
+                weight=p + "ssm_conv1d.weight", name="ssm_conv")
+    conv = g.add(channels * T * F32, g.view(conv, name="conv_output"), name="silu")
+    q = g.add(S * Hk * T * F32, g.view(conv, name="q"), name="l2_norm q")
+    k = g.add(S * Hk * T * F32, g.view(conv, name="k"), name="l2_norm k")
+    beta = b.unary(g.add(Hv * T * F32, g.view(gates[0], name="b"), name="cont b"), "sigmoid")
+    alpha = b.unary(g.add(Hv * T * F32, g.view(gates[-1], name="a"), name="cont a"), "softplus")
+    state_cache = g.external(head_v * head_v * Hv * F32, state_dev, "ssm_state")
+    state = g.add(head_v * head_v * Hv * F32, state_cache, b.inputs["s_copy"], name="state")
+    out = g.add((head_v * Hv * T + head_v * head_v * Hv) * F32, q, k, g.view(conv, name="v"), alpha, beta, state,
+                name="delta_net")
+    new = g.add(((d_conv - 1) * channels + head_v * head_v * Hv) * F32, g.view(conv, name="new_conv_states"),
+                g.view(out, name="new_state"), name="new_state_flat")
+    g.expand(g.add(0, new, state_cache, device=state_dev, name="state_cpy"))
+    normed = b.op(head_v * Hv * T * F32, g.view(out, name="output"), weight=p + "ssm_norm.weight",
+                  name="fused_rms_norm")
+    gated = g.add(head_v * Hv * T * F32, g.view(z, name="reshape"), normed, name="fused_mul_silu")
+    return b.op(model.n_embd * T * F32, gated, weight=p + "ssm_out.weight")

@@ -82,8 +82,9 @@ def _attention(b: Builder, model: ModelInfo, settings: "MemorySettings", p: str,
     q, k, v = (g.expand(b.op(b.nbytes(t), t, weight=p + f"attn_{m}.bias", inplace=True))
                if b.w.has(p + f"attn_{m}.bias") else t for t, m in ((q, "q"), (k, "k"), (v, "v")))
     gate = None
-    if b.nbytes(q) == 2 * H * D * T * F32:   # qwen3next / qwen35moe: query and gate in one projection
-        gate, q = g.view(q, name="gate"), g.view(q, name="q")
+    if b.nbytes(q) == 2 * H * D * T * F32:   # qwen3next / qwen35moe: query and gate in one projection, the
+        gate = g.view(q, name="gate")        # query made contiguous
+        q = g.add(H * D * T * F32, g.view(q, name="q"), name="Qcur_cont")
     heads = []
     for cur, norm, n in ((q, "attn_q_norm.weight", H * D), (k, "attn_k_norm.weight", Hkv * D)):
         if b.w.has(p + norm):
@@ -101,6 +102,8 @@ def _attention(b: Builder, model: ModelInfo, settings: "MemorySettings", p: str,
     if settings.flash_attn:
         cur = g.add(Dv * H * T * F32, g.view(q, name="q"), k_view, v_view, mask, name="fa")
     else:
+        if gate is not None:   # qwen3next / qwen35moe keep V untransposed: made contiguous transposed (seen)
+            v_view = g.add(cache_bytes(n_kv, Hkv * Dv, settings.cache_type_v), v_view, name="v cont")
         kq = g.add(n_kv * T * H * F32, k_view, g.view(q, name="q"), name="kq")
         kq = g.add(n_kv * T * H * F32, kq, mask, inplace=True, name="kq_soft_max")
         kqv = g.add(Dv * T * H * F32, v_view, kq, name="kqv")

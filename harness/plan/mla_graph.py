@@ -90,9 +90,10 @@ def latent_attention(b: Builder, model: ModelInfo, settings: "MemorySettings", p
 
 def ik_latent_attention(b: Builder, model: ModelInfo, settings: "MemorySettings", p: str, x: int, kv_dev: str
                         ) -> int:
-    """ik with flash attention (`-mla 3`, a micro-batch of more than one token): the latent written into the
-    cache, then the whole cache decompressed through `attn_kv_b` [n_head x (nope + v), n_kv] f32, K (nope and
-    the repeated rope part) and V copied to f16, flash attention of the concatenated query against them (seen)."""
+    """ik (`-mla 3`, a micro-batch of more than one token): the latent written into the cache; with flash
+    attention the whole cache decompressed through `attn_kv_b` [n_head x (nope + v), n_kv] f32, K (nope and the
+    repeated rope part) and V copied in the cache type, flash attention of the concatenated query against them; without it
+    the absorbed path, the cache's latent transposed and made contiguous before the query (seen)."""
     g, T, a = b.g, b.T, model.attention
     H, R, L = model.n_head, a.rope_dim, a.kv_lora_rank
     q = b.op(b.w.rows(p + "attn_q_a.weight") * T * F32, x, weight=p + "attn_q_a.weight")
@@ -110,11 +111,25 @@ def ik_latent_attention(b: Builder, model: ModelInfo, settings: "MemorySettings"
     n_kv = layer_cells(model, settings, 0)
     cache = g.external(cache_bytes(n_kv, L + R, settings.cache_type_k), kv_dev, "cache_k")
     g.expand(g.add(0, kvr, cache, device=kv_dev, name="cpy kvr"))
+    if not settings.flash_attn:   # the absorbed path, the cache's latent transposed first (seen)
+        v_t = g.expand(g.add(cache_bytes(n_kv, L, settings.cache_type_v), g.view(cache, name="trans"),
+                             name="kv_cache_trans"))
+        q_abs = g.add(L * T * H * F32, g.view(q, name="q_nope_perm"), device=b.w.dev(p + "attn_k_b.weight"),
+                      name="q_nope2")
+        q_cur = g.add((L + R) * H * T * F32, g.view(q_rope, name="permute"), q_abs, name="concat q")
+        kq = g.add(n_kv * T * H * F32, g.view(cache, name="kv_cache_lora"), q_cur, name="kq")
+        kq = g.add(n_kv * T * H * F32, kq, b.inputs["mask full"], inplace=True, name="kq_soft_max")
+        cur = g.add(L * T * H * F32, v_t, kq, name="kqv_compressed")
+        cur = g.add(Dv * T * H * F32, cur, device=b.w.dev(p + "attn_v_b.weight"), name="kqv")
+        cur = g.add(Dv * H * T * F32, g.view(cur, name="permute"), name="kqv_perm")
+        return b.op(model.n_embd * T * F32, g.view(cur, name="reshape"), weight=p + "attn_output.weight")
     q_cur = g.add(d_qk * H * T * F32, q_rope, g.view(q, name="q_nope"), name="concat q")
     kv_f32 = g.add(H * (nope + Dv) * n_kv * F32, g.view(cache, name="latent"), device=kv_dev, name="kv_f32")
-    k_nope = g.add(nope * H * n_kv * 2, g.view(kv_f32, name="k_nope_f32"), name="k_nope")
-    v = g.add(Dv * H * n_kv * 2, g.view(kv_f32, name="v_f32"), name="v")
-    k_pe = g.add(R * H * n_kv * 2, g.view(cache, name="k_rope"), name="repeat k_rope")
-    k = g.add(d_qk * H * n_kv * 2, k_pe, k_nope, name="concat k")
+    g.expand(q_cur)
+    ct = settings.cache_type_k   # K and V copied in the cache's type
+    k_nope = g.expand(g.add(cache_bytes(n_kv, nope * H, ct), g.view(kv_f32, name="k_nope_f32"), name="k_nope"))
+    v = g.expand(g.add(cache_bytes(n_kv, Dv * H, ct), g.view(kv_f32, name="v_f32"), name="v"))   # this order
+    k_pe = g.add(cache_bytes(n_kv, R * H, ct), g.view(cache, name="k_rope"), name="repeat k_rope")
+    k = g.add(cache_bytes(n_kv, d_qk * H, ct), k_pe, k_nope, name="concat k")
     cur = g.add(Dv * H * T * F32, g.view(q_cur, name="q"), k, v, b.inputs["mask full"], name="fa")
     return b.op(model.n_embd * T * F32, g.view(cur, name="reshape"), weight=p + "attn_output.weight")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from harness.models.inspect import ModelInfo
 from harness.plan.attention_graph import attention, attention_inputs
-from harness.plan.delta_net_graph import delta_net, delta_net_inputs
+from harness.plan.delta_net_graph import delta_net, delta_net_inputs, ik_delta_net
 from harness.plan.ffn_graph import ffn
 from harness.plan.graph_alloc import Graph
 from harness.plan.graph_ops import F32, I32, I64, Builder, Weights
@@ -115,10 +115,10 @@ def _ik_layer(b: Builder, model: ModelInfo, settings: "MemorySettings", p: str, 
     """ik's layers that are not plain attention: delta-net, latent attention (with flash attention ik's own
     decompressing path; without it the absorbed one, as mainline's)."""
     if il in model.attention.recurrent_layers:
-        return delta_net(b, model, settings, p, x, kv_dev)
+        return ik_delta_net(b, model, settings, p, x, kv_dev)
     if not model.attention.is_mla:
         return None
-    if settings.flash_attn and b.T > 1:
+    if b.T > 1 and b.w.has(p + "attn_q_a.weight"):
         return ik_latent_attention(b, model, settings, p, x, kv_dev)
     for name, n_bytes in (("k_idxs full", b.T * I64), ("v_idxs full", b.T * I64)):
         b.inputs.setdefault(name, b.g.input(n_bytes, CPU, name))
