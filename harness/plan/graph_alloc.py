@@ -196,6 +196,11 @@ def with_copies(graph: Graph, devices: list[str]) -> tuple[Graph, list[str]]:
     def leaf(i: int) -> bool:
         return nodes[i].is_input or nodes[i].external
 
+    def cache_view(s: int) -> bool:
+        """A view of a leaf (the KV cache) whose sources are all there already."""
+        root = nodes[s].view_of
+        return root is not None and leaf(root) and all(r in new_index for r in nodes[s].srcs)
+
     def crossing(i: int, s: int) -> bool:
         return (nodes[i].view_of is None or nodes[i].writes) and devices[s] != devices[i]
 
@@ -221,11 +226,16 @@ def with_copies(graph: Graph, devices: list[str]) -> tuple[Graph, list[str]]:
                 size = nodes[s].n_bytes if nodes[s].view_of is None else nodes[nodes[s].view_of].n_bytes
                 copies[s, device] = emit(Node(size, name=f"copy of {nodes[s].name}"), device, (new_index[s],), None)
 
-        for j in split:   # what the split reads from before it: copied at its start
+        for j in split:   # what the split reads from before it (or a view of the cache): copied at its start
             for s in nodes[j].srcs:
+                if crossing(j, s) and s not in new_index and cache_view(s):
+                    new_index[s] = emit(nodes[s], devices[s], tuple(new_index[r] for r in nodes[s].srcs),
+                                        new_index[nodes[s].view_of])
                 if crossing(j, s) and s in new_index:
                     copy(s, devices[j])
         for j in split:
+            if j in new_index:
+                continue
             node = nodes[j]
             for s in node.srcs:   # a view inside the split of a tensor held elsewhere: copied where it is read
                 if crossing(j, s):

@@ -124,7 +124,9 @@ def ik_latent_attention(b: Builder, model: ModelInfo, settings: "MemorySettings"
         cur = g.add(Dv * H * T * F32, g.view(cur, name="permute"), name="kqv_perm")
         return b.op(model.n_embd * T * F32, g.view(cur, name="reshape"), weight=p + "attn_output.weight")
     q_cur = g.add(d_qk * H * T * F32, q_rope, g.view(q, name="q_nope"), name="concat q")
-    kv_f32 = g.add(H * (nope + Dv) * n_kv * F32, g.view(cache, name="latent"), device=kv_dev, name="kv_f32")
+    # attn_kv_b, computed at load from attn_k_b / attn_v_b, sits with them
+    kv_f32 = g.add(H * (nope + Dv) * n_kv * F32, g.view(cache, name="latent"),
+                   device=b.w.dev(p + "attn_k_b.weight") or kv_dev, name="kv_f32")
     g.expand(q_cur)
     ct = settings.cache_type_k   # K and V copied in the cache's type
     k_nope = g.expand(g.add(cache_bytes(n_kv, nope * H, ct), g.view(kv_f32, name="k_nope_f32"), name="k_nope"))
