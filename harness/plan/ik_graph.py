@@ -87,9 +87,11 @@ def _attention(b: Builder, model: ModelInfo, settings: "MemorySettings", p: str,
         q = g.add(H * D * T * F32, g.view(q, name="q"), name="Qcur_cont")
     heads = []
     for cur, norm, n in ((q, "attn_q_norm.weight", H * D), (k, "attn_k_norm.weight", Hkv * D)):
-        if b.w.has(p + norm):
+        normed = b.w.has(p + norm)
+        if normed:
             cur = ik_norm(b, g.view(cur, name="reshape"), p + norm, n * T)
-        heads.append(g.expand(g.add(n * T * F32, g.view(cur, name="reshape"), b.inputs["pos"], inplace=True,
+        # rope reading the product's reshaped view makes a new tensor (seen: the RPC buffers of tiny-mixtral)
+        heads.append(g.expand(g.add(n * T * F32, g.view(cur, name="reshape"), b.inputs["pos"], inplace=normed,
                                     name="rope")))
     q, k = heads
     k_cache = g.external(cache_bytes(n_kv, Hkv * D, settings.cache_type_k), kv_dev, "cache_k")
