@@ -96,15 +96,16 @@ def ik_latent_attention(b: Builder, model: ModelInfo, settings: "MemorySettings"
     the absorbed path, the cache's latent transposed and made contiguous before the query (seen)."""
     g, T, a = b.g, b.T, model.attention
     H, R, L = model.n_head, a.rope_dim, a.kv_lora_rank
-    q = b.op(b.w.rows(p + "attn_q_a.weight") * T * F32, x, weight=p + "attn_q_a.weight")
-    kv = b.op((L + R) * T * F32, x, weight=p + "attn_kv_a_mqa.weight", name="kv_rope_compressed")
+    # in ik's order (seen): q_a, kv_a, q's norm and q_b, both ropes, the latent's norm
+    q = g.expand(b.op(b.w.rows(p + "attn_q_a.weight") * T * F32, x, weight=p + "attn_q_a.weight"))
+    kv = g.expand(b.op((L + R) * T * F32, x, weight=p + "attn_kv_a_mqa.weight", name="kv_rope_compressed"))
     q = b.op(b.nbytes(q), q, weight=p + "attn_q_a_norm.weight", name="fused_rms_norm q")
     q = b.op(b.w.rows(p + "attn_q_b.weight") * T * F32, q, weight=p + "attn_q_b.weight")
     d_qk = b.nbytes(q) // (H * T * F32)
     nope = d_qk - R
     Dv = b.w.shape[p + "attn_v_b.weight"][1] if b.w.has(p + "attn_v_b.weight") else model.head_dim_v
-    q_rope = g.add(R * H * T * F32, g.view(q, name="q_rope"), b.inputs["pos"], name="rope q")
-    k_rope = g.add(R * T * F32, g.view(kv, name="k_rope"), b.inputs["pos"], name="rope k")
+    q_rope = g.expand(g.add(R * H * T * F32, g.view(q, name="q_rope"), b.inputs["pos"], name="rope q"))
+    k_rope = g.expand(g.add(R * T * F32, g.view(kv, name="k_rope"), b.inputs["pos"], name="rope k"))
     latent = b.op(L * T * F32, g.view(kv, name="kv_compressed"), weight=p + "attn_kv_a_norm.weight",
                   name="fused_rms_norm kv")
     kvr = g.add((L + R) * T * F32, g.view(k_rope, name="permute"), latent, name="kvr")
