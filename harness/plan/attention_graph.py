@@ -107,7 +107,11 @@ def attention(b: Builder, model: ModelInfo, settings: "MemorySettings", p: str, 
         k = g.add(b.nbytes(k), b.inputs["k_rot"], g.view(k, name="reshape"), name="hadamard k")
     if "v_rot" in b.inputs:
         v = g.add(b.nbytes(v), b.inputs["v_rot"], g.view(v, name="reshape"), name="hadamard v")
-    g.expand(q), g.expand(v), g.expand(k)   # "added to the graph together so that they are not reordered"
+    if model.architecture == "llama4":   # Q, K, V in this order, each roped and l2-normed (seen)
+        q, k = (g.add(b.nbytes(t), t, inplace=True, name="l2 norm") for t in (q, k))
+        g.expand(q), g.expand(k), g.expand(v)
+    else:
+        g.expand(q), g.expand(v), g.expand(k)   # "added to the graph together so that they are not reordered"
     # the layer's cache: read in place, or copied whole where attention runs on another device (ik on RPC)
     k_cache = g.external(cache_bytes(n_kv, Hkv * D, settings.cache_type_k), kv_dev, "cache_k")
     v_cache = g.external(cache_bytes(n_kv, Hkv * Dv, settings.cache_type_v), kv_dev, "cache_v")
