@@ -119,7 +119,8 @@ def test_groups_add_up_to_the_tensor_bytes(name):
     assert sum(info.quant_bytes.values()) == total
     outside_layers = sum(s.n_bytes for s in plan if layer_index(s.name) is None)
     assert sum(layer.total_bytes for layer in info.layers) + outside_layers == total
-    assert info.bytes_by_group["other"] == 0  # every synthetic tensor has a real group
+    # every synthetic tensor has a real group but the MTP layer's projection (tensor_groups: `other`)
+    assert info.bytes_by_group["other"] == sum(s.n_bytes for s in plan if ".nextn.eh_proj." in s.name)
     assert set(info.bytes_by_group) == set(GROUP_NAMES)
 
 
@@ -131,7 +132,7 @@ def test_hyper_parameters_and_layers(name):
         (p.architecture, p.n_layers, p.n_experts, p.n_experts_used)
     assert (info.n_leading_dense_layers, info.n_shared_experts) == (p.n_leading_dense_layers, p.n_shared_experts)
     assert (info.n_embd, info.vocab_size, info.context_length) == (p.n_embd, p.vocab_size, p.context_length)
-    assert info.moe_layers == [i for i in range(p.n_layers) if p.has_experts(i)]
+    assert info.moe_layers == [i for i in range(p.n_layers - p.nextn_predict_layers) if p.has_experts(i)]
     for layer in info.layers:
         is_dense = not p.has_experts(layer.index)
         assert (layer.bytes_by_group["dense_ffn"] > 0) == is_dense
@@ -144,9 +145,11 @@ def test_active_bytes_per_token(name):
     p = PRESETS[name]
     info = inspect_plan(name)
     g = info.bytes_by_group
-    expected = (sum(g.values()) - g["routed_experts"] - g["embeddings"]
+    mtp_non_expert = sum(layer.total_bytes - layer.bytes_by_group["routed_experts"]
+                         for layer in info.layers if layer.is_mtp)  # an MTP layer does not run
+    expected = (sum(g.values()) - g["routed_experts"] - g["embeddings"] - mtp_non_expert
                 + sum(round(layer.bytes_by_group["routed_experts"] * p.n_experts_used / p.n_experts)
-                      for layer in info.layers)
+                      for layer in info.layers if not layer.is_mtp)
                 + g["embeddings"] // p.vocab_size)
     assert info.active_bytes_per_token == expected
     assert info.active_bytes_per_token < info.tensor_bytes_total

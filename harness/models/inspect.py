@@ -113,8 +113,9 @@ class ModelInfo:
 
     @property
     def moe_layers(self) -> list[int]:
-        """Indices of the layers that have routed experts."""
-        return [layer.index for layer in self.layers if layer.has_routed_experts]
+        """Indices of the layers that have routed experts and run: not the NextN/MTP layers, which the engines
+        skip (docs/ENGINE_FLAGS.md, "NextN/MTP layers")."""
+        return [layer.index for layer in self.layers if layer.has_routed_experts and not layer.is_mtp]
 
     def to_dict(self, include_tensors: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -286,7 +287,7 @@ def plan_metadata(preset_name: str) -> dict[str, Any]:
         meta[f"{a}.leading_dense_block_count"] = p.n_leading_dense_layers
         meta[f"{a}.expert_shared_count"] = p.n_shared_experts
     if a == "glm4moe":
-        meta[f"{a}.nextn_predict_layers"] = 0
+        meta[f"{a}.nextn_predict_layers"] = p.nextn_predict_layers
     return meta
 
 

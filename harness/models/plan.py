@@ -9,7 +9,9 @@ The layouts follow what the engines' loaders create (mainline `src/models/qwen3m
   post_attention_norm (ik uses it as ffn_norm); layers < leading_dense_block_count have a dense
   ffn_gate/ffn_up/ffn_down, the others ffn_gate_inp, exp_probs_b.bias, the routed *_exps and the
   shared-expert *_shexp matrices (n_shared_experts * expert_ff wide). No q/k norms (GLM-4.5-Air
-  has none; they are optional in both loaders) and no MTP/NextN layer.
+  has none; they are optional in both loaders). The last `nextn_predict_layers` blocks are NextN/MTP layers: a
+  MoE block plus nextn.eh_proj (2 n_embd -> n_embd), nextn.enorm, nextn.hnorm and nextn.shared_head_norm
+  (GLM-4.5's conversions have no nextn.embed_tokens or nextn.shared_head_head: the engines use token_embd/output).
 - deepseek2 (mainline `src/models/deepseek2.cpp`, ik `create_deepseek2_tensors`), as current conversions
   write it for multi-head latent attention: per layer attn_norm, attn_q_a_norm, attn_kv_a_norm, attn_q_a,
   attn_q_b, attn_kv_a_mqa (n_embd -> kv_lora_rank + rope), attn_k_b (nope x kv_lora_rank x n_head) and
@@ -150,6 +152,8 @@ class _PlanBuilder:
                 self.add(MODEL_TENSOR.FFN_GATE_SHEXP, "weight", (p.n_embd, shexp_ff), mat, bid)
                 self.add(MODEL_TENSOR.FFN_UP_SHEXP, "weight", (p.n_embd, shexp_ff), mat, bid)
                 self.add(MODEL_TENSOR.FFN_DOWN_SHEXP, "weight", (shexp_ff, p.n_embd), mat, bid)
+            if bid >= p.n_layers - p.nextn_predict_layers:
+                self._nextn(bid)
         self.add(MODEL_TENSOR.OUTPUT_NORM, "weight", (p.n_embd,), None)
         self.add(MODEL_TENSOR.OUTPUT, "weight", (p.n_embd, p.vocab_size), p.output_type)
         return self.specs
@@ -184,6 +188,12 @@ class _PlanBuilder:
             self.add(MODEL_TENSOR.ATTN_Q_NORM, "weight", (p.head_dim,), None, bid)
             self.add(MODEL_TENSOR.ATTN_K_NORM, "weight", (p.head_dim,), None, bid)
 
+
+    def _nextn(self, bid: int) -> None:
+        p = self.preset
+        self.add(MODEL_TENSOR.NEXTN_EH_PROJ, "weight", (2 * p.n_embd, p.n_embd), p.matrix_type, bid)
+        for norm in (MODEL_TENSOR.NEXTN_ENORM, MODEL_TENSOR.NEXTN_HNORM, MODEL_TENSOR.NEXTN_SHARED_HEAD_NORM):
+            self.add(norm, "weight", (p.n_embd,), None, bid)
 
     def _latent_attention(self, bid: int) -> None:
         p = self.preset

@@ -55,6 +55,9 @@ class MoePreset:
     ssm_d_conv: int = 4
     full_attention_interval: int = 4
     moe_layer_step: int = 0  # llama4 `interleave_moe_layer_step`: layers with (i + 1) % step == 0 have experts
+    # glm4moe `nextn_predict_layers`: the last ones of the n_layers blocks are NextN/MTP layers (a full MoE block
+    # plus nextn.eh_proj/enorm/hnorm/shared_head_norm), which the engines skip unless MTP is switched on
+    nextn_predict_layers: int = 0
 
     def has_experts(self, layer: int) -> bool:
         """Whether layer `layer` is a MoE layer (not a leading dense one, nor an interleaved dense one)."""
@@ -86,6 +89,17 @@ PRESETS: dict[str, MoePreset] = {
             n_experts=16, n_experts_used=4, expert_ff=128,
             vocab_size=2048, context_length=4096,
             n_leading_dense_layers=1, dense_ff=512, n_shared_experts=1, rope_dim=32, rms_norm_eps=1e-5,
+        ),
+        MoePreset(
+            name="tiny-glm-mtp",
+            description="tiny-glm plus one NextN/MTP layer as GLM-4.5 GGUFs carry it (block 6: a MoE block with "
+                        "nextn.eh_proj/enorm/hnorm/shared_head_norm; nextn_predict_layers 1); Q8_0",
+            architecture="glm4moe",
+            n_layers=7, n_embd=256, n_head=4, n_head_kv=2, head_dim=64,
+            n_experts=16, n_experts_used=4, expert_ff=128,
+            vocab_size=2048, context_length=4096,
+            n_leading_dense_layers=1, dense_ff=512, n_shared_experts=1, rope_dim=32, rms_norm_eps=1e-5,
+            nextn_predict_layers=1,
         ),
         MoePreset(
             name="tiny-deepseek",

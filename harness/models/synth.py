@@ -109,7 +109,7 @@ def _add_metadata(writer: GGUFWriter, preset: MoePreset, seed: int) -> None:
         writer.add_expert_weights_norm(True)
         writer.add_expert_gating_func(ExpertGatingFuncType(p.expert_gating or ExpertGatingFuncType.SIGMOID))
     if p.architecture == "glm4moe":
-        writer.add_nextn_predict_layers(0)
+        writer.add_nextn_predict_layers(p.nextn_predict_layers)
     if p.architecture == "minimax-m2":
         writer.add_expert_gating_func(ExpertGatingFuncType(p.expert_gating))
     if p.sliding_window:
