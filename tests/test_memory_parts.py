@@ -124,7 +124,7 @@ def test_a_layer_kind_without_a_modelled_graph_gets_the_coarse_estimate():
     from dataclasses import replace
 
     from harness.models import inspect_preset
-    from harness.plan.compute_buffers import _graph_known
+    from harness.plan.reserve_graph import graph_known as _graph_known
     from strategies.registry import get_strategy
 
     tiny = inspect_preset("tiny")

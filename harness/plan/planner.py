@@ -159,7 +159,7 @@ def memory_settings(bench: BenchSettings, tool: str, knobs: Knobs, target: Targe
     engines default to it: ik `flash_attn = true`, mainline `auto`, which its log shows enabled on the CPU and
     RPC backends and CUDA supports for these head sizes), op offload (on unless switched off, where the
     accelerator offloads ops: not an RPC server), the engine's dialect and where it keeps the KV cache (ik on an
-    RPC device: on the CPU, `harness.plan.flags.ngl_places_weights`)."""
+    RPC device: on the CPU, `harness.plan.flags.ngl_places_weights`) and the outputs mainline reserves."""
     accelerator = target.buffer_type if target else ""
     dialect = target.dialect if target else "mainline"
     flash_attn = knobs.flash_attn is not False
@@ -168,10 +168,13 @@ def memory_settings(bench: BenchSettings, tool: str, knobs: Knobs, target: Targe
     offload = knobs.op_offload is not False and not accelerator.startswith("RPC")
     # the micro-batch is bounded by the context: mainline's unpadded one, ik's padded one (llama_context)
     ubatch = knobs.effective_ubatch(padded if dialect == "ik" else n_ctx)
+    # mainline's llama-server reserves one output per slot (no draft model); llama-bench every token of the
+    # micro-batch (n_outputs_max = n_batch), as ik always does
+    n_outputs_max = max(bench.concurrency) if tool == "llama-server" and dialect != "ik" else None
     return MemorySettings(n_ctx=padded, n_ubatch=ubatch, cache_type_k=knobs.cache_type_k,
                           cache_type_v=knobs.cache_type_v, flash_attn=flash_attn, op_offload=offload,
                           dialect=dialect, kv_on_cpu=target is not None and not ngl_places_weights(target),
-                          mla_mode=knobs.mla, swa_full=bool(knobs.swa_full))
+                          mla_mode=knobs.mla, swa_full=bool(knobs.swa_full), n_outputs_max=n_outputs_max)
 
 
 def find_engines(request: PlanRequest) -> list[Engine]:
