@@ -2,7 +2,7 @@
 
 For every table in `benchmarks/published/*.yaml` (the figures of `../shared/published/*.md`, as posted, in a form a
 program reads), every row is predicted from the table's hardware (a `harness.hardware` profile) and the model's
-real shapes (a full-size `synth` preset's tensor plan: nothing is written), with the prior constants
+real shapes (a full-size `synth` preset's tensor list: nothing is written), with the prior constants
 (`harness.perf.priors`) in two ways: the stated guess (`GUESS`), and efficiencies fitted leave-one-table-out (the
 table being predicted never in the fit: least squares on the log of tokens/s, and of the ratio where a table gives
 only that, over the other tables' rows; the box terms, upload and RAM read shares, fitted per table and a new box
@@ -13,7 +13,7 @@ what the table asks of the box terms (`diagnose`: the upload and RAM rates that 
 Goals (issue 21): ratios within 10%, absolute within 20%, the order right in every table. A table whose hardware
 is not fully given (RAM, cores) is predicted with the stated assumptions and counted separately.
 
-    python benchmarks/published.py [--tables DIR] [--no-fit] [--write]
+    python benchmarks/published.py [--tables DIR ...] [--no-fit] [--write]
 
 `--write` stores the fit on every table in `harness/perf/prior_fit.json`, which `harness.perf.priors` ships as
 `PRIOR`.
@@ -38,8 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # published_fit
 
 from harness.errors import UserError  # noqa: E402
 from harness.hardware.profile import profile_from_args  # noqa: E402
-from harness.models.inspect import inspect_plan  # noqa: E402
-from harness.perf.described import DescribedTest, described_layout, quantities  # noqa: E402
+from harness.models.inspect import inspect_preset  # noqa: E402
+from harness.perf.described import (DescribedTest, described_layout, overrides_to_cpu,  # noqa: E402
+                                     pinned_host_weights, quantities)
 from harness.perf.peaks import PCIE_LANE_BYTES_S  # noqa: E402
 from harness.perf.priors import FIT_FILE, GUESS, Efficiencies  # noqa: E402
 from published_fit import fit, needed, predicted, published_ratio, write_fit  # noqa: E402
@@ -73,13 +74,13 @@ class Table:
 def load_table(path: Path) -> Table:
     data = yaml.safe_load(path.read_text())
     hw = data["hardware"]
-    assumptions = []
+    assumptions = list(data.get("assumed", []))     # what the table's own notes assume (with their reasons)
     if not hw.get("ram"):
         assumptions.append(f"RAM {ASSUMED_RAM} (not given)")
     if not hw.get("cores"):
         assumptions.append(f"{ASSUMED_CORES} cores (not given)")
     profile = profile_from_args(hw["gpu"], hw.get("ram") or ASSUMED_RAM, hw.get("cores") or ASSUMED_CORES)
-    model = inspect_plan(data["model"])
+    model = inspect_preset(data["model"])
     cache = data.get("cache_type", "f16")
     rows = []
     for entry in data["rows"]:
@@ -89,13 +90,37 @@ def load_table(path: Path) -> Table:
         label = f"{entry['strategy']}({params}) ub={entry['ubatch']}"
         layout = described_layout(placement, dialect=data["engine"], op_offload=entry.get("op_offload", True),
                                   cache_type_k=cache, cache_type_v=cache)
+        pinned, active_only, assumed = host_weights(data, entry, placement)
+        if assumed and assumed not in assumptions:
+            assumptions.append(assumed)
+        label += ("" if pinned else " pageable") + ("" if active_only else " no-ooae")
         for kind, tokens in (("pp", entry["pp_tokens"]), ("tg", entry.get("tg_tokens", DEFAULT_TG_TOKENS))):
             published = entry.get(f"{kind}_tps")
             test = DescribedTest(kind, tokens, 0, entry["ubatch"])
             rows.append(Row(path.stem, label, kind, layout, test,
                             statistics.fmean(published) if published else None, entry.get(f"{kind}_ratio"),
-                            quantities(model, layout, test)))
+                            quantities(model, layout, test, pinned=pinned, active_experts_only=active_only)))
     return Table(path.stem, model, profile, assumptions, rows)
+
+
+def host_weights(data: dict, entry: dict, placement) -> tuple[bool, bool, str | None]:
+    """Whether a row's RAM-held weights are pinned, whether its uploads copy only the active experts, and the
+    assumption made where the source does not say. `pinned` (row or table) where the source says
+    (`GGML_CUDA_NO_PINNED=1`: false); else the engine's rule at the row's `mmap` (`pinned_host_weights`), where
+    the table gives `mmap` or the rule does not depend on it (ik pins overridden weights either way); else
+    (mainline, mmap not given) the default, mmap on: pageable, said as an assumption.
+    `active_experts_only` false for ik's `-no-ooae`."""
+    active_only = bool(entry.get("active_experts_only", True))
+    pinned = entry.get("pinned", data.get("pinned"))
+    if pinned is not None:
+        return bool(pinned), active_only, None
+    mmap = entry.get("mmap", data.get("mmap"))
+    overrides = overrides_to_cpu(placement)
+    if mmap is None and pinned_host_weights(data["engine"], mmap=True, overrides=overrides) != \
+            pinned_host_weights(data["engine"], mmap=False, overrides=overrides):
+        return False, active_only, "mmap not given: the engine's default (on), RAM-held weights pageable"
+    return pinned_host_weights(data["engine"], mmap=True if mmap is None else mmap, overrides=overrides), \
+        active_only, None
 
 
 def judge(table: Table, values: list[float]) -> dict:
@@ -124,7 +149,10 @@ def _order(points: list[tuple[float, float]]) -> str:
     if len(points) == 2:
         (a, b), (c, d) = points
         return "right" if (c - a) * (d - b) > 0 else ("tie predicted" if abs(d - b) < 1e-3 else "wrong")
-    rho = spearmanr([p for p, _ in points], [q for _, q in points]).statistic
+    predicted = [q for _, q in points]
+    if max(predicted) - min(predicted) < 1e-3:
+        return "tie predicted"
+    rho = spearmanr([p for p, _ in points], predicted).statistic
     return f"Spearman {rho:.2f}"
 
 
@@ -158,21 +186,25 @@ def diagnose(table: Table, eff: Efficiencies) -> None:
     pcie = PCIE_LANE_BYTES_S.get(gpu.pcie_gen, 0.0) * gpu.pcie_lanes / 1e9
     bus = needed(table, eff, "bus", "pp")
     cpu = needed(table, eff, "cpu_read", "tg")
+    pageable = all(not r.quantities.pinned for r in table.rows if r.kind == "pp" and r.quantities.uploads)
+    pcie *= eff.pageable if pageable else 1.0     # the rate a pageable upload reaches at that share
     print(f"asks: uploads at {bus * pcie:.1f} GB/s ({bus:.2f} of PCIe {gpu.pcie_gen}.0 x{gpu.pcie_lanes}'s "
-          f"{pcie:.1f}; fitted {eff.bus:.2f}) for its pp, RAM read at {cpu * ram.peak_gb_s:.1f} GB/s "
+          f"{pcie:.1f}{' pageable' if pageable else ''}; fitted {eff.bus:.2f}) for its pp, "
+          f"RAM read at {cpu * ram.peak_gb_s:.1f} GB/s "
           f"({cpu:.2f} of the {'assumed ' if any('RAM' in a for a in table.assumptions) else ''}"
           f"{ram.peak_gb_s:.1f}; fitted {eff.cpu_read:.2f}) for its tg")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tables", type=Path, default=TABLES)
+    parser.add_argument("--tables", type=Path, action="append",
+                        help=f"a folder of tables (*.yaml), repeatable; default {TABLES}")
     parser.add_argument("--no-fit", action="store_true", help="only the guess, no leave-one-out fit")
     parser.add_argument("--write", action="store_true", help=f"store the fit on every table in {FIT_FILE.name}")
     args = parser.parse_args()
     started = time.monotonic()
     tables, skipped = [], []
-    for path in sorted(args.tables.glob("*.yaml")):
+    for path in sorted(p for folder in (args.tables or [TABLES]) for p in folder.glob("*.yaml")):
         try:
             tables.append(load_table(path))
         except UserError as exc:

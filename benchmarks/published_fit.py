@@ -21,7 +21,8 @@ from harness.perf.priors import FIT_FILE, GUESS, Efficiencies
 # reaches), the prompt's arithmetic up to 4 (quantized products run on the int8 tensor cores)
 FITTED = (("cpu_read", 0.05, 1.0), ("gpu_read", 0.05, 0.9), ("bus", 0.05, 1.0), ("gpu_flops", 0.01, 4.0),
           ("cpu_gflops_per_core", 1.0, 400.0), ("crossing_s", 1e-6, 1e-3), ("upload_s", 1e-6, 1e-2),
-          ("routing_draws", 0.01, 1.0))
+          ("routing_draws", 0.01, 1.0), ("routing_focus", 0.02, 1.0), ("routing_skew", 0.01, 2.0),
+          ("pageable", 0.2, 1.0))
 PULL = 0.1          # weak pull of each log efficiency to the guess where the tables say nothing
 BOX_TERMS = ("bus", "cpu_read")   # a box's own: its upload rate (pinned or not, the host's copy) and RAM speed
 BOX_PULL = 0.3      # pull of a table's box terms to their common value
@@ -54,9 +55,11 @@ def fit_types(tables: list[Table]) -> list[str]:
 
 def identified(tables: list[Table]) -> list[str]:
     """The efficiencies the tables can tell: routing_draws only where a table varies the micro-batch (the
-    uploads' share grows with it; at one size it trades with the bus share)."""
+    uploads' share grows with it; at one size it trades with the bus share); pageable only where a table has
+    both pinned and pageable rows (else it trades with the table's own upload share, a box term)."""
     varies = any(len({r.test.ubatch for r in t.rows}) > 1 for t in tables)
-    return [n for n, _, _ in FITTED if n != "routing_draws" or varies]
+    both = any(len({r.quantities.pinned for r in t.rows if r.kind == "pp"}) > 1 for t in tables)
+    return [n for n, _, _ in FITTED if (n != "routing_draws" or varies) and (n != "pageable" or both)]
 
 
 def _efficiencies(x: np.ndarray, types: list[str], names: list[str]) -> Efficiencies:

@@ -170,9 +170,9 @@ def main() -> int:
 
     model = args.model
     if model is None:
-        from harness.paths import cache_dir
+        from harness.models.synth import synthetic_model_path
 
-        tiny = cache_dir() / "models" / "tiny-seed0.gguf"
+        tiny = synthetic_model_path("tiny")
         model = str(tiny) if tiny.exists() else ""
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp) / "scale"

@@ -82,7 +82,7 @@ def physical_cores(cpus) -> int:
     return max(len({core_of(c) for c in cpus}), 1) if cpus else 0
 
 
-def plan_budget(rpc_rig, cpus: tuple[int, ...] | None = None) -> CpuBudget:
+def cpu_budget(rpc_rig, cpus: tuple[int, ...] | None = None) -> CpuBudget:
     """The sweep's CPU budget (see the module docstring). `rpc_rig`: false/None (no rig), true (one server),
     a server count, or bench.yaml's `rpc_rig` setting (its `servers`). With a single core the rig cannot be
     split: all share it (and the rows say so through the oversubscription warning)."""

@@ -16,6 +16,9 @@ the planner's; `KNOB_COLUMNS` is the order bench.yaml's schema and runs.csv have
 | `op_offload` | true / false: offload host tensor operations to the accelerator | on |
 | `load_mode` | `mmap`, `no-mmap`, `mlock` (mapped and locked in RAM) | mmap |
 | `cache_type_k`, `cache_type_v` | KV cache types (`CACHE_TYPE_BYTES`: f16, q8_0, ...) | f16 (always passed) |
+| `mla` | ik's multi-head latent attention mode, 0-3 (`-mla`; MLA models: deepseek2) | ik: 3; mainline has no such flag |
+| `swa_full` | true / false: a full-context cache on sliding-window layers too (mainline's `--swa-full`) | off |
+| `attn_max_batch_mib` | ik's `-amb N`: an attention K*Q (f32) over N MiB is computed in steps | ik: 0 (no limit) |
 
 How each knob is spelled for each engine and tool is `harness.plan.knob_flags`. This module sits below config
 and the planner: it imports only `harness.errors`.
@@ -53,8 +56,10 @@ class Knob:
     default_text: str
     column_rank: int
     default: Any = None
-    choices: tuple[str, ...] = ()
+    choices: tuple[Any, ...] = ()
     description: str | None = None
+    listed_when_set: bool = False   # table.csv lists its column only when some row sets it (a knob added after
+                                    # folders were written without it: their table.csv stays as it was)
 
     @property
     def column(self) -> str:
@@ -78,6 +83,12 @@ KNOB_TABLE = (
          description="mmap, no-mmap or mlock (mapped and locked)"),
     Knob("cache_type_k", str, "ctk", "f16", 7, default="f16", choices=tuple(CACHE_TYPE_BYTES)),
     Knob("cache_type_v", str, "ctv", "f16", 8, default="f16", choices=tuple(CACHE_TYPE_BYTES)),
+    Knob("mla", int, "mla", "ik: 3; mainline: none", 9, choices=(0, 1, 2, 3),
+         description="ik's MLA mode for deepseek2 models: 0 (none), 1, 2 or 3 (ik's default)", listed_when_set=True),
+    Knob("swa_full", bool, "swafull", "off", 10, listed_when_set=True,
+         description="a full-context KV cache on sliding-window layers too (mainline llama-server --swa-full)"),
+    Knob("attn_max_batch_mib", int, "amb", "ik: 0 (no limit); mainline: none", 11, listed_when_set=True,
+         description="ik's -amb: the MiB an attention K*Q product may take before ik splits it into steps"),
 )
 KNOB_NAMES = tuple(k.name for k in KNOB_TABLE)
 KNOB_BY_NAME = {k.name: k for k in KNOB_TABLE}
@@ -101,6 +112,9 @@ class Knobs:
     load_mode: str | None = None
     cache_type_k: str = "f16"
     cache_type_v: str = "f16"
+    mla: int | None = None
+    swa_full: bool | None = None
+    attn_max_batch_mib: int | None = None
 
     def identity(self) -> dict[str, Any]:
         """What makes two configurations' knobs the same (see `_LEGACY_IDENTITY`)."""
@@ -161,6 +175,9 @@ def _rule(knob: Knob):
     """(is a value valid, what to give) for one knob, from its type and choices."""
     if knob.type is bool:
         return (lambda v: isinstance(v, bool)), "true or false"
+    if knob.type is int and knob.choices:
+        return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v in knob.choices), \
+            f"one of {', '.join(map(str, knob.choices))}"
     if knob.type is int:
         return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1), "a whole number >= 1"
     if knob.name.startswith("cache_type"):

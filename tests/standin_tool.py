@@ -39,10 +39,11 @@ class StandInTool(Tool):
                                       [(0, g, base) for g in settings.bench.gen_tokens]:
             samples = [speed * rng.uniform(0.97, 1.03) for _ in range(settings.bench.repetitions)]
             std = statistics.stdev(samples) if len(samples) > 1 else 0.0
-            raw = {}
+            windows = []
             if self.window_s:
                 start = time.monotonic()
                 time.sleep(self.window_s)
-                raw["windows_mono"] = [(start, time.monotonic())]
-            tests.append((BenchTest(n_prompt, n_gen, 0, statistics.fmean(samples), std, samples, raw), argv))
+                windows = [(start, time.monotonic())]
+            tests.append((BenchTest(n_prompt, n_gen, 0, statistics.fmean(samples), std, samples,
+                                    windows_mono=windows), argv))
         return tests

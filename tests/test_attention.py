@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from harness.models.attention import AttentionShape, cache_cells, kv_bytes_of_layer
-from harness.models.inspect import inspect_plan
+from harness.models.inspect import inspect_preset
 from harness.plan.memory import MemorySettings, cache_type_bytes, kv_bytes_of, predict_memory
 from harness.units import GIB, MIB
 from strategies import get_strategy
@@ -20,7 +20,7 @@ def _kv_total(model, settings) -> int:
 
 
 def test_mla_caches_the_latent_on_both_engines():
-    model = inspect_plan("tiny-deepseek")
+    model = inspect_preset("tiny-deepseek")
     assert model.attention.is_mla and model.attention.latent_width == 576
     for dialect in ("mainline", "ik"):
         settings = MemorySettings(n_ctx=4096, dialect=dialect)
@@ -28,14 +28,14 @@ def test_mla_caches_the_latent_on_both_engines():
 
 
 def test_deepseek_v3_at_32k_is_about_two_gib_not_150():
-    model = inspect_plan("deepseek-v3")
+    model = inspect_preset("deepseek-v3")
     kv = _kv_total(model, MemorySettings(n_ctx=32768))
     assert kv == 61 * 32768 * 576 * 2
     assert 2 * GIB < kv < 2.2 * GIB
 
 
 def test_mla_without_flash_attention_on_ik_adds_the_transposed_v_in_mode_1():
-    model = inspect_plan("tiny-deepseek")  # no fused attn_kv_b: ik computes it and keeps the mode
+    model = inspect_preset("tiny-deepseek")  # no fused attn_kv_b: ik computes it and keeps the mode
     with_fa = MemorySettings(n_ctx=4096, dialect="ik", cache_type_k="q8_0")
     mode_1 = MemorySettings(n_ctx=4096, dialect="ik", flash_attn=False, cache_type_k="q8_0", mla_mode=1)
     mode_3 = MemorySettings(n_ctx=4096, dialect="ik", flash_attn=False, cache_type_k="q8_0", mla_mode=3)
@@ -61,7 +61,7 @@ def test_older_mla_conversions_are_full_attention_to_mainline_and_latent_to_ik()
 
 
 def test_sliding_window_layers_keep_window_plus_ubatch_cells_on_mainline_only():
-    model = inspect_plan("tiny-gpt-oss")
+    model = inspect_preset("tiny-gpt-oss")
     assert model.attention.swa_layers == (0, 2, 4)
     mainline = MemorySettings(n_ctx=4096, dialect="mainline")
     assert cache_cells(model.attention, 0, mainline) == 768  # pad256(128 + 512): reported "size = 768 cells"
@@ -75,7 +75,7 @@ def test_sliding_window_layers_keep_window_plus_ubatch_cells_on_mainline_only():
 
 
 def test_gpt_oss_120b_swa_halves_the_cache_at_long_context():
-    model = inspect_plan("gpt-oss-120b")
+    model = inspect_preset("gpt-oss-120b")
     full = _kv_total(model, MemorySettings(n_ctx=131072, dialect="ik"))
     swa = _kv_total(model, MemorySettings(n_ctx=131072, dialect="mainline"))
     assert full == 36 * 131072 * 8 * 64 * 2 * 2
@@ -83,7 +83,7 @@ def test_gpt_oss_120b_swa_halves_the_cache_at_long_context():
 
 
 def test_recurrent_layers_keep_a_state_not_a_kv_cache():
-    model = inspect_plan("tiny-qwen3next")
+    model = inspect_preset("tiny-qwen3next")
     assert model.attention.recurrent_layers == (0, 1, 2, 4, 5, 6)
     settings = MemorySettings(n_ctx=4096)
     assert _kv_total(model, settings) == 4 * MIB  # reported: CPU KV buffer size = 4.00 MiB
@@ -96,7 +96,7 @@ def test_recurrent_layers_keep_a_state_not_a_kv_cache():
 
 
 def test_qwen3_next_state_is_the_same_on_both_engines():
-    model = inspect_plan("qwen3-next-80b-a3b")
+    model = inspect_preset("qwen3-next-80b-a3b")
     for dialect in ("mainline", "ik"):
         elements = model.attention.recurrent_state_elements(dialect)
         assert elements == 3 * (4096 + 2 * 16 * 128) + 128 * 4096
@@ -104,7 +104,7 @@ def test_qwen3_next_state_is_the_same_on_both_engines():
 
 @pytest.mark.parametrize("name", ["tiny", "tiny-glm", "qwen3-30b-a3b", "glm-4.5-air"])
 def test_ordinary_attention_is_unchanged(name):
-    model = inspect_plan(name)
+    model = inspect_preset(name)
     settings = MemorySettings(n_ctx=8192, cache_type_k="q8_0", cache_type_v="q4_0")
     per_layer = int(8192 * model.n_head_kv * (model.head_dim_k * cache_type_bytes("q8_0")
                                               + model.head_dim_v * cache_type_bytes("q4_0")))
@@ -112,24 +112,24 @@ def test_ordinary_attention_is_unchanged(name):
 
 
 def test_llama4_chunked_attention_keeps_the_chunk_plus_ubatch_on_mainline():
-    model = inspect_plan("llama-4-scout")
+    model = inspect_preset("llama-4-scout")
     assert model.attention.sliding_window == 8192 and len(model.attention.swa_layers) == 36
     mainline = MemorySettings(n_ctx=131072, dialect="mainline")
     assert cache_cells(model.attention, 0, mainline) == 8704 and cache_cells(model.attention, 3, mainline) == 131072
     per_cell = 8 * 128 * 2 * 2
     assert _kv_total(model, mainline) == (12 * 131072 + 36 * 8704) * per_cell
     assert _kv_total(model, MemorySettings(n_ctx=131072, dialect="ik")) == 48 * 131072 * per_cell
-    tiny = inspect_plan("tiny-llama4")  # reported at 4096: 4.00 MiB (full) + 12.00 MiB (chunked, 4096 cells)
+    tiny = inspect_preset("tiny-llama4")  # reported at 4096: 4.00 MiB (full) + 12.00 MiB (chunked, 4096 cells)
     assert _kv_total(tiny, MemorySettings(n_ctx=4096)) == 16 * MIB
 
 
 def test_generation_reads_the_latent_and_at_most_the_window():
     from harness.perf.workload import Layout, _kv_read_bytes
 
-    deepseek = inspect_plan("deepseek-v3")
+    deepseek = inspect_preset("deepseek-v3")
     layout = Layout(get_strategy("all-gpu").placement(deepseek, {}))
     assert _kv_read_bytes(deepseek, layout, 5, 10_000) == 576 * 2 * 10_000
-    oss = inspect_plan("gpt-oss-120b")
+    oss = inspect_preset("gpt-oss-120b")
     layout = Layout(get_strategy("all-gpu").placement(oss, {}))
     assert _kv_read_bytes(oss, layout, 0, 10_000) == 8 * 64 * 2 * 2 * 128   # a sliding-window layer
     assert _kv_read_bytes(oss, layout, 1, 10_000) == 8 * 64 * 2 * 2 * 10_000

@@ -9,11 +9,11 @@ import re
 import pytest
 
 from harness.models import inspect_model, synthetic_model
-from harness.models.attention import recurrent_bytes_of_layer
 from harness.plan.load_report import parse_report
-from harness.plan.memory import MemorySettings, kv_bytes_of
+from harness.plan.memory import MemorySettings, kv_bytes_by_device, state_bytes_by_device
 from harness.tools.server_process import LlamaServer
 from harness.units import MIB
+from strategies import get_strategy
 
 _RS_BUFFER = re.compile(r"(\S+) RS buffer size =\s*([\d.]+) MiB")
 
@@ -21,6 +21,7 @@ _RS_BUFFER = re.compile(r"(\S+) RS buffer size =\s*([\d.]+) MiB")
 CASES = [
     ("tiny", [], {}),
     ("tiny-glm", ["-ctk", "q8_0", "-ctv", "q8_0"], {"cache_type_k": "q8_0", "cache_type_v": "q8_0"}),
+    ("tiny-glm-mtp", [], {}),  # the NextN/MTP layer gets no cache on either engine (MTP off)
     ("tiny-deepseek", [], {}),
     ("tiny-deepseek", ["-fa", "off"], {"flash_attn": False}),
     # mainline refuses different K and V types on MLA ("model does not support different K and V cache types")
@@ -35,6 +36,8 @@ CASES = [
     ("tiny-mixtral", ["-ctk", "q8_0", "-ctv", "q8_0"], {"cache_type_k": "q8_0", "cache_type_v": "q8_0"}),
 ]
 MAINLINE_ONLY = [("tiny-gpt-oss", ["--swa-full"], {"swa_full": True})]
+IK_ONLY = [("tiny-deepseek", ["-mla", "1", "-fa", "off"], {"mla_mode": 1, "flash_attn": False}),
+           ("tiny-deepseek", ["-mla", "2", "-fa", "off"], {"mla_mode": 2, "flash_attn": False})]
 N_CTX = 4096
 
 
@@ -55,9 +58,9 @@ def _reported(engine, preset, args, log_path) -> tuple[int, int, str]:
 def _predicted(engine, preset, fields) -> tuple[int, int]:
     model = inspect_model(synthetic_model(preset))
     settings = MemorySettings(n_ctx=N_CTX, dialect=engine.dialect, **fields)
-    layers = range(model.n_layers - model.nextn_predict_layers)
-    kv = sum(kv_bytes_of(model, settings, i) for i in layers)
-    state = sum(recurrent_bytes_of_layer(model.attention, i, settings) for i in layers)
+    placement = get_strategy("gpu-layers").placement(model, {"k": 0})  # every layer's cache, MTP layers' none
+    kv = sum(kv_bytes_by_device(placement, model, settings).values())
+    state = sum(state_bytes_by_device(placement, model, settings).values())
     return kv, state
 
 
@@ -65,11 +68,13 @@ def _same_mib(a: int, b: int) -> bool:
     return abs(a / MIB - b / MIB) <= 0.011  # the engines print two decimals
 
 
-@pytest.mark.parametrize("preset,args,fields", CASES + MAINLINE_ONLY,
-                         ids=[f"{p}{''.join(a)}" for p, a, _ in CASES + MAINLINE_ONLY])
+@pytest.mark.parametrize("preset,args,fields", CASES + MAINLINE_ONLY + IK_ONLY,
+                         ids=[f"{p}{''.join(a)}" for p, a, _ in CASES + MAINLINE_ONLY + IK_ONLY])
 def test_predicted_cache_equals_the_engines(engine, tmp_path, preset, args, fields):
     if (preset, args, fields) in MAINLINE_ONLY and engine.dialect != "mainline":
         pytest.skip("a mainline flag")
+    if (preset, args, fields) in IK_ONLY and engine.dialect != "ik":
+        pytest.skip("an ik flag")
     kv, rs, text = _reported(engine, preset, args, tmp_path / "server.log")
     predicted_kv, predicted_state = _predicted(engine, preset, fields)
     if engine.dialect == "ik":  # ik keeps the recurrent state in its KV buffer

@@ -139,3 +139,28 @@ def test_calibrating_one_tool_keeps_the_others(tmp_path, monkeypatch):
     for found in old["tools"].values():
         del found["results"]
     assert Calibration.from_dict(old).tools["llama-server"].results == ["a", "b"]
+
+
+def test_a_launch_leaves_out_the_warm_ups_the_estimate_adds():
+    """The estimate adds each test's warm-up itself (`process_seconds`), so the launch timed from a calibration's
+    rows must not hold them too: per process, duration = launches x launch + tests + warm-ups (llama-bench: 32
+    prompt tokens before a prompt test, one token before a generation test, at the test's speed; llama-server:
+    16 + 4 tokens once)."""
+    from harness.perf.eta import _launches_in
+    from harness.results.reader import read_runs
+
+    folder = Path(__file__).parent / "data" / "sweep-v2"
+    rows = read_runs(folder)
+    for tool, launches in (("llama-bench", 2), ("llama-server", 1)):
+        ok = rows[(rows["status"] == "ok") & (rows["tool"] == tool)]
+        found = sorted(_launches_in(folder, tool))
+        expected = []
+        for _, process in ok.groupby(["config_id", "process_index"]):
+            pp = process[process["n_prompt"] > 0].iloc[0]
+            tg = process[process["n_gen"] > 0].iloc[0]
+            tests = (pp["repetitions"] * pp["n_prompt"] / pp["tps_mean"]
+                     + tg["repetitions"] * tg["n_gen"] / tg["tps_mean"])
+            warm = 32 / pp["tps_mean"] + 1 / tg["tps_mean"] if tool == "llama-bench" else \
+                16 / pp["tps_mean"] + 4 / tg["tps_mean"]
+            expected.append((process["duration_s"].iloc[0] - tests - warm) / launches)
+        assert found == pytest.approx(sorted(expected), rel=1e-9)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from harness.models.inspect import inspect_plan
+from harness.models.inspect import inspect_preset
 from harness.models.tensor_groups import TensorGroup
 from harness.plan.flags import Target, compile_flags
 from harness.plan.placement import CPU
@@ -27,7 +27,7 @@ def _ram_expert_layers(model, placement) -> list[int]:
 
 @pytest.mark.parametrize("preset,first_moe", [("tiny-deepseek", 1), ("deepseek-v3", 3), ("tiny-glm", 1)])
 def test_first_n_counts_layers_with_experts(preset, first_moe):
-    model = inspect_plan(preset)
+    model = inspect_preset(preset)
     assert model.moe_layers[0] == first_moe
     placement = get_strategy("first-n-experts").placement(model, {"n": 2})
     assert _ram_expert_layers(model, placement) == [first_moe, first_moe + 1]
@@ -39,7 +39,7 @@ def test_first_n_counts_layers_with_experts(preset, first_moe):
 
 
 def test_last_n_counts_layers_with_experts_and_needs_overrides():
-    model = inspect_plan("tiny-deepseek")
+    model = inspect_preset("tiny-deepseek")
     placement = get_strategy("last-n-experts").placement(model, {"n": 2})
     assert _ram_expert_layers(model, placement) == [4, 5]
     compiled = compile_flags(placement, model, _target("mainline"))
@@ -52,13 +52,13 @@ def test_last_n_counts_layers_with_experts_and_needs_overrides():
 def test_n_beyond_the_expert_layers_is_a_user_error():
     from harness.errors import UserError
 
-    model = inspect_plan("tiny-deepseek")
+    model = inspect_preset("tiny-deepseek")
     with pytest.raises(UserError, match="only 5 layers with experts"):
         get_strategy("first-n-experts").placement(model, {"n": 6})
 
 
 def test_interleaved_moe_layers_count_only_the_layers_with_experts():
-    model = inspect_plan("tiny-llama4")
+    model = inspect_preset("tiny-llama4")
     assert model.moe_layers == [1, 3, 5, 7]
     placement = get_strategy("first-n-experts").placement(model, {"n": 2})
     assert _ram_expert_layers(model, placement) == [1, 3]

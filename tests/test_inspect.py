@@ -1,5 +1,5 @@
 """The model inspector: tensor groups, byte accounting on every preset (full-size ones via their
-tensor plan), real files, odd tensor types, and bad inputs (missing, not GGUF, truncated)."""
+tensor list), real files, odd tensor types, and bad inputs (missing, not GGUF, truncated)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,10 @@ from harness.models import (
     classify_tensor,
     ffn_matrix,
     inspect_model,
-    inspect_plan,
+    inspect_preset,
     layer_index,
-    plan_tensor_bytes,
-    preset_tensor_plan,
+    tensor_specs_bytes,
+    preset_tensors_named,
     render_model_info,
     write_synthetic_model,
 )
@@ -111,27 +111,28 @@ def test_layer_index():
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_groups_add_up_to_the_tensor_bytes(name):
-    plan = preset_tensor_plan(name)
-    info = inspect_plan(name)
-    total = plan_tensor_bytes(plan)
+    plan = preset_tensors_named(name)
+    info = inspect_preset(name)
+    total = tensor_specs_bytes(plan)
     assert info.tensor_bytes_total == total
     assert sum(info.bytes_by_group.values()) == total
     assert sum(info.quant_bytes.values()) == total
     outside_layers = sum(s.n_bytes for s in plan if layer_index(s.name) is None)
     assert sum(layer.total_bytes for layer in info.layers) + outside_layers == total
-    assert info.bytes_by_group["other"] == 0  # every synthetic tensor has a real group
+    # every synthetic tensor has a real group but the MTP layer's projection (tensor_groups: `other`)
+    assert info.bytes_by_group["other"] == sum(s.n_bytes for s in plan if ".nextn.eh_proj." in s.name)
     assert set(info.bytes_by_group) == set(GROUP_NAMES)
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_hyper_parameters_and_layers(name):
     p = PRESETS[name]
-    info = inspect_plan(name)
+    info = inspect_preset(name)
     assert (info.architecture, info.n_layers, info.n_experts, info.n_experts_used) == \
         (p.architecture, p.n_layers, p.n_experts, p.n_experts_used)
     assert (info.n_leading_dense_layers, info.n_shared_experts) == (p.n_leading_dense_layers, p.n_shared_experts)
     assert (info.n_embd, info.vocab_size, info.context_length) == (p.n_embd, p.vocab_size, p.context_length)
-    assert info.moe_layers == [i for i in range(p.n_layers) if p.has_experts(i)]
+    assert info.moe_layers == [i for i in range(p.n_layers - p.nextn_predict_layers) if p.has_experts(i)]
     for layer in info.layers:
         is_dense = not p.has_experts(layer.index)
         assert (layer.bytes_by_group["dense_ffn"] > 0) == is_dense
@@ -142,18 +143,20 @@ def test_hyper_parameters_and_layers(name):
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_active_bytes_per_token(name):
     p = PRESETS[name]
-    info = inspect_plan(name)
+    info = inspect_preset(name)
     g = info.bytes_by_group
-    expected = (sum(g.values()) - g["routed_experts"] - g["embeddings"]
+    mtp_non_expert = sum(layer.total_bytes - layer.bytes_by_group["routed_experts"]
+                         for layer in info.layers if layer.is_mtp)  # an MTP layer does not run
+    expected = (sum(g.values()) - g["routed_experts"] - g["embeddings"] - mtp_non_expert
                 + sum(round(layer.bytes_by_group["routed_experts"] * p.n_experts_used / p.n_experts)
-                      for layer in info.layers)
+                      for layer in info.layers if not layer.is_mtp)
                 + g["embeddings"] // p.vocab_size)
     assert info.active_bytes_per_token == expected
     assert info.active_bytes_per_token < info.tensor_bytes_total
 
 
 def test_qwen3_30b_expert_bytes():
-    info = inspect_plan("qwen3-30b-a3b")
+    info = inspect_preset("qwen3-30b-a3b")
     per_layer_experts = 3 * 2048 * 768 * 128 // 256 * 144  # gate, up, down in Q4_K
     assert all(layer.bytes_by_group["routed_experts"] == per_layer_experts for layer in info.layers)
     assert info.bytes_by_group["routed_experts"] == 48 * per_layer_experts
@@ -190,7 +193,7 @@ def test_inspect_file_matches_plan_and_reader(small_models, name):
     assert info.tensor_bytes_total == reader_total
     assert sum(info.bytes_by_group.values()) == reader_total
     assert info.file_size_bytes == path.stat().st_size > reader_total
-    from_plan = inspect_plan(name).to_dict()
+    from_plan = inspect_preset(name).to_dict()
     from_file = info.to_dict()
     for key in ("path", "file_size_bytes", "files", "name"):
         from_plan.pop(key), from_file.pop(key)
@@ -265,8 +268,8 @@ def test_cli_inspect_text_and_json(small_models, capsys):
     assert "qwen3moe" in capsys.readouterr().out
     assert main(["inspect", str(small_models["tiny"]), "--json", "--tensors"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["n_experts"] == 16 and data["tensor_bytes_total"] == plan_tensor_bytes(preset_tensor_plan("tiny"))
-    assert len(data["tensors"]) == len(preset_tensor_plan("tiny"))
+    assert data["n_experts"] == 16 and data["tensor_bytes_total"] == tensor_specs_bytes(preset_tensors_named("tiny"))
+    assert len(data["tensors"]) == len(preset_tensors_named("tiny"))
 
 
 def test_unknown_tensor_type_takes_its_size_from_the_layout(tmp_path):

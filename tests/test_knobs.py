@@ -41,6 +41,8 @@ def test_lists_become_axes_crossed_with_each_other():
     ("flash_attn: [true, maybe]", "bench.flash_attn: give true or false"),
     ("cache_type_v: [q8_0, q9_0]", "unknown cache type 'q9_0'"),
     ("ubatch: [512, 512]", "a value is listed twice"),
+    ("mla: [1, 4]", "bench.mla: give one of 0, 1, 2, 3"),
+    ("swa_full: 1", "bench.swa_full: give true or false"),
 ])
 def test_bad_knob_values_name_line_and_key(tmp_path, text, needle):
     path = tmp_path / "bench.yaml"
@@ -61,7 +63,8 @@ def test_knob_values_are_identity_and_earlier_ids_stay():
     bench = BenchSettings(threads=4, ubatch=512, cache_type_k="q8_0")
     (knobs,) = knob_grid(bench)
     # the id moebench gave this configuration before knobs became axes: the whole bench settings as identity
-    before = bench.model_dump(exclude={"processes", "until", "threads_batch", "op_offload", "load_mode"})
+    before = bench.model_dump(exclude={"processes", "until", "threads_batch", "op_offload", "load_mode", "mla",
+                                       "swa_full", "attn_max_batch_mib"})
     conf = _conf(knobs)
     assert config_id(bench, conf) == stable_id("synth:tiny:seed0", "mainline-11434.0.0", "11434.0.0",
                                                "llama-bench", "cpu-moe", {}, [], before)
@@ -79,6 +82,16 @@ def test_knob_spellings_mainline(mainline_engine):
     assert bench == [*CACHE, "-t", "3", *SIZES, "-fa", "on", "-nopo", "1", "-lm", "none"]
     locked = knob_args(Knobs(load_mode="mlock", op_offload=True), 1, tool_syntax(mainline_engine, "llama-bench"))
     assert locked == ["-ctk", "f16", "-ctv", "f16", "-t", "1", "-nopo", "0", "-lm", "mmap+mlock"]
+    assert knob_args(Knobs(swa_full=True), 1, tool_syntax(mainline_engine, "llama-server"))[-1] == "--swa-full"
+    assert "--swa-full" not in knob_args(Knobs(swa_full=False), 1, tool_syntax(mainline_engine, "llama-server"))
+    assert knob_args(Knobs(swa_full=False), 1, tool_syntax(mainline_engine, "llama-bench"))[-2:] == ["-t", "1"]
+    with pytest.raises(KnobUnsupported, match=r"llama-bench cannot set swa_full=true: none of --swa-full"):
+        knob_args(Knobs(swa_full=True), 1, tool_syntax(mainline_engine, "llama-bench"))
+    for tool in ("llama-bench", "llama-server"):  # mainline has no MLA mode (MLA follows the file)
+        with pytest.raises(KnobUnsupported, match=rf"mainline.*{tool} cannot set mla=1: none of -mla"):
+            knob_args(Knobs(mla=1), 1, tool_syntax(mainline_engine, tool))
+        with pytest.raises(KnobUnsupported, match=rf"{tool} cannot set attn_max_batch_mib=512: none of -amb"):
+            knob_args(Knobs(attn_max_batch_mib=512), 1, tool_syntax(mainline_engine, tool))  # ik's flag only
 
 
 def test_knob_spellings_ik(ik_engine):
@@ -90,6 +103,9 @@ def test_knob_spellings_ik(ik_engine):
     assert knob_args(Knobs(load_mode="mlock"), 1, tool_syntax(ik_engine, "llama-server"))[-1] == "--mlock"
     with pytest.raises(KnobUnsupported, match=r"ik.*llama-bench cannot set load_mode=mlock: its -mmp"):
         knob_args(Knobs(load_mode="mlock"), 1, tool_syntax(ik_engine, "llama-bench"))
+    for tool in ("llama-bench", "llama-server", "llama-sweep-bench"):
+        assert knob_args(Knobs(mla=1), 1, tool_syntax(ik_engine, tool))[-2:] == ["-mla", "1"], tool
+        assert knob_args(Knobs(attn_max_batch_mib=512), 1, tool_syntax(ik_engine, tool))[-2:] == ["-amb", "512"]
 
 
 def test_validate_refuses_a_knob_an_engine_tool_lacks(tmp_path, mainline_engine, ik_engine):
@@ -150,12 +166,12 @@ bench: {prompt_tokens: [64], gen_tokens: [16], ctx: 256, ubatch: [64, 512], cach
 
 
 def test_layout_offsets_of_an_unwritten_preset_match_the_written_file(tiny_model):
-    from harness.models import inspect_model, inspect_plan
+    from harness.models import inspect_model, inspect_preset
     from harness.plan.planner import _with_layout_offsets
 
     real = inspect_model(tiny_model).tensors
     start = min(r.offset for r in real)
-    planned = _with_layout_offsets(inspect_plan("tiny")).tensors
+    planned = _with_layout_offsets(inspect_preset("tiny")).tensors
     assert [(r.name, r.offset - start) for r in real] == [(r.name, r.offset) for r in planned]
 
 
@@ -199,3 +215,43 @@ def test_resuming_a_folder_written_before_the_knob_columns(tmp_path):
         == [("a", "2", "", "", "10.0"), ("b", "1", "2048", "no-mmap", "12.0")]
     assert [(r["config_id"], r["ubatch"], r["load_mode"]) for r in store.rows()] \
         == [("a", None, None), ("b", 2048, "no-mmap")]
+
+
+def _planned(path) -> list[dict]:
+    result = run_cli("plan", path, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_mla_knob_reaches_the_memory_prediction(tmp_path, ik_engine):
+    """ik's `-mla` as a knob: each value on the command line and in the KV cache predicted (the sizes themselves are checked against the engines in test_cache_reality; mainline's refusal of
+    mla is `test_knob_spellings_mainline`'s)."""
+    path = tmp_path / "bench.yaml"
+    path.write_text("""models: [{synth: tiny-deepseek}]
+engines: [ik]
+tools: [llama-server]
+rpc_rig: true
+strategies: [all-gpu]
+bench: {prompt_tokens: [64], gen_tokens: [16], ctx: 4096, flash_attn: false, mla: [1, 3]}
+""")
+    ik = {r["knobs"]["mla"]: r for r in _planned(path)}
+    assert ["-mla", "1"] == ik[1]["knob_args"][-2:] and ["-mla", "3"] == ik[3]["knob_args"][-2:]
+    # mode 1 without flash attention caches the latent in -ctk and a transposed V beside it; mode 3 the latent only
+    kv = {mode: sum(row["memory"]["kv_mib"].values()) for mode, row in ik.items()}  # ik on RPC: on the CPU
+    assert kv[1] > kv[3] > 0, kv
+
+
+def test_swa_full_knob_reaches_the_memory_prediction(tmp_path, mainline_engine):
+    """mainline llama-server's `--swa-full` as a knob: on the command line when on, and the sliding-window
+    layers' cache grows to the whole context."""
+    path = tmp_path / "bench.yaml"
+    path.write_text("""models: [{synth: tiny-gpt-oss}]
+engines: [mainline]
+tools: [llama-server]
+rpc_rig: true
+strategies: [all-gpu]
+bench: {prompt_tokens: [64], gen_tokens: [16], ctx: 4096, swa_full: [false, true]}
+""")
+    swa = {r["knobs"]["swa_full"]: r for r in _planned(path)}
+    assert swa[True]["knob_args"][-1] == "--swa-full" and "--swa-full" not in swa[False]["knob_args"]
+    assert swa[True]["memory"]["kv_mib"]["accel0"] > swa[False]["memory"]["kv_mib"]["accel0"]

@@ -270,7 +270,7 @@ def test_device_names_and_tolerance():
 
 
 def test_mapped_span_needs_offsets():
-    from harness.models import inspect_plan
+    from harness.models import inspect_preset
 
     with pytest.raises(ValueError):
-        mapped_span(inspect_plan("tiny").tensors)
+        mapped_span(inspect_preset("tiny").tensors)

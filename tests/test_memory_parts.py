@@ -123,11 +123,11 @@ def test_a_layer_kind_without_a_modelled_graph_gets_the_coarse_estimate():
     the planner: its compute buffers come from the coarse per-token estimate, on the same devices."""
     from dataclasses import replace
 
-    from harness.models import inspect_plan
-    from harness.plan.compute_buffers import _graph_known
+    from harness.models import inspect_preset
+    from harness.plan.reserve_graph import graph_known as _graph_known
     from strategies.registry import get_strategy
 
-    tiny = inspect_plan("tiny")
+    tiny = inspect_preset("tiny")
     odd = replace(tiny, tensors=[t for t in tiny.tensors if t.name != "blk.0.attn_k.weight"])
     assert _graph_known(tiny) and not _graph_known(odd)
     settings = MemorySettings(n_ctx=4096, n_ubatch=512)

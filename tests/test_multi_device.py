@@ -13,7 +13,7 @@ import pytest
 
 from conftest import REPO, run_cli
 from harness.config import load_config
-from harness.cpus import plan_budget
+from harness.cpus import cpu_budget
 from harness.errors import UserError
 from harness.models import inspect_model, synthetic_model
 from harness.plan.memory import MIB, predict_memory
@@ -46,9 +46,9 @@ def test_ts_counts_refuses_what_ts_cannot_place():
 
 
 def test_experts_balanced_spreads_bytes_where_ncmoe_and_ts_do_not():
-    from harness.models import inspect_plan
+    from harness.models import inspect_preset
 
-    big = inspect_plan("qwen3-30b-a3b")  # 48 layers: -ncmoe 16 -ts 1,1 leaves the first card a third empty
+    big = inspect_preset("qwen3-30b-a3b")  # 48 layers: -ncmoe 16 -ts 1,1 leaves the first card a third empty
     balanced = get_strategy("experts-balanced").placement(big, {"n": 16, "split": [1, 1]})
     naive = get_strategy("first-n-experts").placement(big, {"n": 16, "split": [1, 1]})
     assert set(balanced.tensors_on("cpu")) == set(naive.tensors_on("cpu"))  # the same experts in RAM
@@ -96,9 +96,9 @@ def test_budgets_per_device_decide_predicted_oom():
 
 
 def test_two_server_rig_cpu_sets():
-    eight = plan_budget(2, tuple(range(8)))
+    eight = cpu_budget(2, tuple(range(8)))
     assert eight.rpc_cpu_sets == ((4, 5), (6, 7)) and eight.oversubscribed(4) is None
-    two = plan_budget(2, (0, 1))  # this machine: the servers share the second CPU, and the rows say so
+    two = cpu_budget(2, (0, 1))  # this machine: the servers share the second CPU, and the rows say so
     assert two.engine_cpus == (0,) and two.rpc_cpu_sets == ((1,), (1,)) and two.describe_rpc() == "1/1"
     assert "2 RPC servers share CPUs" in two.oversubscribed(1)
 
@@ -163,7 +163,7 @@ strategies:
         assert len(predicted) == 3 and set(predicted) == set(actual), (predicted, actual)
         assert all(abs(predicted[d] - actual[d]) <= 0.005 * MIB for d in predicted), (r["strategy"], predicted, actual)
         assert len(vram_of[r["run_id"]]) == 2 and r["device"].count("RPC0[") == 2
-        assert r["rpc_cpus"] == plan_budget(2).describe_rpc()
+        assert r["rpc_cpus"] == cpu_budget(2).describe_rpc()
     # plan == run: each executed argument list is the planned one, the servers' ports as placeholders
     plan = {r["config_id"]: r["commands"] for r in json.loads(run_cli("plan", config, "--json").stdout)}
     devices = json.loads((tmp_path / "out" / "default" / "meta.json").read_text())["devices"]

@@ -32,7 +32,7 @@ PARAMS = {  # every strategy that takes a split, with one that puts something on
     "experts-balanced": {"n": 3, "cpu": "head-tail", "split": [1, 1]},
 }
 ROUNDING_MIB = 0.005 + 1e-9   # sizes are printed in MiB with 2 decimals
-PRESETS = ("tiny", "tiny-glm")
+PRESETS = ("tiny", "tiny-glm", "tiny-glm-mtp")
 
 
 def test_every_strategy_with_a_split_is_checked():

@@ -10,11 +10,11 @@ import math
 
 import pytest
 
-from harness.models import inspect_plan
+from harness.models import inspect_preset
 from harness.perf.graph import crossings, graph_ops, run_devices, segments
 from harness.perf.fit import fit_constants
 from harness.perf.model import Constants, Peaks, predict, roofline_tps
-from harness.perf.workload import Layout, MeasuredTest, workload
+from harness.perf.workload import Layout, ModelledTest, workload
 from harness.plan.load_report import parse_report
 from strategies import get_strategy
 from tests.conftest import run_cli
@@ -25,7 +25,7 @@ F32 = 4
 
 @pytest.fixture(scope="module")
 def tiny():
-    return inspect_plan("tiny")
+    return inspect_preset("tiny")
 
 
 def _layout(model, strategy: str, **params) -> Layout:
@@ -44,7 +44,7 @@ def _tiny_layer_active_bytes() -> float:
 
 
 def test_generation_bytes_per_device_by_hand(tiny):
-    w = workload(tiny, _layout(tiny, "all-gpu"), MeasuredTest("tg", 128))
+    w = workload(tiny, _layout(tiny, "all-gpu"), ModelledTest("tg", 128))
     kv_per_token = 8 * 2 * (2 * 64 * 2) * 64       # 8 layers, K+V, 2 heads x 64 f16, 64 tokens of context on average
     accel = 8 * _tiny_layer_active_bytes() + 2048 * 256 * Q8 + 256 * F32  # + output, output_norm
     assert w.bytes_by_device["accel0"] / 128 == pytest.approx(accel)
@@ -54,13 +54,13 @@ def test_generation_bytes_per_device_by_hand(tiny):
 
 
 def test_experts_on_the_cpu_cross_twice_per_layer(tiny):
-    w = workload(tiny, _layout(tiny, "cpu-moe"), MeasuredTest("tg", 16))
+    w = workload(tiny, _layout(tiny, "cpu-moe"), ModelledTest("tg", 16))
     assert w.segments == 18 and w.crossings == 18 * 16 and w.detour_passes == 16
-    assert workload(tiny, _layout(tiny, "gpu-layers", k=4), MeasuredTest("tg", 16)).detour_passes == 0
+    assert workload(tiny, _layout(tiny, "gpu-layers", k=4), ModelledTest("tg", 16)).detour_passes == 0
     experts = 3 * 16 * 128 * 256 * Q8 * 4 / 16 * 8
     assert w.bytes_by_device["cpu"] / 16 == pytest.approx(experts + 256 * Q8)
-    first = workload(tiny, _layout(tiny, "first-n-experts", n=2), MeasuredTest("tg", 16))
-    last = workload(tiny, _layout(tiny, "last-n-experts", n=2), MeasuredTest("tg", 16))
+    first = workload(tiny, _layout(tiny, "first-n-experts", n=2), ModelledTest("tg", 16))
+    last = workload(tiny, _layout(tiny, "last-n-experts", n=2), ModelledTest("tg", 16))
     assert first.crossings == last.crossings and first.bytes_by_device == pytest.approx(last.bytes_by_device)
 
 
@@ -75,25 +75,25 @@ def test_kv_on_the_accelerator_with_weights_on_the_cpu_bounces(tiny):
 
 def test_prompt_arithmetic_and_op_offload_by_hand(tiny):
     layout = _layout(tiny, "cpu-moe")
-    w = workload(tiny, layout, MeasuredTest("pp", 512, ubatch=256))
+    w = workload(tiny, layout, ModelledTest("pp", 512, ubatch=256))
     assert w.passes == 2 and w.offload_bytes == 0      # no offload to an RPC device
     expert_flops = 2 * 3 * 16 * 128 * 256 * 4 / 16 * 8 * 512
     assert w.flops_by_device["cpu"] == pytest.approx(expert_flops)
-    offloaded = workload(tiny, Layout(layout.placement, offload=True), MeasuredTest("pp", 512, ubatch=256))
+    offloaded = workload(tiny, Layout(layout.placement, offload=True), ModelledTest("pp", 512, ubatch=256))
     assert "cpu" not in offloaded.flops_by_device or offloaded.flops_by_device["cpu"] == 0
     touched = 1 - (1 - 4 / 16) ** 256
     assert offloaded.offload_bytes == pytest.approx(2 * 8 * 3 * 16 * 128 * 256 * Q8 * touched)
     assert offloaded.segments == 2                      # the experts run on the accelerator
-    ik = workload(tiny, Layout(layout.placement, "ik", offload=True), MeasuredTest("pp", 512, ubatch=128))
+    ik = workload(tiny, Layout(layout.placement, "ik", offload=True), ModelledTest("pp", 512, ubatch=128))
     assert ik.offload_bytes > 0 and "cpu" not in ik.flops_by_device      # 128 x 4 >= 32 x 16
-    ik_dense_only = workload(tiny, Layout(layout.placement, "ik", offload=True), MeasuredTest("pp", 512, ubatch=64))
+    ik_dense_only = workload(tiny, Layout(layout.placement, "ik", offload=True), ModelledTest("pp", 512, ubatch=64))
     assert ik_dense_only.offload_bytes == 0 and ik_dense_only.segments == 18  # 64 x 4 < 32 x 16: experts stay
-    ik_small = workload(tiny, Layout(layout.placement, "ik", offload=True), MeasuredTest("pp", 64, ubatch=16))
+    ik_small = workload(tiny, Layout(layout.placement, "ik", offload=True), ModelledTest("pp", 64, ubatch=16))
     assert ik_small.offload_bytes == 0                  # 16 tokens: below 32 for both engines
 
 
 def test_prediction_and_roofline_by_hand(tiny):
-    w = workload(tiny, _layout(tiny, "cpu-moe"), MeasuredTest("tg", 100))
+    w = workload(tiny, _layout(tiny, "cpu-moe"), ModelledTest("tg", 100))
     constants = Constants(tg={"crossing_s": 1e-4, "cpu_s_per_byte": 1e-9, "accel_s_per_byte": 2e-10,
                               "kv_s_per_byte": 3e-9}, pp={}, bus_s_per_byte=1e-9)
     cpu, accel, kv = w.bytes_by_device["cpu"], w.bytes_by_device["accel0"], w.kv_bytes_by_device["accel0"]
@@ -102,7 +102,7 @@ def test_prediction_and_roofline_by_hand(tiny):
     assert predict(w, constants).shares()["crossing_s"] == pytest.approx(w.crossings * 1e-4 / seconds)
     peaks = Peaks(cpu_bytes_s=20e9, accel_bytes_s=1e12, bus_bytes_s=25e9)
     assert roofline_tps(w, peaks) == pytest.approx(100 / (cpu / 20e9 + (accel + kv) / 1e12 + w.bus_bytes / 25e9))
-    assert roofline_tps(workload(tiny, _layout(tiny, "cpu-moe"), MeasuredTest("pp", 64)), peaks) is None
+    assert roofline_tps(workload(tiny, _layout(tiny, "cpu-moe"), ModelledTest("pp", 64)), peaks) is None
 
 
 def test_fit_recovers_known_constants(tiny):
@@ -113,7 +113,7 @@ def test_fit_recovers_known_constants(tiny):
     samples = []
     for strategy, params in [("all-gpu", {}), ("cpu-moe", {}), ("gpu-layers", {"k": 0}), ("gpu-layers", {"k": 4}),
                              ("first-n-experts", {"n": 4}), ("last-n-layers-cpu", {"n": 2})]:
-        for test in (MeasuredTest("tg", 128), MeasuredTest("tg", 128, depth=2048), MeasuredTest("pp", 512), MeasuredTest("pp", 1536, depth=512)):
+        for test in (ModelledTest("tg", 128), ModelledTest("tg", 128, depth=2048), ModelledTest("pp", 512), ModelledTest("pp", 1536, depth=512)):
             w = workload(tiny, _layout(tiny, strategy, **params), test)
             samples.append((strategy, w, predict(w, true).tps))
     fit = fit_constants(samples, bus_s_per_byte=1e-9)

@@ -16,7 +16,7 @@ from harness.analysis.explain import explain_folder
 from harness.config import BenchSettings, EngineSpec, ModelSpec, StrategySpec, load_config
 from harness.config_devices import RpcRig
 from harness.engines.discover import Engine
-from harness.models import inspect_plan
+from harness.models import inspect_preset
 from harness.perf.calibration import Calibration, ToolCalibration
 from harness.perf.configs import Predictor, planned_tests
 from harness.perf.configs import test_of as model_test
@@ -68,7 +68,7 @@ def test_workload_round_trips():
 
 def _configuration(strategy: str, **params) -> Configuration:
     """A configuration as the planner makes one, of the tiny preset on an RPC device (no engine, no GGUF)."""
-    info = inspect_plan("tiny")
+    info = inspect_preset("tiny")
     model = ResolvedModel("synth:tiny", Path("/nonexistent/tiny.gguf"), "synth:tiny:seed0",
                           info)
     engine = Engine("mainline-gone", Path("/nonexistent"), "mainline", "test", version="0")
@@ -100,9 +100,11 @@ def test_explain_reads_the_stored_configurations_without_planning(tmp_path, monk
     first, last = _configuration("first-n-experts", n=2), _configuration("last-n-experts", n=2)
     predictor = Predictor.for_configurations([first, last])
     folder = tmp_path / "sweep"
-    write_configurations(folder, [configuration_record(first, [["llama-bench"]], planned_tests(predictor, first,
-                                                                                                BENCH))])
-    write_configurations(folder, [configuration_record(last, [], planned_tests(predictor, last, BENCH))])  # adds
+    def stored_tests(conf):
+        return {key: test.to_dict() for key, test in planned_tests(predictor, conf, BENCH).items()}
+
+    write_configurations(folder, [configuration_record(first, [["llama-bench"]], stored_tests(first))])
+    write_configurations(folder, [configuration_record(last, [], stored_tests(last))])  # adds
     stored = read_configurations(folder)
     assert set(stored) == {first.id, last.id} and stored[first.id]["commands"] == [["llama-bench"]]
     assert stored[first.id]["tests"][key_of_test("tg", 16, 0)]["predicted_tps"] > 0

@@ -54,13 +54,18 @@ def test_a_published_table_is_predicted_and_a_fit_on_it_comes_closer(tmp_path):
     published = _published()
     table_file = tmp_path / "box.yaml"
     table_file.write_text(
-        "source: made up\nmodel: small\nengine: mainline\ntool: llama-bench\n"
+        "source: made up\nmodel: small\nengine: mainline\ntool: llama-bench\nmmap: false\n"
         "hardware: {gpu: RTX 4090, ram: ddr5-6000x2, cores: 16}\nrows:\n"
         "  - {strategy: cpu-moe, params: {}, ubatch: 512, pp_tokens: 512, pp_tps: [900], tg_tps: [30]}\n"
         "  - {strategy: first-n-experts, params: {n: 8}, ubatch: 512, pp_tokens: 512, pp_tps: [1200], "
         "tg_tps: [45]}\n")
     table = published.load_table(table_file)
     assert table.assumptions == [] and [r.kind for r in table.rows] == ["pp", "tg", "pp", "tg"]
+    assert all(r.quantities.pinned for r in table.rows)          # mainline without mmap: CUDA_Host buffers
+    table_file.write_text(table_file.read_text().replace("mmap: false\n", ""))
+    defaulted = published.load_table(table_file)
+    assert any("mmap not given" in a for a in defaulted.assumptions)
+    assert not any(r.quantities.pinned for r in defaulted.rows)      # mainline's default, mmap: pageable
     prior = published.predicted(table, PRIOR)
     cpu_moe_tg, first_n_tg = prior[1], prior[3]
     assert first_n_tg > cpu_moe_tg          # fewer expert bytes read from RAM per token
@@ -108,36 +113,76 @@ def test_the_shipped_prior_is_the_stored_fit():
     assert load_fit(FIT_FILE.with_name("absent.json")) == (GUESS, {})
 
 
-def test_uploads_cost_their_bytes_and_waits_and_first_n_ties_last_n():
-    """A prompt with RAM-held experts: fewer experts touched per micro-batch uploads fewer bytes (faster); a
-    dearer wait per upload slows it; first-N and last-N at equal bytes are priced alike (no overlap)."""
-    from harness.models.inspect import inspect_plan
+def _qwen36_pp(strategy, eff=GUESS_EFF, *, n=20, dialect="mainline", mmap=True, ubatch=512):
+    from harness.models.inspect import inspect_preset
     from harness.perf.described import DescribedTest, described_layout, predict_described
     from strategies.registry import get_strategy
 
-    model = inspect_plan("qwen3.6-35b-a3b")
+    model = inspect_preset("qwen3.6-35b-a3b")
     box = profile_from_args("RTX 3090", "ddr5-6000x2", 16)
-    test = DescribedTest("pp", 2048, 0, 512)
+    s = get_strategy(strategy)
+    layout = described_layout(s.place(model, s.Params(n=n)), dialect=dialect)
+    return predict_described(model, layout, DescribedTest("pp", 2048, 0, ubatch), box, eff, mmap=mmap).prediction
 
-    def pp(strategy, eff=GUESS_EFF):
-        s = get_strategy(strategy)
-        layout = described_layout(s.place(model, s.Params(n=20)), dialect="mainline")
-        return predict_described(model, layout, test, box, eff).prediction
 
-    base = pp("first-n-experts")
+def test_uploads_cost_their_bytes_and_waits():
+    """A prompt with RAM-held experts: fewer experts touched per micro-batch uploads fewer bytes (faster); a
+    dearer wait per upload slows it."""
+    base = _qwen36_pp("first-n-experts")
     assert base.terms_s["upload_bytes"] > 0 and base.terms_s["upload_s"] > 0
-    assert pp("first-n-experts", GUESS_EFF.with_values(routing_draws=0.02)).tps > base.tps
-    assert pp("first-n-experts", GUESS_EFF.with_values(upload_s=1e-3)).tps < base.tps
-    assert pp("last-n-experts").tps == pytest.approx(base.tps, rel=1e-6)
+    assert _qwen36_pp("first-n-experts", GUESS_EFF.with_values(routing_draws=0.02)).tps > base.tps
+    assert _qwen36_pp("first-n-experts", GUESS_EFF.with_values(upload_s=1e-3)).tps < base.tps
 
+
+def test_last_n_uploads_fewer_experts_where_routing_concentrates_late():
+    """ik PR #2262's mechanism: later layers' routing is more focused, so a micro-batch touches fewer of their
+    experts; last-N uploads fewer bytes than first-N at equal VRAM. Without the focus (1) the two tie."""
+    focused = GUESS_EFF.with_values(routing_draws=0.05, routing_focus=0.2)
+    first, last = _qwen36_pp("first-n-experts", focused), _qwen36_pp("last-n-experts", focused)
+    assert last.terms_s["upload_bytes"] < first.terms_s["upload_bytes"] and last.tps > first.tps
+    even = focused.with_values(routing_focus=1.0)
+    assert _qwen36_pp("last-n-experts", even).tps == pytest.approx(_qwen36_pp("first-n-experts", even).tps,
+                                                                    rel=1e-6)
+
+
+def test_whole_tensor_uploads_without_only_active_experts():
+    """ik's -no-ooae: every expert of a RAM-held tensor is copied and no ids are read back."""
+    from harness.models.inspect import inspect_preset
+    from harness.perf.described import DescribedTest, described_layout, price, quantities
+    from strategies.registry import get_strategy
+
+    model = inspect_preset("qwen3.6-35b-a3b")
+    box = profile_from_args("RTX 3090", "ddr5-6000x2", 16)
+    s = get_strategy("first-n-experts")
+    layout = described_layout(s.place(model, s.Params(n=20)), dialect="ik")
+    test = DescribedTest("pp", 2048, 0, 2048)          # ik offloads 8-of-256 experts from 1024 tokens
+    eff = GUESS_EFF.with_values(routing_draws=0.05)
+    active = price(quantities(model, layout, test, pinned=True), model, box, eff)
+    whole = price(quantities(model, layout, test, pinned=True, active_experts_only=False), model, box, eff)
+    assert whole.terms_s["upload_bytes"] > active.terms_s["upload_bytes"] and whole.terms_s["upload_s"] == 0
+    assert active.terms_s["upload_s"] > 0
+
+
+def test_pageable_host_memory_uploads_slower_than_pinned():
+    """Mainline under mmap keeps RAM-held weights in the pageable file mapping (slower uploads); without mmap,
+    or ik with tensors overridden to the CPU, they are pinned."""
+    from harness.perf.described import pinned_host_weights
+
+    assert not pinned_host_weights("mainline", mmap=True) and pinned_host_weights("mainline", mmap=False)
+    assert pinned_host_weights("ik", mmap=True, overrides=True) and not pinned_host_weights("ik", overrides=False)
+    pageable, pinned = _qwen36_pp("first-n-experts"), _qwen36_pp("first-n-experts", mmap=False)
+    assert pageable.terms_s["upload_bytes"] == pytest.approx(pinned.terms_s["upload_bytes"] / GUESS_EFF.pageable)
+    ik = _qwen36_pp("first-n-experts", dialect="ik", ubatch=2048).terms_s["upload_bytes"]
+    pinned_2048 = _qwen36_pp("first-n-experts", mmap=False, ubatch=2048).terms_s["upload_bytes"]
+    assert ik > 0 and ik == pytest.approx(pinned_2048)
 
 
 def test_first_vs_last_names_a_tie_or_the_term_that_differs():
-    from harness.models.inspect import inspect_plan
+    from harness.models.inspect import inspect_preset
     from harness.perf.described import first_vs_last
     from strategies.registry import get_strategy
 
-    model = inspect_plan("qwen3.6-35b-a3b")
+    model = inspect_preset("qwen3.6-35b-a3b")
     box = profile_from_args("RTX 3090", "ddr5-6000x2", 16)
 
     def place(name, **params):
@@ -145,9 +190,53 @@ def test_first_vs_last_names_a_tie_or_the_term_that_differs():
         return s.place(model, s.Params(**params))
 
     settings = {"dialect": "ik", "prompt_tokens": 2048, "gen_tokens": 128, "depth": 0, "ubatch": 2048}
-    same = first_vs_last(model, place("first-n-experts", n=22), place("last-n-experts", n=22), box, **settings)
+    even = GUESS_EFF.with_values(routing_focus=1.0)
+    same = first_vs_last(model, place("first-n-experts", n=22), place("last-n-experts", n=22), box, **settings,
+                         eff=even)
     assert all(v["term"] is None and v["last_over_first"] == pytest.approx(1.0) for v in same.values())
+    focused = first_vs_last(model, place("first-n-experts", n=22), place("last-n-experts", n=22), box,
+                            **settings, eff=GUESS_EFF.with_values(routing_draws=0.05, routing_focus=0.2))
+    assert focused["pp"]["term"] == "uploads over PCIe" and focused["pp"]["last_over_first"] > 1
+    assert focused["tg"]["term"] is None            # generation uploads nothing
     # fewer RAM-held layers in the second: generation reads fewer bytes from RAM, the prompt uploads fewer
     other = first_vs_last(model, place("first-n-experts", n=22), place("last-n-experts", n=10), box, **settings)
     assert other["tg"]["term"] == "reading weights on the CPU" and other["tg"]["last_over_first"] > 1
     assert other["pp"]["term"] == "uploads over PCIe" and other["pp"]["term_s_saved_by_last"] > 0
+
+
+def test_generation_without_cuda_graphs_pays_a_launch_per_gpu_segment():
+    """ik with RAM-held experts runs generation without CUDA graphs: each GPU segment of the pass launches its
+    kernels one by one (`launch_s`); mainline keeps a graph per split, and ik wholly on the GPU keeps its graph."""
+    from harness.models.inspect import inspect_preset
+    from harness.perf.described import DescribedTest, described_layout, predict_described, uses_cuda_graphs
+    from strategies.registry import get_strategy
+
+    model = inspect_preset("qwen3.6-35b-a3b")
+    box = profile_from_args("RTX 3090", "ddr5-6000x2", 16)
+    s = get_strategy("first-n-experts")
+    placement = s.place(model, s.Params(n=20))
+    assert not uses_cuda_graphs("ik", placement) and uses_cuda_graphs("mainline", placement)
+    assert uses_cuda_graphs("ik", get_strategy("all-gpu").place(model, get_strategy("all-gpu").Params()))
+
+    def tg(dialect, eff=GUESS_EFF):
+        layout = described_layout(placement, dialect=dialect)
+        return predict_described(model, layout, DescribedTest("tg", 128), box, eff)
+
+    ik, mainline = tg("ik"), tg("mainline")
+    assert "launch_s" not in mainline.prediction.terms_s
+    assert ik.workload.crossings > 0
+    assert ik.prediction.terms_s["launch_s"] == pytest.approx(ik.workload.crossings / 2 * GUESS_EFF.launch_s)
+    assert tg("ik", GUESS_EFF.with_values(launch_s=2 * GUESS_EFF.launch_s)).tps < ik.tps
+
+
+def test_skewed_routing_touches_fewer_experts_and_uniform_is_the_old_share():
+    """Expert popularity falling as rank^-skew: at skew 0 the uniform share (`experts_touched`); with skew a
+    micro-batch touches fewer experts at the same tokens, and more with more tokens."""
+    from harness.models.inspect import inspect_preset
+    from harness.perf.described import touched_share
+    from harness.perf.workload import experts_touched
+
+    model = inspect_preset("qwen3.6-35b-a3b")
+    assert touched_share(model, 256, 1.0, 0.0) == pytest.approx(experts_touched(model, 256))
+    assert touched_share(model, 256, 1.0, 1.0) < touched_share(model, 256, 1.0, 0.0)
+    assert touched_share(model, 256, 1.0, 1.0) < touched_share(model, 2048, 1.0, 1.0) <= 1.0

@@ -15,7 +15,7 @@ import pytest
 
 from harness import procs
 from harness.config import Until
-from harness.cpus import CpuBudget, cpu_list, plan_budget
+from harness.cpus import CpuBudget, cpu_list, cpu_budget
 from harness.intervals import confidence_interval, interval, noise_verdict, t_critical
 from harness.runner.schedule import History, Schedule, history_from_rows
 from harness.runner.stability import outliers, row_warnings
@@ -55,13 +55,13 @@ def test_noise_verdict_is_the_one_noise_rule():
 # -- CPU budget --------------------------------------------------------------------------------------------------
 
 def test_budget_gives_the_rig_disjoint_cpu_sets():
-    rig = plan_budget(True, (0, 1))
+    rig = cpu_budget(True, (0, 1))
     assert rig.engine_cpus == (0,) and rig.rpc_cpus == (1,)
     assert rig.engine_threads == 1 and rig.rpc_threads == 1
     assert not set(rig.engine_cpus) & set(rig.rpc_cpus)
-    alone = plan_budget(False, (0, 1))
+    alone = cpu_budget(False, (0, 1))
     assert alone.engine_cpus == (0, 1) and alone.rpc_cpus is None and alone.engine_threads == 2
-    single = plan_budget(True, (0,))
+    single = cpu_budget(True, (0,))
     assert single.engine_cpus == single.rpc_cpus == (0,)
 
 

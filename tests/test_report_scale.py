@@ -66,7 +66,7 @@ def test_rows_and_table_csv(report):
     means = configuration_means(folder)
     table = pd.read_csv(folder / "table.csv", dtype={k: str for k in KNOBS}, keep_default_na=False)
     assert len(table) == len(means) == ROWS // 2  # two processes per configuration and test
-    got = {(r["tool"], r["strategy"], r["strategy_params"], *(r[k] for k in KNOBS), r["test"]): r["tps_mean"]
+    got = {(r["tool"], r["strategy"], r["strategy_params"], *(r.get(k, "") for k in KNOBS), r["test"]): r["tps_mean"]
            for _, r in table.iterrows()}
     assert got.keys() == means.keys()
     assert all(got[k] == pytest.approx(v, rel=1e-9) for k, v in means.items())

@@ -18,8 +18,10 @@ from harness.cli import main
 from harness.config import BenchConfig, load_config
 from harness.engines.rpc import RpcServer
 from harness.errors import UserError
-from harness.models import inspect_model, inspect_plan, synthetic_model, write_synthetic_model
+from harness.models import inspect_model, inspect_preset, synthetic_model, write_synthetic_model
 from harness.models.shards import SplitRule, read_shards, shard_path
+from harness.models.presets import get_preset
+from harness.models.synth import preset_digest
 from harness.plan.load_report import parse_load_log
 from harness.plan.model_buffers import expected_model_buffer_bytes, mapped_span, mapped_spans
 from harness.plan.planner import _with_layout_offsets, resolve_model
@@ -56,7 +58,7 @@ def test_writer_splits_as_gguf_split(written):
     assert first.name == "tiny-split-00001-of-00003.gguf"
     assert sorted(p.name for p in first.parent.iterdir()) == sorted(
         ["tiny.gguf", *(p.name for p in _shards(first))])  # nothing left of the staging folder
-    plan = inspect_plan("tiny").tensors
+    plan = inspect_preset("tiny").tensors
     shard_of = FORTY.shard_of_each([t.n_bytes for t in plan])
     for index, path in enumerate(_shards(first)):
         reader = GGUFReader(path)
@@ -85,11 +87,12 @@ def test_a_shard_name_as_output_is_not_doubled(tmp_path):
 
 def test_split_synthetic_model_is_cached_under_its_own_name(tmp_path):
     first = synthetic_model("tiny", seed=1, cache_dir=tmp_path, split=FORTY)
-    assert first == tmp_path / "models" / "tiny-seed1-split-40t-00001-of-00003.gguf"
+    stem = f"tiny-{preset_digest(get_preset('tiny'))}-seed1"
+    assert first == tmp_path / "models" / f"{stem}-split-40t-00001-of-00003.gguf"
     mtime = first.stat().st_mtime_ns
     assert synthetic_model("tiny", seed=1, cache_dir=tmp_path, split=FORTY) == first
     assert first.stat().st_mtime_ns == mtime
-    assert synthetic_model("tiny", seed=1, cache_dir=tmp_path) == tmp_path / "models" / "tiny-seed1.gguf"
+    assert synthetic_model("tiny", seed=1, cache_dir=tmp_path) == tmp_path / "models" / f"{stem}.gguf"
     assert SplitRule(max_tensors=40, max_mib=6).tag == "split-40t-6mib"
     with pytest.raises(UserError):
         SplitRule()
@@ -181,7 +184,7 @@ def test_mapped_spans_are_per_file(written):
 
 def test_an_unwritten_split_preset_is_planned_as_the_writer_writes_it(written):
     real = inspect_model(written["split"])
-    planned = _with_layout_offsets(inspect_plan("tiny"), written["split"].with_name("tiny-split.gguf"), FORTY)
+    planned = _with_layout_offsets(inspect_preset("tiny"), written["split"].with_name("tiny-split.gguf"), FORTY)
     start = {f: min(t.offset for t in real.tensors if t.file == f) for f in real.files}
     assert [(t.name, t.file, t.offset - start[t.file]) for t in real.tensors] == \
         [(t.name, t.file, t.offset) for t in planned.tensors]
@@ -201,7 +204,7 @@ def test_bench_yaml_split_synthetic_model(tmp_path, monkeypatch):
     spec = _config(tmp_path, "{synth: tiny, split_max_tensors: 40}").models[0]
     assert spec.split == FORTY and spec.label == "synth:tiny:split-40t"
     planned = resolve_model(spec, write=False)
-    assert planned.path.name == "tiny-seed0-split-40t-00001-of-00003.gguf" and not planned.path.exists()
+    assert planned.path.name == f"tiny-{preset_digest(get_preset('tiny'))}-seed0-split-40t-00001-of-00003.gguf" and not planned.path.exists()
     assert len({t.file for t in planned.info.tensors}) == 3
     resolved = resolve_model(spec, write=True)
     assert resolved.path == planned.path and resolved.info.files == planned.info.files

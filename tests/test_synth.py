@@ -1,4 +1,4 @@
-"""Synthetic MoE GGUF models: valid blocks, the tensor plan, streaming/deterministic/atomic writing,
+"""Synthetic MoE GGUF models: valid blocks, the tensor list, streaming/deterministic/atomic writing,
 the cache, the `synth` command, and loading in the real engines (llama-bench)."""
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from gguf import MODEL_ARCH_NAMES, MODEL_TENSORS, TENSOR_NAMES, GGMLQuantization
 from harness.cli import main
 from harness.errors import UserError
 from harness.tools.llama_bench import parse_bench_json
-from harness.models import PRESETS, get_preset, preset_tensor_plan, synthetic_model, write_synthetic_model
+from harness.models import PRESETS, get_preset, preset_tensors_named, synthetic_model, write_synthetic_model
 from harness.models import synth as synth_module
 from harness.models.blocks import SUPPORTED_TYPES, WEIGHT_STD, block_geometry, random_tensor_bytes, tensor_nbytes
-from harness.models.plan import plan_tensor_bytes
+from harness.models.preset_tensors import tensor_specs_bytes
 from harness.models.vocab import build_vocabulary
+from harness.models.synth import preset_digest
 
 SMALL_PRESETS = [name for name, p in PRESETS.items() if not p.full_size]
 T = GGMLQuantizationType
@@ -85,7 +86,7 @@ def test_vocabulary_layout():
         build_vocabulary(300)
 
 
-# --- presets and tensor plans ---------------------------------------------------------------
+# --- presets and tensor lists ---------------------------------------------------------------
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_plan_uses_only_tensors_the_architecture_defines(name):
@@ -96,7 +97,7 @@ def test_plan_uses_only_tensors_the_architecture_defines(name):
         template = TENSOR_NAMES[kind]
         for bid in range(preset.n_layers):
             allowed.add(template.format(bid=bid))
-    plan = preset_tensor_plan(name)
+    plan = preset_tensors_named(name)
     assert len({s.name for s in plan}) == len(plan)
     for spec in plan:
         assert spec.name in allowed or spec.name.rsplit(".", 1)[0] in allowed, spec.name  # ssm_a has no suffix
@@ -105,7 +106,7 @@ def test_plan_uses_only_tensors_the_architecture_defines(name):
 
 
 def test_full_size_plans_have_the_real_shapes():
-    qwen = {s.name: s for s in preset_tensor_plan("qwen3-30b-a3b")}
+    qwen = {s.name: s for s in preset_tensors_named("qwen3-30b-a3b")}
     assert sum(1 for n in qwen if n.endswith("ffn_gate_exps.weight")) == 48
     assert qwen["blk.0.ffn_gate_exps.weight"].shape == (2048, 768, 128)
     assert qwen["blk.47.ffn_down_exps.weight"].shape == (768, 2048, 128)
@@ -115,9 +116,9 @@ def test_full_size_plans_have_the_real_shapes():
     assert qwen["token_embd.weight"].shape == (2048, 151936)
     assert qwen["output.weight"].ggml_type == T.Q6_K
     assert qwen["blk.0.ffn_gate_inp.weight"].ggml_type == T.F32
-    assert 15e9 < plan_tensor_bytes(list(qwen.values())) < 20e9
+    assert 15e9 < tensor_specs_bytes(list(qwen.values())) < 20e9
 
-    glm = {s.name: s for s in preset_tensor_plan("glm-4.5-air")}
+    glm = {s.name: s for s in preset_tensors_named("glm-4.5-air")}
     assert "blk.0.ffn_gate.weight" in glm and "blk.0.ffn_gate_exps.weight" not in glm
     assert glm["blk.0.ffn_up.weight"].shape == (4096, 10944)
     assert glm["blk.0.ffn_down.weight"].ggml_type == T.Q5_0  # 10944 is not a multiple of 256
@@ -127,7 +128,8 @@ def test_full_size_plans_have_the_real_shapes():
     assert glm["blk.45.exp_probs_b.bias"].shape == (128,)
     assert glm["blk.3.attn_q.weight"].shape == (4096, 96 * 128)
     assert glm["blk.3.attn_q.bias"].shape == (96 * 128,)
-    assert "blk.46.attn_norm.weight" not in glm  # no MTP layer
+    assert glm["blk.46.nextn.eh_proj.weight"].shape == (8192, 4096)  # the MTP layer: block 46 of 47
+    assert "blk.47.attn_norm.weight" not in glm
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -137,7 +139,7 @@ def test_small_preset_file_matches_its_plan(small_models, name):
     path = small_models[name]
     assert path.stat().st_size < (150_000_000 if name == "small" else 20_000_000)  # small: 16 layers, ~130 MB
     reader = GGUFReader(path)
-    plan = preset_tensor_plan(name)
+    plan = preset_tensors_named(name)
     assert [t.name for t in reader.tensors] == [s.name for s in plan]
     for tensor, spec in zip(reader.tensors, plan):
         assert tensor.tensor_type == spec.ggml_type, spec.name
@@ -180,7 +182,7 @@ def test_big_tensors_repeat_one_chunk(tmp_path, monkeypatch):
     flat = np.asarray(experts.data).reshape(-1)
     assert flat.size == 256 * 128 * 16 // 32 * 34
     assert np.array_equal(flat[:3400], flat[3400:6800])
-    assert [t.name for t in reader.tensors] == [s.name for s in preset_tensor_plan("tiny")]
+    assert [t.name for t in reader.tensors] == [s.name for s in preset_tensors_named("tiny")]
     again = write_synthetic_model(tmp_path / "tiled2.gguf", "tiny", seed=3)
     assert sha256(path) == sha256(again)
 
@@ -211,7 +213,7 @@ def test_not_enough_disk_space_is_a_user_error(tmp_path, monkeypatch):
 
 def test_synthetic_model_is_idempotent(tmp_path, monkeypatch):
     first = synthetic_model("tiny", seed=2, cache_dir=tmp_path)
-    assert first == tmp_path / "models" / "tiny-seed2.gguf"
+    assert first == tmp_path / "models" / f"tiny-{preset_digest(get_preset('tiny'))}-seed2.gguf"
     mtime = first.stat().st_mtime_ns
     digest = sha256(first)
     second = synthetic_model("tiny", seed=2, cache_dir=tmp_path)
@@ -280,9 +282,20 @@ def test_engine_loads_and_runs_small_preset(llama_bench, small_models, name):
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    rows = [t.raw for t in parse_bench_json(result.stdout)]  # ik prints into the array for tiny-deepseek
-    pp = [r for r in rows if r["n_prompt"] == 64 and r["n_gen"] == 0]
-    tg = [r for r in rows if r["n_gen"] == 16 and r["n_prompt"] == 0]
-    assert len(pp) == 1 and len(tg) == 1, rows
-    assert pp[0]["avg_ts"] > 0 and tg[0]["avg_ts"] > 0
-    assert np.isfinite(pp[0]["avg_ts"]) and np.isfinite(tg[0]["avg_ts"])
+    tests = parse_bench_json(result.stdout)  # ik prints into the array for tiny-deepseek
+    pp = [t for t in tests if t.n_prompt == 64 and t.n_gen == 0]
+    tg = [t for t in tests if t.n_gen == 16 and t.n_prompt == 0]
+    assert len(pp) == 1 and len(tg) == 1, tests
+    assert pp[0].tps_mean > 0 and tg[0].tps_mean > 0
+    assert np.isfinite(pp[0].tps_mean) and np.isfinite(tg[0].tps_mean)
+
+
+def test_a_changed_preset_is_not_taken_for_its_earlier_file(tmp_path):
+    """The cached file's name carries the preset's digest: a definition changed under the same name (a layer
+    added) writes a new file instead of reusing the old one."""
+    from dataclasses import replace
+
+    tiny = get_preset("tiny")
+    assert preset_digest(tiny) == preset_digest(get_preset("tiny"))
+    assert preset_digest(replace(tiny, n_layers=tiny.n_layers + 1)) != preset_digest(tiny)
+    assert preset_digest(replace(tiny, nextn_predict_layers=1)) != preset_digest(tiny)

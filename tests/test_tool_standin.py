@@ -10,10 +10,9 @@ import json
 import pytest
 
 from harness.config import load_config
-from harness.cpus import plan_budget
+from harness.cpus import cpu_budget
 from harness.engines.discover import Engine
-from harness.models import inspect_plan
-from harness.perf.configs import Predictor
+from harness.models import inspect_preset
 from harness.plan.memory import MemoryPrediction
 from harness.plan.planner import Configuration, ResolvedModel, config_id
 from harness.runner.commands import commands
@@ -50,7 +49,7 @@ def sweep_setup(tmp_path, stand_in):
     config = load_config(tmp_path / "bench.yaml")
     model_file = tmp_path / "tiny.gguf"
     model_file.write_bytes(b"GGUF")  # the rows note its size; the stand-in reads nothing
-    model = ResolvedModel("tiny", model_file, "synth:tiny:seed0", inspect_plan("tiny"))
+    model = ResolvedModel("tiny", model_file, "synth:tiny:seed0", inspect_preset("tiny"))
     engine = Engine("stand-in-engine", tmp_path, "mainline", "test", version="0")
     over = MemoryPrediction({"accel0": 2 << 30}, {}, {}, budgets={"accel0": 1 << 30})
 
@@ -71,7 +70,7 @@ def _sweep(config, confs, folder, processes):
     store = ResultsStore(folder)
     schedule = Schedule(list(confs), processes, config.bench.until, seed=config.order.seed,
                         shuffle=config.order.random, history=history_from_rows(store.rows()))
-    run = SweepRun(RunSettings.of(config), store, schedule, plan_budget(False), _Quiet(), Predictor({}))
+    run = SweepRun(RunSettings.of(config), store, schedule, cpu_budget(False), _Quiet(), {})
     order = []
     for round_, ids in schedule.rounds():
         for cid in ids:
@@ -163,7 +162,7 @@ def test_a_run_writes_its_devices(sweep_setup, stand_in, tmp_path, monkeypatch):
     store = ResultsStore(tmp_path / "gpus")
     schedule = Schedule([cid], 1, None, seed=0)
     with Sampler(lambda: None, hz=50) as sampler:
-        run = SweepRun(RunSettings.of(config), store, schedule, plan_budget(False), _Quiet(), Predictor({}))
+        run = SweepRun(RunSettings.of(config), store, schedule, cpu_budget(False), _Quiet(), {})
         _run_process(run, conf, 0, sampler)
     runs = read_runs(store.folder)
     assert list(runs["test"]) == ["pp32", "tg8"] and list(runs["vram_peak_mib"]) == [6100, 6100]

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from harness.hardware.profile import profile_from_args
-from harness.models.inspect import inspect_plan
+from harness.models.inspect import inspect_preset
 from harness.tune.dry_run import Point, described_budget_mib, rank_points
 from strategies.registry import get_strategy
 from tests.conftest import run_cli
@@ -21,7 +21,7 @@ def _point(model, strategy, **params):
 
 
 def test_more_experts_on_the_gpu_ranks_first_for_generation():
-    model = inspect_plan("qwen3.6-35b-a3b")
+    model = inspect_preset("qwen3.6-35b-a3b")
     points = [_point(model, "cpu-moe"), _point(model, "first-n-experts", n=30), _point(model, "first-n-experts", n=10)]
     ranked = rank_points(points, model, BOX, objective="tg", prompt_tokens=512, gen_tokens=128, depth=0)
     assert [r.point.label for r in ranked] == [points[2].label, points[1].label, points[0].label]
@@ -29,7 +29,7 @@ def test_more_experts_on_the_gpu_ranks_first_for_generation():
 
 
 def test_balanced_scores_against_the_best_predicted():
-    model = inspect_plan("qwen3.6-35b-a3b")
+    model = inspect_preset("qwen3.6-35b-a3b")
     points = [_point(model, "cpu-moe"), _point(model, "first-n-experts", n=10)]
     ranked = rank_points(points, model, BOX, objective="balanced", prompt_tokens=512, gen_tokens=128, depth=0)
     assert ranked[0].score == pytest.approx(1.0) and 0 < ranked[1].score < 1.0

@@ -28,7 +28,7 @@ from harness.analysis.stats import measured_interval
 from harness.config import BenchConfig
 from harness.errors import UserError
 from harness.intervals import noise_verdict
-from harness.perf.configs import Predictor, configuration_workload, predicted_splits, test_of
+from harness.perf.configs import Predictor, PredictedTest, configuration_workload, predicted_splits, test_of
 from harness.perf.model import TERM_LABELS
 from harness.perf.workload import Workload
 from harness.plan.planner import plan
@@ -66,7 +66,10 @@ def _stored(folder: Path) -> tuple[dict[str, dict], TestLookup] | None:
 
     def lookup(cid: str, kind: str, tokens: int, depth: int):
         found = records[cid].get("tests", {}).get(key_of_test(kind, tokens, depth))
-        return (Workload.from_dict(found["workload"]), found["predicted_graph_splits"]) if found else None
+        if not found:
+            return None
+        planned = PredictedTest.from_dict(found)
+        return planned.workload, planned.predicted_graph_splits
 
     return records, lookup
 

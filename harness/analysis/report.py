@@ -36,6 +36,7 @@ from harness.analysis.stats import status_counts, summarize
 from harness.analysis.verdicts import best_strategies
 from harness.perf.calibration import calibration_dir
 from harness.units import MIB
+from harness.knobs import KNOB_TABLE
 
 TABLE_FILE = "table.csv"
 MAX_FAILED_ROWS = 30
@@ -197,6 +198,14 @@ def _why(folder: Path) -> str:
     return explain_markdown(explained) if explained.calibrations else ""
 
 
+def table_file_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """table.csv's columns: the summary's, less the knobs `listed_when_set` that no row sets (so a folder written
+    before such a knob existed writes the table.csv it wrote then)."""
+    unset = [k.name for k in KNOB_TABLE if k.listed_when_set and k.name in table
+             and not (table[k.name].fillna("").astype(str) != "").any()]
+    return table.drop(columns=unset)
+
+
 def write_report(folder: str | Path, out: str | Path | None = None, with_plots: bool = True) -> dict:
     """Write report.md, table.csv, plots/ and community.csv for one results folder; returns the paths and
     frames."""
@@ -209,7 +218,7 @@ def write_report(folder: str | Path, out: str | Path | None = None, with_plots: 
     meta = load_meta(folder)
     plots = save_all(df, table, out / "plots", best) if with_plots else []
     table_path = out / TABLE_FILE
-    table.to_csv(table_path, index=False)
+    table_file_frame(table).to_csv(table_path, index=False)
     report = out / "report.md"
     report.write_text(render_report(df, table, best, meta, plots, Path("plots"), TABLE_FILE, _why(folder)))
     community = out / "community.csv"

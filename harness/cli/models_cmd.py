@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from harness.models.plan import plan_tensor_bytes, tensor_plan
+    from harness.models.preset_tensors import tensor_specs_bytes, preset_tensors
     from harness.models.presets import PRESETS, get_preset
     from harness.models.report import format_bytes
     from harness.models.shards import SplitRule, read_shards
@@ -41,7 +41,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.list:
         width = max(len(name) for name in PRESETS)
         for name, preset in PRESETS.items():
-            size = format_bytes(plan_tensor_bytes(tensor_plan(preset)))
+            size = format_bytes(tensor_specs_bytes(preset_tensors(preset)))
             print(f"{name.ljust(width)}  ~{size.rjust(9)}  {preset.description}")
         return 0
     if args.out is None or args.preset is None:

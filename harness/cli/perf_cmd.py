@@ -157,15 +157,16 @@ def _predict_described(args: argparse.Namespace) -> int:
     strategy = get_strategy(args.strategy)
     placement = strategy.place(info, strategy.Params(**parse_assignments(args.params)))
     knobs = parse_assignments(args.knob)
-    unknown = set(knobs) - {"ubatch", "op_offload", "cache_type_k", "cache_type_v"}
+    unknown = set(knobs) - {"ubatch", "op_offload", "cache_type_k", "cache_type_v", "mmap"}
     if unknown:
         raise UserError(f"--knob {', '.join(sorted(unknown))}: a described box takes ubatch, op_offload, "
-                        "cache_type_k and cache_type_v")
+                        "cache_type_k, cache_type_v and mmap")
     dialect = "ik" if args.engine.startswith("ik") else "mainline"
     settings = {"dialect": dialect, "prompt_tokens": args.prompt_tokens, "gen_tokens": args.gen_tokens,
                 "depth": args.depth, "ubatch": int(knobs.get("ubatch", 512)),
                 "op_offload": knobs.get("op_offload", True) not in (False, "off", 0),
-                "cache_type_k": knobs.get("cache_type_k", "f16"), "cache_type_v": knobs.get("cache_type_v", "f16")}
+                "cache_type_k": knobs.get("cache_type_k", "f16"), "cache_type_v": knobs.get("cache_type_v", "f16"),
+                "mmap": knobs.get("mmap", True) not in (False, "off", 0, "false")}   # off: pinned host weights
     tests = predict_on_profile(info, placement, profile, **settings)
     mirror = None
     if args.strategy in ("first-n-experts", "last-n-experts"):   # which term makes last-N beat first-N, or a tie

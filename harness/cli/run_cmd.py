@@ -94,7 +94,7 @@ def print_summary(folder: Path, console: Console) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     """The file itself, then every knob value against each engine's tools (found by probing their --help);
     an engine that is not built or not found is named and left unchecked."""
-    from harness.cpus import plan_budget
+    from harness.cpus import cpu_budget
     from harness.engines.discover import find_engine
     from harness.errors import UserError
     from harness.knobs import knob_grid, varying_knobs
@@ -108,7 +108,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             engines.append(find_engine(spec.name, config.engine_paths()))
         except UserError as exc:
             unchecked.append(f"engine {spec.name}: {exc}")
-    check_knobs(request_from_config(config), engines, plan_budget(config.rpc_rig))
+    check_knobs(request_from_config(config), engines, cpu_budget(config.rpc_rig))
     axes = varying_knobs(config.bench)
     grid = f", {len(knob_grid(config.bench))} knob combinations ({' x '.join(axes)})" if axes else ""
     print(f"{args.config}: ok ({len(config.models)} models, {len(config.engines)} engines, tools: "

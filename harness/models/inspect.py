@@ -1,6 +1,6 @@
 """What is in a GGUF MoE model, and how many bytes each part takes: `inspect_model(path) -> ModelInfo`.
 
-The same summary can be made from a synthetic preset's tensor plan (`inspect_plan`) without
+The same summary can be made from a synthetic preset's tensor list (`inspect_preset`) without
 writing the file, so tests and planners can reason about many-GB presets.
 
 The file's metadata and tensor table are read by `harness.models.gguf_file` (types the installed `gguf`
@@ -18,7 +18,7 @@ from typing import Any
 
 from harness.errors import UserError
 from harness.models.attention import AttentionShape, attention_shape
-from harness.models.plan import tensor_plan
+from harness.models.preset_tensors import preset_tensors
 from harness.models.presets import get_preset
 from harness.models.shards import read_shards
 from harness.models.tensor_groups import GROUP_NAMES, TensorGroup, classify_tensor, ffn_matrix, layer_index
@@ -27,7 +27,7 @@ from harness.models.tensor_groups import GROUP_NAMES, TensorGroup, classify_tens
 @dataclass(frozen=True)
 class TensorRecord:
     """One tensor: name, ggml type name, shape (ggml order, row length first) and bytes. `offset` is where its
-    data starts in its GGUF file (absolute byte offset; None for records made from a tensor plan) and `file` that
+    data starts in its GGUF file (absolute byte offset; None for records made from a tensor list) and `file` that
     file (the shard holding it, for a split model): engines map, per file, the span that holds their CPU
     tensors, so predicting those spans needs both."""
 
@@ -113,8 +113,9 @@ class ModelInfo:
 
     @property
     def moe_layers(self) -> list[int]:
-        """Indices of the layers that have routed experts."""
-        return [layer.index for layer in self.layers if layer.has_routed_experts]
+        """Indices of the layers that have routed experts and run: not the NextN/MTP layers, which the engines
+        skip (docs/ENGINE_FLAGS.md, "NextN/MTP layers")."""
+        return [layer.index for layer in self.layers if layer.has_routed_experts and not layer.is_mtp]
 
     def to_dict(self, include_tensors: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -253,7 +254,7 @@ def inspect_model(path: str | os.PathLike[str]) -> ModelInfo:
     return info
 
 
-def plan_metadata(preset_name: str) -> dict[str, Any]:
+def preset_metadata(preset_name: str) -> dict[str, Any]:
     """The GGUF metadata a synthetic model of the preset carries (the keys `summarize` reads)."""
     p = get_preset(preset_name)
     a = p.architecture
@@ -286,12 +287,12 @@ def plan_metadata(preset_name: str) -> dict[str, Any]:
         meta[f"{a}.leading_dense_block_count"] = p.n_leading_dense_layers
         meta[f"{a}.expert_shared_count"] = p.n_shared_experts
     if a == "glm4moe":
-        meta[f"{a}.nextn_predict_layers"] = 0
+        meta[f"{a}.nextn_predict_layers"] = p.nextn_predict_layers
     return meta
 
 
-def inspect_plan(preset_name: str) -> ModelInfo:
-    """The ModelInfo a synthetic model of the preset would have, computed from its tensor plan."""
-    plan = tensor_plan(get_preset(preset_name))
-    records = [TensorRecord(s.name, s.type_name, s.shape, s.n_bytes) for s in plan]
-    return summarize(records, plan_metadata(preset_name))
+def inspect_preset(preset_name: str) -> ModelInfo:
+    """The ModelInfo a synthetic model of the preset would have, computed from its tensor list."""
+    specs = preset_tensors(get_preset(preset_name))
+    records = [TensorRecord(s.name, s.type_name, s.shape, s.n_bytes) for s in specs]
+    return summarize(records, preset_metadata(preset_name))

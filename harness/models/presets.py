@@ -40,7 +40,7 @@ class MoePreset:
     attn_v_type: str | None = None  # None: matrix_type
     token_embd_type: str = "Q8_0"
     output_type: str = "Q8_0"
-    full_size: bool = False  # many GB: tests use its tensor plan instead of writing it
+    full_size: bool = False  # many GB: tests use its tensor list instead of writing it
     # multi-head latent attention (deepseek2): head_dim is the MLA key head (nope + rope), head_dim_v its value head
     q_lora_rank: int = 0
     kv_lora_rank: int = 0
@@ -55,6 +55,9 @@ class MoePreset:
     ssm_d_conv: int = 4
     full_attention_interval: int = 4
     moe_layer_step: int = 0  # llama4 `interleave_moe_layer_step`: layers with (i + 1) % step == 0 have experts
+    # glm4moe `nextn_predict_layers`: the last ones of the n_layers blocks are NextN/MTP layers (a full MoE block
+    # plus nextn.eh_proj/enorm/hnorm/shared_head_norm), which the engines skip unless MTP is switched on
+    nextn_predict_layers: int = 0
 
     def has_experts(self, layer: int) -> bool:
         """Whether layer `layer` is a MoE layer (not a leading dense one, nor an interleaved dense one)."""
@@ -86,6 +89,17 @@ PRESETS: dict[str, MoePreset] = {
             n_experts=16, n_experts_used=4, expert_ff=128,
             vocab_size=2048, context_length=4096,
             n_leading_dense_layers=1, dense_ff=512, n_shared_experts=1, rope_dim=32, rms_norm_eps=1e-5,
+        ),
+        MoePreset(
+            name="tiny-glm-mtp",
+            description="tiny-glm plus one NextN/MTP layer as GLM-4.5 GGUFs carry it (block 6: a MoE block with "
+                        "nextn.eh_proj/enorm/hnorm/shared_head_norm; nextn_predict_layers 1); Q8_0",
+            architecture="glm4moe",
+            n_layers=7, n_embd=256, n_head=4, n_head_kv=2, head_dim=64,
+            n_experts=16, n_experts_used=4, expert_ff=128,
+            vocab_size=2048, context_length=4096,
+            n_leading_dense_layers=1, dense_ff=512, n_shared_experts=1, rope_dim=32, rms_norm_eps=1e-5,
+            nextn_predict_layers=1,
         ),
         MoePreset(
             name="tiny-deepseek",
@@ -186,9 +200,10 @@ PRESETS: dict[str, MoePreset] = {
         ),
         MoePreset(
             name="glm-4.5-air",
-            description="GLM-4.5-Air shapes: 46 layers (1 dense), 128 experts (8 used) + 1 shared, Q4_K/Q5_0/Q6_K",
+            description="GLM-4.5-Air shapes: 46 layers (1 dense) + the MTP layer, 128 experts (8 used) + 1 shared, "
+                        "Q4_K/Q5_0/Q6_K",
             architecture="glm4moe",
-            n_layers=46, n_embd=4096, n_head=96, n_head_kv=8, head_dim=128,
+            n_layers=47, nextn_predict_layers=1, n_embd=4096, n_head=96, n_head_kv=8, head_dim=128,
             n_experts=128, n_experts_used=8, expert_ff=1408,
             vocab_size=151552, context_length=131072,
             n_leading_dense_layers=1, dense_ff=10944, n_shared_experts=1, rope_dim=64, rms_norm_eps=1e-5,

@@ -37,6 +37,11 @@ def layer_ranges(layers: list[int]) -> str:
     return ",".join(runs) or "none"
 
 
+def _mtp_share(info: ModelInfo) -> str:
+    mtp_bytes = sum(layer.total_bytes for layer in info.layers if layer.is_mtp)
+    return f"; {format_bytes(mtp_bytes)} in the MTP layer, which the engines skip" if mtp_bytes else ""
+
+
 def render_model_info(info: ModelInfo, per_layer: bool = True) -> str:
     total = info.tensor_bytes_total or 1
     lines: list[str] = []
@@ -61,7 +66,7 @@ def render_model_info(info: ModelInfo, per_layer: bool = True) -> str:
         f"{info.moe_layers[0] if info.moe_layers else '-'})",
         f"attention     {describe(info.attention)}",
         f"n_embd        {info.n_embd}    context {info.context_length}    vocab {info.vocab_size}",
-        f"weights       {format_bytes(info.tensor_bytes_total)} ({info.tensor_bytes_total} bytes)",
+        f"weights       {format_bytes(info.tensor_bytes_total)} ({info.tensor_bytes_total} bytes){_mtp_share(info)}",
         f"active/token  {format_bytes(info.active_bytes_per_token)} ({100 * info.active_bytes_per_token / total:.1f}%)",
         "",
     ]

@@ -6,7 +6,7 @@ the first also carries the model's metadata; each has its own tensor table and d
 - `read_shards(path)`: given any shard (or an unsplit file), every file of the model with its header, in order;
   the shard names derived from the given one's the way llama.cpp does (src/llama-model-loader.cpp
   `llama_get_list_splits`: the prefix before `-%05d-of-%05d.gguf`, then `llama_split_path` for each index).
-- `SplitRule`: how the synthetic writer splits a tensor plan (GGUFWriter.add_tensor_info's rule) and the shard
+- `SplitRule`: how the synthetic writer splits a tensor list (GGUFWriter.add_tensor_info's rule) and the shard
   each tensor lands in, so an unwritten split preset's layout can be planned.
 """
 

@@ -16,6 +16,7 @@ import os
 import shutil
 import zlib
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,7 +26,7 @@ from gguf import ExpertGatingFuncType, GGUFWriter, LlamaFileType
 from harness import paths
 from harness.errors import UserError
 from harness.models.blocks import block_geometry, constant_f32_bytes, random_tensor_bytes
-from harness.models.plan import FILL_ONES, TensorSpec, plan_tensor_bytes, tensor_plan
+from harness.models.preset_tensors import FILL_ONES, TensorSpec, tensor_specs_bytes, preset_tensors
 from harness.models.presets import MoePreset, get_preset
 from harness.models.shards import SplitRule, shard_path
 from harness.models.vocab import BOS_ID, EOS_ID, UNK_ID, build_vocabulary
@@ -109,7 +110,7 @@ def _add_metadata(writer: GGUFWriter, preset: MoePreset, seed: int) -> None:
         writer.add_expert_weights_norm(True)
         writer.add_expert_gating_func(ExpertGatingFuncType(p.expert_gating or ExpertGatingFuncType.SIGMOID))
     if p.architecture == "glm4moe":
-        writer.add_nextn_predict_layers(0)
+        writer.add_nextn_predict_layers(p.nextn_predict_layers)
     if p.architecture == "minimax-m2":
         writer.add_expert_gating_func(ExpertGatingFuncType(p.expert_gating))
     if p.sliding_window:
@@ -160,10 +161,10 @@ def write_synthetic_model(out_path: str | os.PathLike[str], preset: str, seed: i
     spec_preset = get_preset(preset)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    plan = tensor_plan(spec_preset)
-    total_bytes = plan_tensor_bytes(plan)
+    specs = preset_tensors(spec_preset)
+    total_bytes = tensor_specs_bytes(specs)
     _check_free_space(out_path.parent, total_bytes)
-    n_shards = 1 + max(split.shard_of_each([t.n_bytes for t in plan])) if split else 1
+    n_shards = 1 + max(split.shard_of_each([t.n_bytes for t in specs])) if split else 1
     final = [shard_path(out_path, i, n_shards) for i in range(n_shards)] if split else [out_path]
 
     # every file is written in a hidden folder beside its final name, then moved there, the first file last
@@ -182,14 +183,14 @@ def write_synthetic_model(out_path: str | os.PathLike[str], preset: str, seed: i
     writer = GGUFWriter(staging / named.name, spec_preset.architecture, **limits)
     try:
         _add_metadata(writer, spec_preset, seed)
-        for spec in plan:
+        for spec in specs:
             # numpy shape order is the reverse of ggml's; the dtype only needs to be "not uint8"
             writer.add_tensor_info(spec.name, tuple(reversed(spec.shape)), np.dtype(np.float32), spec.n_bytes,
                                    raw_dtype=spec.ggml_type)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        for spec in plan:
+        for spec in specs:
             data = _RepeatedChunk(_tensor_data(spec, seed), spec.n_bytes, on_written)
             writer.write_tensor_data(data)  # type: ignore[arg-type]
         writer.close()
@@ -203,15 +204,26 @@ def write_synthetic_model(out_path: str | os.PathLike[str], preset: str, seed: i
     return final[0]
 
 
+def preset_digest(preset: MoePreset) -> str:
+    """Eight hex digits of the preset's definition: a file written from an earlier definition of the same name
+    (a layer added, a type changed) is not taken for it."""
+    return zlib.crc32(repr(sorted(asdict(preset).items())).encode()).to_bytes(4, "big").hex()
+
+
+def _stem(preset: str, seed: int) -> str:
+    return f"{preset}-{preset_digest(get_preset(preset))}-seed{seed}"
+
+
 def synthetic_model_path(preset: str, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None,
                          split: SplitRule | None = None) -> Path:
-    """Where `synthetic_model` keeps the model: `<cache>/models/<preset>-seed<seed>.gguf`; split, the first shard
-    `<preset>-seed<seed>-<split tag>-00001-of-0000N.gguf` (N from the preset's plan)."""
+    """Where `synthetic_model` keeps the model: `<cache>/models/<preset>-<digest>-seed<seed>.gguf` (`preset_digest`);
+    split, the first shard `<preset>-<digest>-seed<seed>-<split tag>-00001-of-0000N.gguf` (N from the preset's
+    tensors)."""
     root = Path(cache_dir) if cache_dir is not None else paths.cache_dir()
     if split is None:
-        return root / "models" / f"{preset}-seed{seed}.gguf"
-    shards = split.shard_of_each([t.n_bytes for t in tensor_plan(get_preset(preset))])
-    return shard_path(root / "models" / f"{preset}-seed{seed}-{split.tag}.gguf", 0, 1 + max(shards))
+        return root / "models" / f"{_stem(preset, seed)}.gguf"
+    shards = split.shard_of_each([t.n_bytes for t in preset_tensors(get_preset(preset))])
+    return shard_path(root / "models" / f"{_stem(preset, seed)}-{split.tag}.gguf", 0, 1 + max(shards))
 
 
 def synthetic_model(preset: str, seed: int = 0, cache_dir: str | os.PathLike[str] | None = None,
@@ -225,5 +237,5 @@ def synthetic_model(preset: str, seed: int = 0, cache_dir: str | os.PathLike[str
     path = synthetic_model_path(preset, seed, cache_dir, split)
     if path.is_file():
         return path
-    base = path.parent / f"{preset}-seed{seed}-{split.tag}.gguf" if split else path
+    base = path.parent / f"{_stem(preset, seed)}-{split.tag}.gguf" if split else path
     return write_synthetic_model(base, preset, seed, progress=progress, split=split)

@@ -1,22 +1,26 @@
 """The performance model applied to the planner's configurations: a configuration's workload for a test, its
-prediction from the calibration of its engine, tool and device, and the columns a results row gets."""
+prediction from the calibration of its engine, tool and device, and what the plan says of each test its rows
+will have (`PredictedTest`, stored in configurations.json; the rows' model columns are read from it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from harness.config import BenchSettings
 from harness.perf.calibration import Calibration, device_key, load_calibration
 from harness.perf.model import Prediction, predict, roofline_tps
-from harness.perf.workload import MeasuredTest, Workload, layout_for, reported_splits, workload
+from harness.perf.workload import ModelledTest, Workload, layout_for, reported_splits, workload
+from harness.knobs import DEFAULT_UBATCH
+from harness.plan.memory import padded_context
 from harness.plan.planner import Configuration
 from harness.plan.stored import key_of_test
 
-def test_of(kind: str, tokens: int, depth: int, conf: Configuration, bench: BenchSettings) -> MeasuredTest:
+def test_of(kind: str, tokens: int, depth: int, conf: Configuration, bench: BenchSettings) -> ModelledTest:
     """The model's view of a measured test: its depth as the tool fills the cache (llama-server generates after
     the sweep's first prompt, `Tool.model_depth`), its micro-batch for the tool's context."""
     tool = conf.engine_tool
-    return MeasuredTest(kind, tokens, tool.model_depth(kind, depth, bench),
+    return ModelledTest(kind, tokens, tool.model_depth(kind, depth, bench),
                         conf.knobs.effective_ubatch(tool.context_tokens(bench)))
 
 
@@ -25,7 +29,7 @@ def _placed(conf: Configuration) -> bool:
     return conf.placement is not None and not conf.placement.deferred and conf.target is not None
 
 
-def configuration_workload(conf: Configuration, test: MeasuredTest) -> Workload | None:
+def configuration_workload(conf: Configuration, test: ModelledTest) -> Workload | None:
     """The workload of a planned configuration, or None where the engine decides the placement at load time
     (engine-fit), or nothing was placed."""
     if not _placed(conf):
@@ -75,7 +79,7 @@ class Predictor:
         constants = cal.constants_for(tool, threads) if cal else None
         return cal, (predict(w, constants) if constants else None)
 
-    def prediction(self, conf: Configuration, test: MeasuredTest) -> tuple[Workload, Prediction | None] | None:
+    def prediction(self, conf: Configuration, test: ModelledTest) -> tuple[Workload, Prediction | None] | None:
         w = configuration_workload(conf, test)
         if w is None:
             return None
@@ -83,46 +87,44 @@ class Predictor:
         constants = cal.constants_for(conf.tool, conf.threads) if cal else None
         return w, (predict(w, constants) if constants else None)
 
-    def columns(self, conf: Configuration, test: MeasuredTest, measured_tps: float | None,
-                graph_splits: int | None) -> dict:
-        """The row's model columns: the engine's graph splits and the model's, the prediction for the row's
-        own test, the generation roofline and the measured share of it."""
-        out: dict = {"graph_splits": graph_splits}
-        found = self.prediction(conf, test)
-        if found is None:
-            return out
-        w, pred = found
-        out["predicted_graph_splits"] = predicted_splits(conf, test.ubatch)
-        if pred is not None:
-            out[f"predicted_{test.kind}_tps"] = round(pred.tps, 3)
-        cal = self.calibration(conf)
-        roof = roofline_tps(w, cal.peaks) if cal and cal.peaks else None
-        if roof:
-            out["roofline_tg_tps"] = round(roof, 3)
-            if measured_tps:
-                out["efficiency_pct"] = round(100 * measured_tps / roof, 2)
-        return out
+
+@dataclass(frozen=True)
+class PredictedTest:
+    """What the plan says of one test of a configuration: its workload, the graph splits the engine will log,
+    and where calibrated the predicted tokens/s and the generation roofline (None for a prompt test)."""
+
+    workload: Workload
+    predicted_graph_splits: int
+    predicted_tps: float | None
+    roofline_tps: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """As configurations.json stores it (`harness.plan.stored`)."""
+        return {"workload": self.workload.to_dict(), "predicted_graph_splits": self.predicted_graph_splits,
+                "predicted_tps": self.predicted_tps, "roofline_tps": self.roofline_tps}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PredictedTest":
+        return cls(Workload.from_dict(data["workload"]), data["predicted_graph_splits"],
+                   data.get("predicted_tps"), data.get("roofline_tps"))
 
 
-def planned_tests(predictor: Predictor, conf: Configuration, bench: BenchSettings) -> dict[str, dict]:
-    """What the plan says of each test a configuration's rows can have (every prompt and generation size at
-    each depth, and at depth 0, where llama-server's rows are), by `key_of_test`: the workload, the graph splits
-    the engine will log, and where calibrated the predicted tokens/s and the generation roofline. Empty where
-    the engine places at load time (engine-fit) or nothing was placed."""
+def planned_tests(predictor: Predictor, conf: Configuration, bench: BenchSettings) -> dict[str, PredictedTest]:
+    """What the plan says of each test the configuration's rows will have (its tool's `row_tests`), by
+    `key_of_test`. Empty where the engine places at load time (engine-fit) or nothing was placed."""
     if not _placed(conf):
         return {}
-    depths = sorted(set(bench.depth) | {0})
-    tests = [("pp", n, d) for n in bench.prompt_tokens if n for d in depths]
-    tests += [("tg", n, d) for n in bench.gen_tokens if n for d in depths]
+    tool = conf.engine_tool
+    # the context the engine allocates, padded as far as either engine pads it (sweep-bench fills all of it)
+    row_tests = tool.row_tests(bench, conf.knobs.ubatch or DEFAULT_UBATCH, padded_context(tool.context_tokens(bench)))
     out, splits = {}, {}
     cal = predictor.calibration(conf)
-    for kind, tokens, depth in tests:
+    for kind, tokens, depth in row_tests:
         test = test_of(kind, tokens, depth, conf, bench)
         w, pred = predictor.prediction(conf, test)
         if test.ubatch not in splits:
             splits[test.ubatch] = predicted_splits(conf, test.ubatch)
-        out[key_of_test(kind, tokens, depth)] = {
-            "workload": w.to_dict(), "predicted_graph_splits": splits[test.ubatch],
-            "predicted_tps": pred.tps if pred else None,
-            "roofline_tps": roofline_tps(w, cal.peaks) if cal and cal.peaks else None}
+        out[key_of_test(kind, tokens, depth)] = PredictedTest(
+            w, splits[test.ubatch], pred.tps if pred else None,
+            roofline_tps(w, cal.peaks) if cal and cal.peaks else None)
     return out

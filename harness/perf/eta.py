@@ -157,8 +157,9 @@ def measured_launch_s(cal, tool: str, constants: "EtaConstants | None" = None, r
     """One launch's start-up of `tool` as its calibration sweeps timed it: the median over the calibration's
     processes of the process's seconds less its tests' tokens at their measured speed, per launch (llama-bench:
     one per test; llama-server: one), less the load of the calibration's model at the constants' rates (the
-    estimate adds each configuration's own). Warm-ups stay in it, on this machine as it was then; None without
-    the tool's calibration rows (then `EtaConstants.launch_s`)."""
+    estimate adds each configuration's own) and less the warm-ups at the process's own speeds (the estimate
+    adds each configuration's own, `_warmups_s`), on this machine as it was then; None without the tool's
+    calibration rows (then `EtaConstants.launch_s`)."""
     found = cal.tools.get(tool) if cal is not None else None
     if found is None or not found.results:
         return None
@@ -182,6 +183,7 @@ def _launches_in(folder: Path, tool: str, constants: "EtaConstants | None" = Non
     for _, process in rows.groupby(["config_id", "process_index"]):
         tokens = process["n_prompt"].fillna(0) + process["n_gen"].fillna(0)
         work = float((process["repetitions"].fillna(1) * tokens / process["tps_mean"]).sum())
+        work += _warmups_s(process, tool)
         launches = len(process) if tool != "llama-server" else 1
         load = 0.0
         if constants is not None:  # the calibration model's read and its bytes to the accelerator
@@ -191,6 +193,22 @@ def _launches_in(folder: Path, tool: str, constants: "EtaConstants | None" = Non
                                                                        else constants.bus_bytes_s)
         per_launch.append((float(process["duration_s"].iloc[0]) - work) / launches - load)
     return per_launch
+
+
+def _warmups_s(process, tool: str) -> float:
+    """The warm-ups of one process at its own measured speeds, which `process_seconds` adds apart (left in the
+    launch they were counted twice: 0.1-0.45 s a process on the tiny model). llama-bench warms each test up
+    (`LLAMA_BENCH_WARMUP_PROMPT` prompt tokens of a prompt test, one token of a generation test); llama-server
+    once (`SERVER_WARMUP`, at the speeds of its first prompt and generation rows)."""
+    prompt = process["n_prompt"].fillna(0) > 0
+    tps = process["tps_mean"]
+    if tool == "llama-server":
+        pp, tg = tps[prompt & (process["n_gen"].fillna(0) == 0)], tps[~prompt]
+        if pp.empty or tg.empty:
+            return 0.0
+        return SERVER_WARMUP[0] / float(pp.iloc[0]) + SERVER_WARMUP[1] / float(tg.iloc[0])
+    warm_tokens = process["n_prompt"].fillna(0).clip(upper=LLAMA_BENCH_WARMUP_PROMPT).where(prompt, 1)
+    return float((warm_tokens / tps).sum())
 
 
 def _tps(conf: Configuration, bench, predictor: Predictor, kind: str, tokens: int, depth: int,

@@ -15,6 +15,24 @@ and, for a prompt on a GPU box (`harness.perf.described`), the terms of op offlo
     routing_draws        the expert uploads' share of a micro-batch: both engines copy only the experts the
                          micro-batch uses; a prompt's tokens route alike, so a micro-batch of T tokens touches
                          the experts T x routing_draws independent tokens would (1 = uniform routing)
+    routing_focus        routing concentrates in the later layers, so a micro-batch touches fewer of their
+                         experts: the draws at the last layer are routing_focus x those at the first, geometric
+                         between (ik's maintainer, ik_llama.cpp PR #2262: last-N uploads fewer experts than
+                         first-N; with -no-ooae, whole tensors copied, the two tie). Guess 0.5: the direction is
+                         the source's, the size a guess, left to the fit
+    routing_skew         the experts' popularity within a layer falls as rank^-skew (a few hot experts, a cold tail
+                         a micro-batch rarely reaches), so the share touched grows slowly with the micro-batch (0:
+                         uniform); guess 0.5, fitted: it is what lets first-N gain from only-active-experts at
+                         2048 tokens (ik PR #2262's -no-ooae row), which uniform draws cannot
+    pageable             an upload from pageable host memory (mainline's file mapping under mmap) over one from
+                         a pinned buffer: 0.55, llama.cpp PR #20978 (gpt-oss-20b, tensor overrides, llama-bench
+                         pp2048, mmap 1 against mmap 0: 0.55 at ubatch 128 where the uploads are most of the
+                         time, 0.67 at 2048 where they are less)
+    launch_s             generation without CUDA graphs, per GPU segment of a pass: llama.cpp PR #18934 (graphs
+                         per split with --n-cpu-moe, tg128 before/after, "2x4090 and 1x 5090"): gpt-oss-120b
+                         n-cpu-moe 8 saved 0.51 ms per token (64 us per RAM-held layer, one GPU segment each),
+                         glm4moe 106B 8 -> 64 layers 2.9 ms more (76 us per layer); not fitted (one table has
+                         no graphs, where it trades with the RAM share)
     gpu_flops_by_type    the prompt's arithmetic share per type of the routed experts (mmq kernels differ by
                          type and run on the int8 tensor cores, so a share of the FP16 peak may exceed 1)
 
@@ -52,6 +70,10 @@ class Efficiencies:
     pass_s: float = 2e-3                 # fixed cost of a prompt micro-batch pass (launches, scheduling)
     upload_s: float = 50e-6              # one layer's experts uploaded for a micro-batch: ids read back, wait
     routing_draws: float = 1.0           # independent routing draws per prompt token (1: uniform routing)
+    routing_focus: float = 0.5           # the draws at the last layer over those at the first (1: alike)
+    routing_skew: float = 0.5            # expert popularity falls as rank^-skew (0: uniform)
+    pageable: float = 0.55               # a pageable host buffer's upload rate over a pinned one's
+    launch_s: float = 65e-6              # a generation pass's GPU segment launched kernel by kernel (no graphs)
     gpu_flops_by_type: dict[str, float] = field(default_factory=dict)   # routed experts' type -> gpu_flops
 
     def to_dict(self) -> dict:

@@ -34,9 +34,9 @@ ACTIVATION_BYTES = 4      # f32 activations between backends
 
 
 @dataclass(frozen=True)
-class MeasuredTest:
-    """A measured test: `pp` (a prompt of `tokens` tokens) or `tg` (`tokens` generated), after `depth` tokens
-    already in the context, in micro-batches of `ubatch` tokens."""
+class ModelledTest:
+    """A test as the performance model sees it (no measurement in it): `pp` (a prompt of `tokens` tokens) or `tg`
+    (`tokens` generated), after `depth` tokens already in the context, in micro-batches of `ubatch` tokens."""
 
     kind: str
     tokens: int
@@ -75,7 +75,7 @@ def layout_for(placement: Placement, target: Target, knobs: Knobs) -> Layout:
 
 @dataclass
 class Workload:
-    test: MeasuredTest
+    test: ModelledTest
     passes: int
     segments: int                      # backend segments of one pass (the engines' "graph splits")
     crossings: int                     # device changes over the whole test (logits back to the host included)
@@ -92,7 +92,7 @@ class Workload:
     @classmethod
     def from_dict(cls, data: dict) -> "Workload":
         """A workload as `to_dict` wrote it (configurations.json)."""
-        return cls(**{**data, "test": MeasuredTest(**data["test"])})
+        return cls(**{**data, "test": ModelledTest(**data["test"])})
 
 
 def _elements(shape: tuple[int, ...]) -> int:
@@ -106,7 +106,7 @@ def experts_touched(model: ModelInfo, tokens: int) -> float:
     return 1.0 - (1.0 - model.n_experts_used / model.n_experts) ** tokens
 
 
-def workload(model: ModelInfo, layout: Layout, test: MeasuredTest) -> Workload:
+def workload(model: ModelInfo, layout: Layout, test: ModelledTest) -> Workload:
     placement = layout.placement
     kv_devices = layout.kv_devices or placement.layer_devices
     ops = graph_ops(model, placement, kv_devices)
@@ -164,7 +164,7 @@ def _run_layers(model: ModelInfo, kv_devices: tuple[str, ...]) -> list[str]:
     return list(kv_devices[: model.n_layers - model.nextn_predict_layers])
 
 
-def _generation(model: ModelInfo, layout: Layout, test: MeasuredTest, ops: list[Op], kv_devices) -> Workload:
+def _generation(model: ModelInfo, layout: Layout, test: ModelledTest, ops: list[Op], kv_devices) -> Workload:
     devices = run_devices(ops, layout.accelerator)
     per_token: dict[str, float] = {}
     for tensor in loaded_tensors(model):
@@ -196,7 +196,7 @@ def _offloaded(ops: list[Op], model: ModelInfo, layout: Layout, *, tokens: int, 
                         enabled=layout.offload)}
 
 
-def _prompt(model: ModelInfo, layout: Layout, test: MeasuredTest, ops: list[Op], kv_devices) -> Workload:
+def _prompt(model: ModelInfo, layout: Layout, test: ModelledTest, ops: list[Op], kv_devices) -> Workload:
     sizes = {t.name: t for t in model.tensors}
     flops: dict[str, float] = {}
     bus = offload_total = 0.0

@@ -38,6 +38,8 @@ class Node:
     is_output: bool = False
     name: str = ""
     external: bool = False         # data held elsewhere (the KV cache): never allocated, copied when read across
+    writes: bool = False           # a view that is an operation writing into its source (set_rows): its
+                                   # sources on other devices are copied like an ordinary node's
 
 
 @dataclass
@@ -78,7 +80,7 @@ class Graph:
             n = self.nodes[old]
             out.nodes.append(Node(n.n_bytes, tuple(index[s] for s in n.srcs), n.device, n.inplace,
                                   index[n.view_of] if n.view_of is not None else None, n.is_input, n.is_output,
-                                  n.name, n.external))
+                                  n.name, n.external, n.writes))
         return out
 
     def add(self, n_bytes: int, *srcs: int, device: str | None = None, inplace: bool = False,
@@ -99,7 +101,8 @@ class Graph:
         root = src
         while self.nodes[root].view_of is not None:   # ggml: a view's view_src is the tensor that owns the data
             root = self.nodes[root].view_of
-        self.nodes.append(Node(0, reads if reads is not None else (src,), None, view_of=root, name=name))
+        self.nodes.append(Node(0, reads if reads is not None else (src,), None, view_of=root, name=name,
+                               writes=reads is not None))
         return len(self.nodes) - 1
 
 
@@ -193,12 +196,17 @@ def with_copies(graph: Graph, devices: list[str]) -> tuple[Graph, list[str]]:
     def leaf(i: int) -> bool:
         return nodes[i].is_input or nodes[i].external
 
+    def cache_view(s: int) -> bool:
+        """A view of a leaf (the KV cache) whose sources are all there already."""
+        root = nodes[s].view_of
+        return root is not None and leaf(root) and all(r in new_index for r in nodes[s].srcs)
+
     def crossing(i: int, s: int) -> bool:
-        return nodes[i].view_of is None and devices[s] != devices[i]
+        return (nodes[i].view_of is None or nodes[i].writes) and devices[s] != devices[i]
 
     def emit(node: Node, device: str, srcs: tuple[int, ...], view_of: int | None) -> int:
         out.nodes.append(Node(node.n_bytes, srcs, device, node.inplace, view_of, node.is_input, node.is_output,
-                              node.name, node.external))
+                              node.name, node.external, node.writes))
         out_devices.append(device)
         return len(out.nodes) - 1
 
@@ -218,11 +226,16 @@ def with_copies(graph: Graph, devices: list[str]) -> tuple[Graph, list[str]]:
                 size = nodes[s].n_bytes if nodes[s].view_of is None else nodes[nodes[s].view_of].n_bytes
                 copies[s, device] = emit(Node(size, name=f"copy of {nodes[s].name}"), device, (new_index[s],), None)
 
-        for j in split:   # what the split reads from before it: copied at its start
+        for j in split:   # what the split reads from before it (or a view of the cache): copied at its start
             for s in nodes[j].srcs:
+                if crossing(j, s) and s not in new_index and cache_view(s):
+                    new_index[s] = emit(nodes[s], devices[s], tuple(new_index[r] for r in nodes[s].srcs),
+                                        new_index[nodes[s].view_of])
                 if crossing(j, s) and s in new_index:
                     copy(s, devices[j])
         for j in split:
+            if j in new_index:
+                continue
             node = nodes[j]
             for s in node.srcs:   # a view inside the split of a tensor held elsewhere: copied where it is read
                 if crossing(j, s):

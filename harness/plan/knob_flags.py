@@ -15,6 +15,9 @@ What was found for mainline b11434 and ik 0.1.5 (docs/ENGINE_FLAGS.md §7, "Knob
 | op_offload | `-nopo 0\\|1` | `--op-offload` / `--no-op-offload` | — | `-op -1,1` / `-op -1,0` (not in its help) |
 | load_mode | `-lm mmap\\|none\\|mmap+mlock` | same | `-mmp 1\\|0`, no mlock | (none) / `--no-mmap` / `--mlock` |
 | cache_type_k / _v | `-ctk T` / `-ctv T` | same, checked against its "allowed values" | same | same |
+| mla | — | — | `-mla N` | `-mla N` |
+| swa_full | — | `--swa-full` (off: no flag) | — | — |
+| attn_max_batch_mib | — | — | `-amb N` | `-amb N` |
 """
 
 from __future__ import annotations
@@ -143,6 +146,9 @@ SPELLINGS: dict[str, list[Spelling]] = {
         Spelling("-mmp", lambda v, s: None if v == "mlock" else ["-mmp", "1" if v == "mmap" else "0"], "1"),
         Spelling("--no-mmap", _ik_server_load_mode),                                            # ik server
     ],
+    "mla": [Spelling("-mla", lambda v, s: ["-mla", str(v)], "3")],                              # ik only
+    "swa_full": [Spelling("--swa-full", lambda v, s: ["--swa-full"] if v else [])],           # mainline server
+    "attn_max_batch_mib": [_value("-amb")],                                                     # ik only
     "threads_batch": [
         Spelling("-tb", lambda v, s: ["-tb", str(v)], "1"),
         Spelling("-tgb", lambda v, s: [], "1,1"),  # ik llama-bench: given with the threads as -tgb N,M (below)
@@ -151,7 +157,7 @@ SPELLINGS: dict[str, list[Spelling]] = {
 # the order of the knob arguments on a command line: every knob of `harness.knobs.KNOB_TABLE` (threads is spelled
 # with the thread count, `_threads`); kept as it was, so that the argument lists stay the same
 _ORDER = ("cache_type_k", "cache_type_v", "threads", "threads_batch", "batch", "ubatch", "flash_attn",
-          "op_offload", "load_mode")
+          "op_offload", "load_mode", "mla", "swa_full", "attn_max_batch_mib")
 
 
 def _spell(name: str, value: Any, syntax: ToolSyntax) -> list[str]:
@@ -163,6 +169,8 @@ def _spell(name: str, value: Any, syntax: ToolSyntax) -> list[str]:
                 raise KnobUnsupported(f"{syntax.what()} cannot set {name}={_shown(value)}: its {spelling.flag} "
                                       "does not take that value", name)
             return args
+    if all(spelling.render(value, syntax) == [] for spelling in candidates):
+        return []  # a value every spelling leaves unsaid (swa_full off) needs no flag
     flags = ", ".join(s.flag for s in candidates)
     raise KnobUnsupported(f"{syntax.what()} cannot set {name}={_shown(value)}: none of {flags} is in its --help "
                           "or parsed by it", name)

@@ -38,6 +38,8 @@ class MemorySettings:
     mla_mode: int | None = None    # ik's -mla (None: its default, 3)
     swa_full: bool = False         # mainline's --swa-full: full-context cache on sliding-window layers too
     n_seq: int = 1                 # sequences (llama-bench: 1)
+    n_outputs_max: int | None = None  # mainline: the outputs a micro-batch may have (None: every token, as
+                                      # llama-bench's n_batch bound and ik's worst case); llama-server: its slots
 
 
 def padded_context(n_ctx: int, dialect: str = "mainline", flash_attn: bool = True) -> int:

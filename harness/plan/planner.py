@@ -20,10 +20,10 @@ from functools import partial
 from pathlib import Path
 
 from harness.config import BenchSettings, ModelSpec
-from harness.cpus import CpuBudget, plan_budget
+from harness.cpus import CpuBudget, cpu_budget
 from harness.engines.discover import Engine, find_engine
 from harness.errors import UserError
-from harness.models import inspect_model, inspect_plan, synthetic_model, synthetic_model_path
+from harness.models import inspect_model, inspect_preset, synthetic_model, synthetic_model_path
 from harness.models.inspect import ModelInfo
 from harness.models.shards import SplitRule, shard_path
 from harness.plan.flags import CompiledFlags, Target, compile_flags, ngl_places_weights
@@ -121,7 +121,7 @@ def resolve_model(spec: ModelSpec, *, write: bool = False, source: Path | None =
         if write:
             path = synthetic_model(spec.synth, seed=spec.seed, split=split)
         elif not path.is_file():
-            info = _with_layout_offsets(inspect_plan(spec.synth), path, split)
+            info = _with_layout_offsets(inspect_preset(spec.synth), path, split)
             return ResolvedModel(spec.label, path, identity, info)
         return ResolvedModel(spec.label, path, identity, inspect_model(path))
     path = Path(spec.path).expanduser().resolve()
@@ -159,7 +159,7 @@ def memory_settings(bench: BenchSettings, tool: str, knobs: Knobs, target: Targe
     engines default to it: ik `flash_attn = true`, mainline `auto`, which its log shows enabled on the CPU and
     RPC backends and CUDA supports for these head sizes), op offload (on unless switched off, where the
     accelerator offloads ops: not an RPC server), the engine's dialect and where it keeps the KV cache (ik on an
-    RPC device: on the CPU, `harness.plan.flags.ngl_places_weights`)."""
+    RPC device: on the CPU, `harness.plan.flags.ngl_places_weights`) and the outputs mainline reserves."""
     accelerator = target.buffer_type if target else ""
     dialect = target.dialect if target else "mainline"
     flash_attn = knobs.flash_attn is not False
@@ -168,9 +168,13 @@ def memory_settings(bench: BenchSettings, tool: str, knobs: Knobs, target: Targe
     offload = knobs.op_offload is not False and not accelerator.startswith("RPC")
     # the micro-batch is bounded by the context: mainline's unpadded one, ik's padded one (llama_context)
     ubatch = knobs.effective_ubatch(padded if dialect == "ik" else n_ctx)
+    # mainline's llama-server reserves one output per slot (no draft model); llama-bench every token of the
+    # micro-batch (n_outputs_max = n_batch), as ik always does
+    n_outputs_max = max(bench.concurrency) if tool == "llama-server" and dialect != "ik" else None
     return MemorySettings(n_ctx=padded, n_ubatch=ubatch, cache_type_k=knobs.cache_type_k,
                           cache_type_v=knobs.cache_type_v, flash_attn=flash_attn, op_offload=offload,
-                          dialect=dialect, kv_on_cpu=target is not None and not ngl_places_weights(target))
+                          dialect=dialect, kv_on_cpu=target is not None and not ngl_places_weights(target),
+                          mla_mode=knobs.mla, swa_full=bool(knobs.swa_full), n_outputs_max=n_outputs_max)
 
 
 def find_engines(request: PlanRequest) -> list[Engine]:
@@ -212,7 +216,7 @@ def plan(request: PlanRequest) -> list[Configuration]:
     strategy that takes a split and has none gets the devices' budgets' proportions when there are several.
     Raises UserError when an engine is not found or a knob value cannot be set (see module doc)."""
     engines = find_engines(request)
-    budget = plan_budget(request.rpc_rig)
+    budget = cpu_budget(request.rpc_rig)
     syntaxes = check_knobs(request, engines, budget)
     models = [resolve_model(m, write=request.write_models, source=request.source) for m in request.models]
     devices = accelerator_devices(request, engines, request.rpc_endpoints)

@@ -2,7 +2,8 @@
 sweep starts, so that what depends only on the plan is never planned again (`moebench explain`, report.md's
 "Why" section): its id, model, engine, tool, strategy, parameters, knob values, placement, devices, the exact
 argument lists, the predicted memory per device and model buffers, and per test the performance model's
-workload and predictions made at plan time (`harness.perf.configs.planned_tests`).
+workload and predictions made at plan time (`harness.perf.configs.PredictedTest`, one for each test its tool's
+rows will have: `planned_tests`), which the sweep's rows take their model columns from.
 
     {"format": 1, "configurations": {"<config id>": {..., "tests": {"tg128@d0": {...}}}}}
 
@@ -31,7 +32,7 @@ def key_of_test(kind: str, tokens: int, depth: int) -> str:
 
 def configuration_record(conf: Configuration, commands: list[list[str]], tests: dict[str, dict]) -> dict:
     """What is stored of one configuration; `commands`: its argument lists (`harness.runner.commands`);
-    `tests`: per `key_of_test`, the workload and predictions of the test."""
+    `tests`: per `key_of_test`, the workload and predictions of the test (`PredictedTest.to_dict`)."""
     memory = conf.memory
     return {
         "id": conf.id, "status": status(conf), "error": conf.error,

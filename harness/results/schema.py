@@ -26,6 +26,8 @@ Version 3 (issue 18): the per-device figures left runs.csv for devices.csv besid
   `predicted_model_buffers` and `actual_model_buffers` ({device: bytes}) the columns `predicted_vram_bytes`,
   `predicted_model_bytes` and `actual_model_bytes` of each device's row. runs.csv keeps the aggregates
   (`vram_peak_mib`: the fullest GPU, `predicted_vram_bytes`: the fullest accelerator).
+  Added later within version 3, without a bump (a version-3 file may lack them): the knob columns `mla` (ik's
+  MLA mode), `swa_full` and `attn_max_batch_mib` (ik's `-amb`), empty where the engine's default was left.
 
 Loading: `LOADERS[v]` brings a frame of version v to version v + 1; `upgrade` runs them in turn. They work on
 columns (a column absent is left absent, a cell empty is empty), so one frame may mix versions.

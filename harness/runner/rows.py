@@ -1,19 +1,22 @@
 """The parts of a results record (`harness.results.record.RunRecord`) that describe what ran: the configuration
 (model, engine, placement, predicted memory per device, host), its telemetry (the time series file, the phase
-windows, per-phase figures) and time to first token."""
+windows, per-phase figures), time to first token, and the model columns (what the plan predicted of the row's
+test, `harness.perf.configs.PredictedTest`, beside the engine's own graph splits)."""
 
 from __future__ import annotations
 
 import json
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Mapping, Protocol
 
 from harness.config import BenchSettings
 from harness.hostinfo import host_fingerprint
+from harness.perf.configs import PredictedTest
 from harness.plan.planner import Configuration
+from harness.plan.stored import key_of_test
 from harness.tools.measurement import BenchTest
-from harness.results.record import RunRecord
+from harness.results.record import RunRecord, modelled_test
 from harness.results.store import ResultsStore
 from harness.telemetry import Sampler
 
@@ -72,7 +75,7 @@ def _write_phase_windows(telemetry_path: Path, sampler: Sampler) -> None:
 def phase_telemetry(sampler: Sampler | None, test: BenchTest) -> dict:
     """The test's own phase windows (process lifetime, or request timestamps) summarized from the samples; a
     test without windows of its own (sweep-bench) gets no per-phase figures."""
-    windows = test.raw.get("windows_mono")
+    windows = test.windows_mono
     if sampler is None or not windows:
         return {}
     offset = time.monotonic() - sampler.now()  # monotonic -> sampler time
@@ -88,7 +91,32 @@ def _rounded(figures: dict) -> dict:
 
 
 def ttft_columns(test: BenchTest) -> dict:
-    samples = test.raw.get("ttft_ms")
+    samples = test.ttft_ms
     if not samples:
         return {}
     return {"ttft_ms_mean": round(sum(samples) / len(samples), 3), "ttft_ms_samples": [round(s, 3) for s in samples]}
+
+
+def planned_test(planned: Mapping[str, PredictedTest], test: BenchTest) -> PredictedTest | None:
+    """What the plan predicted of a measured test (`planned`: the configuration's, by `key_of_test`), or None
+    for a test the model does not predict (a combined prompt + generation test) or the plan has not (engine-fit,
+    nothing placed)."""
+    modelled = modelled_test(test.n_prompt, test.n_gen)
+    return planned.get(key_of_test(*modelled, test.n_depth or 0)) if modelled else None
+
+
+def model_columns(planned: PredictedTest | None, measured_tps: float | None, graph_splits: int | None) -> dict:
+    """The row's model columns: the engine's graph splits (from its load report) and, where the plan predicted
+    the test, the model's graph splits, the predicted tokens/s where calibrated, the generation roofline and the
+    measured share of it."""
+    out: dict = {"graph_splits": graph_splits}
+    if planned is None:
+        return out
+    out["predicted_graph_splits"] = planned.predicted_graph_splits
+    if planned.predicted_tps is not None:
+        out[f"predicted_{planned.workload.test.kind}_tps"] = round(planned.predicted_tps, 3)
+    if planned.roofline_tps:
+        out["roofline_tg_tps"] = round(planned.roofline_tps, 3)
+        if measured_tps:
+            out["efficiency_pct"] = round(100 * measured_tps / planned.roofline_tps, 2)
+    return out

@@ -13,15 +13,15 @@ import platform
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 
 from harness import __version__, procs
 from harness.config import BenchConfig, BenchSettings
-from harness.cpus import CpuBudget, cpu_list, plan_budget
+from harness.cpus import CpuBudget, cpu_list, cpu_budget
 from harness.errors import UserError
 from harness.gpu.vram_limit import VramReservation
 from harness.hostinfo import host_fingerprint
-from harness.perf.configs import Predictor, planned_tests, test_of
+from harness.perf.configs import Predictor, PredictedTest, planned_tests
 from harness.plan.load_report import parse_report
 from harness.plan.planner import Configuration, accelerator_devices, check_knobs, find_engines, plan, stable_id
 from harness.plan.request import request_from_config
@@ -29,10 +29,10 @@ from harness.plan.stored import configuration_record, write_configurations
 from harness.runner.commands import commands
 from harness.runner.measure import ProcessSettings, RunFailed, measure
 from harness.runner.rig import start_rig
-from harness.runner.rows import base_record, phase_telemetry, telemetry_file, ttft_columns
+from harness.runner.rows import (base_record, model_columns, phase_telemetry, planned_test, telemetry_file,
+                                 ttft_columns)
 from harness.runner.schedule import Schedule, history_from_rows
 from harness.runner.stability import row_warnings
-from harness.results.record import modelled_test
 from harness.results.store import ResultsStore
 from harness.telemetry import Sampler, shared_nvml
 from harness.warnings import encode_warnings
@@ -86,14 +86,16 @@ class RunSettings:
 
 @dataclass
 class SweepRun:
-    """One sweep under way: where its rows go, its rounds, its CPU budget, who is told, the performance model."""
+    """One sweep under way: where its rows go, its rounds, its CPU budget, who is told, and what the plan
+    predicted of each configuration's tests (by configuration id, then `key_of_test`; stored in
+    configurations.json), which its rows' model columns are read from."""
 
     settings: RunSettings
     store: ResultsStore
     schedule: Schedule
     budget: CpuBudget
     progress: SweepProgress
-    predictor: Predictor
+    predictions: Mapping[str, Mapping[str, PredictedTest]]
 
 
 def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None = None, *,
@@ -109,16 +111,18 @@ def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None
                         "`name:` or --out")
     request = request_from_config(config)
     engines = find_engines(request)
-    budget = plan_budget(config.rpc_rig)
+    budget = cpu_budget(config.rpc_rig)
     check_knobs(request, engines, budget)  # before anything is written or started
     with contextlib.ExitStack() as stack:
         rig = start_rig(stack, config, engines, budget, store.logs)  # the RPC servers, one or more per engine
         planned = plan(replace(request, write_models=True, rpc_endpoints=rig.endpoints))
         confs = {conf.id: conf for conf in planned}
         predictor = Predictor.for_configurations(planned)  # the performance model, where calibrated
-        write_configurations(folder, [configuration_record(conf, commands(conf, config.bench),
-                                                           planned_tests(predictor, conf, config.bench))
-                                      for conf in planned])
+        predictions = {conf.id: planned_tests(predictor, conf, config.bench) for conf in planned}
+        write_configurations(folder, [
+            configuration_record(conf, commands(conf, config.bench),
+                                 {key: test.to_dict() for key, test in predictions[conf.id].items()})
+            for conf in planned])
         nvml = shared_nvml() if config.telemetry.enabled else None  # the planner's and fingerprint's session
         store.write_meta({
             "moebench_version": __version__, "config": config.model_dump(mode="json"),
@@ -129,7 +133,7 @@ def run_sweep(config: BenchConfig, out_dir: Path, progress: SweepProgress | None
         })
         schedule = Schedule(list(confs), config.bench.processes, config.bench.until, seed=config.order.seed,
                             shuffle=config.order.random, history=history)
-        run = SweepRun(RunSettings.of(config), store, schedule, budget, progress or PrintProgress(), predictor)
+        run = SweepRun(RunSettings.of(config), store, schedule, budget, progress or PrintProgress(), predictions)
         run.progress.begin(*schedule.progress_counts())
         for round_, ids in schedule.rounds():
             for cid in ids:
@@ -205,8 +209,9 @@ def _run_process(run: SweepRun, conf: Configuration, round_: int, sampler: Sampl
             tps_mean=round(test.tps_mean, 3), tps_stddev=round(test.tps_stddev, 3),
             tps_samples=[round(s, 3) for s in test.tps_samples], tps_ci_low=_round(ci.low),
             tps_ci_high=_round(ci.high), sample_ms_mean=_round(test.sample_ms),
-            model_n_params=test.raw.get("model_n_params"), **ttft_columns(test), **phases[test.name],
-            **_model_columns(run.predictor, conf, settings, test, loaded)))
+            model_n_params=test.model_n_params, **ttft_columns(test), **phases[test.name],
+            **model_columns(planned_test(run.predictions.get(cid, {}), test), test.tps_mean,
+                            loaded.graph_splits if loaded else None)))
         line = f"{test.name} {test.tps_mean:.1f} t/s"  # short: the closing summary has the rest
         if ci.n >= 2:
             line += f" (±{ci.half_width_pct:.0f}% over {ci.n} {ci.unit})"
@@ -214,17 +219,6 @@ def _run_process(run: SweepRun, conf: Configuration, round_: int, sampler: Sampl
     store.append(*rows)  # the process's rows together: a resumed sweep never finds it half recorded
     for line in shown:
         progress.result(line)
-
-
-def _model_columns(predictor: Predictor, conf: Configuration, settings: RunSettings, test, loaded) -> dict:
-    """The engine's graph splits and, where this engine and device are calibrated, the performance model's
-    prediction for the test (`harness.perf`)."""
-    splits = loaded.graph_splits if loaded else None
-    modelled = modelled_test(test.n_prompt, test.n_gen)
-    if modelled is None:  # a combined prompt + generation test: not modelled
-        return {"graph_splits": splits}
-    model_test = test_of(*modelled, test.n_depth or 0, conf, settings.bench)
-    return predictor.columns(conf, model_test, test.tps_mean, splits)
 
 
 def _round(value: float | None) -> float | None:

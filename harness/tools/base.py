@@ -16,6 +16,7 @@ from harness.tools.measurement import BenchTest, BenchTests, ProcessSettings
 
 SERVER_PORT = "SERVER_PORT"  # what `moebench plan` shows for a port chosen when the process starts
 
+RowTest = tuple[str, int, int]  # a modelled test as a row gives it: kind (pp or tg), tokens, n_depth
 HasFlag = Callable[[str], bool]  # whether the tool's binary takes a flag (its --help, or a probe)
 
 
@@ -104,6 +105,13 @@ class Tool:
         """The tokens in the cache when a measured test (`kind` pp or tg, at `depth`) runs, as the performance
         model should see it."""
         return depth
+
+    def row_tests(self, bench: BenchTests, ubatch: int, n_ctx: int) -> list[RowTest]:
+        """The modelled tests its rows will have, as (kind `pp` or `tg`, tokens, the row's `n_depth`), for the plan
+        to predict once (`harness.perf.configs.planned_tests`): every prompt size and every generation size at
+        depth 0 (a server's concurrent requests share its generation test's). `ubatch`: the micro-batch asked
+        for (the knob, else the engine's default); `n_ctx`: the context the engine allocates, padded."""
+        return [("pp", p, 0) for p in bench.prompt_tokens if p] + [("tg", g, 0) for g in bench.gen_tokens if g]
 
     def commands(self, conf: PlannedRun, bench: BenchTests, *, port: int | str = SERVER_PORT) -> list[list[str]]:
         """Every argument list one process round of `conf` runs, in order."""

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from harness import procs
-from harness.tools.base import SERVER_PORT, HasFlag, PlannedRun, Tool, _Syntax
+from harness.tools.base import SERVER_PORT, HasFlag, PlannedRun, RowTest, Tool, _Syntax
 from harness.tools.measurement import BenchOutputError, BenchTest, BenchTests, ProcessSettings, failure
 
 
@@ -58,7 +58,9 @@ def parse_bench_json(text: str) -> list[BenchTest]:
         tests.append(BenchTest(
             n_prompt=int(rec.get("n_prompt", 0)), n_gen=int(rec.get("n_gen", 0)),
             n_depth=int(rec.get("n_depth", 0)), tps_mean=float(rec["avg_ts"]),
-            tps_stddev=float(rec.get("stddev_ts", 0.0)), tps_samples=samples, raw=rec))
+            tps_stddev=float(rec.get("stddev_ts", 0.0)), tps_samples=samples,
+            samples_ns=[int(ns) for ns in rec.get("samples_ns") or []],
+            model_n_params=rec.get("model_n_params")))
     return tests
 
 
@@ -91,6 +93,11 @@ class LlamaBenchTool(Tool):
         return ("ik_llama.cpp's llama-bench cannot place weights on an RPC device "
                 "(only CPU buffer types are accepted in its -ot); use llama-server")
 
+    def row_tests(self, bench: BenchTests, ubatch: int, n_ctx: int) -> list[RowTest]:
+        """Its phases' tests (`bench_phases`): every prompt size, then every generation size, at each depth."""
+        return [("pp" if phase.prompt_tokens[0] else "tg", phase.prompt_tokens[0] or phase.gen_tokens[0],
+                 phase.depth[0]) for phase in bench_phases(bench)]
+
     def commands(self, conf: PlannedRun, bench: BenchTests, *, port: int | str = SERVER_PORT) -> list[list[str]]:
         binary, extra = self.binary(conf), self.args(conf)
         return [bench_argv(binary, conf.model.path, phase, extra) for phase in bench_phases(bench)]
@@ -113,6 +120,6 @@ class LlamaBenchTool(Tool):
                 raise failure(str(exc), result.output_tail) from None
             for test in found:  # the measured repetitions end the process: [exit - engine's measured time, exit]
                 measured = test.measured_s or result.duration_s
-                test.raw["windows_mono"] = [(exited - measured, exited)]
+                test.windows_mono = [(exited - measured, exited)]
             tests += [(test, argv) for test in found]
         return tests

@@ -54,13 +54,13 @@ def measure_server(binary: Path, model: Path, vocab_size: int, bench: BenchTests
         for p in (p for p in bench.prompt_tokens if p):
             runs = timings[p, first_tg]
             test = _test(p, 0, [t.prompt_tps for t in runs])
-            test.raw["ttft_ms"] = [t.ttft_ms for t in runs if t.ttft_ms is not None]
-            test.raw["windows_mono"] = [(t.started_s, t.first_token_s) for t in runs]  # request to first token
+            test.ttft_ms = [t.ttft_ms for t in runs if t.ttft_ms is not None]
+            test.windows_mono = [(t.started_s, t.first_token_s) for t in runs]  # request to first token
             tests.append(test)
         for g in (g for g in bench.gen_tokens if g):
             runs = timings[first_pp, g]
             test = _test(0, g, [t.gen_tps for t in runs])
-            test.raw["windows_mono"] = [(t.first_token_s, t.finished_s) for t in runs]  # first to last token
+            test.windows_mono = [(t.first_token_s, t.finished_s) for t in runs]  # first to last token
             tests.append(test)
         for level in (c for c in bench.concurrency if c > 1):
             samples, windows = [], []
@@ -74,8 +74,8 @@ def measure_server(binary: Path, model: Path, vocab_size: int, bench: BenchTests
                 samples.append(sum(t.gen_tokens for t in done) / max(span[1] - span[0], 1e-9))  # aggregate
                 windows.append(span)
             test = _test(0, first_tg, samples)
-            test.raw.update(concurrency=level, windows_mono=windows,
-                            tokens=max(first_tg, 1) * level * bench.repetitions)
+            test.concurrency, test.windows_mono = level, windows
+            test.total_tokens = max(first_tg, 1) * level * bench.repetitions
             tests.append(test)
         return server.argv, tests
 
@@ -83,7 +83,7 @@ def measure_server(binary: Path, model: Path, vocab_size: int, bench: BenchTests
 def _test(n_prompt: int, n_gen: int, samples: list[float]) -> BenchTest:
     mean = statistics.fmean(samples)
     std = statistics.stdev(samples) if len(samples) > 1 else 0.0
-    return BenchTest(n_prompt, n_gen, 0, mean, std, samples, {})
+    return BenchTest(n_prompt, n_gen, 0, mean, std, samples)
 
 
 class LlamaServerTool(Tool):

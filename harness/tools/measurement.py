@@ -4,7 +4,7 @@ failed, with the reason and the tail of its log), `BenchOutputError` (output tha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from harness.results.record import test_name
@@ -25,7 +25,8 @@ class BenchTests(Protocol):
 
 @dataclass
 class BenchTest:
-    """One measured test (a prompt-processing or a generation measurement) and its samples."""
+    """One measured test (a prompt-processing or a generation measurement) and its samples, with what its tool
+    said of it beyond the speeds (each field empty where the tool says nothing of it)."""
 
     n_prompt: int
     n_gen: int
@@ -33,29 +34,32 @@ class BenchTest:
     tps_mean: float
     tps_stddev: float
     tps_samples: list[float]
-    raw: dict
+    concurrency: int = 1                  # requests at once (llama-server's `tg16x4`); 1 for every other test
+    windows_mono: list[tuple[float, float]] = field(default_factory=list)  # measured spans, time.monotonic() s
+    ttft_ms: list[float] = field(default_factory=list)        # time to first token of each request (llama-server)
+    total_tokens: int | None = None       # tokens over all repetitions where the tool counts them (concurrent)
+    samples_ns: list[int] = field(default_factory=list)       # the engine's own time of each repetition (llama-bench)
+    model_n_params: int | None = None     # the model's parameter count as the engine reports it (llama-bench)
 
     @property
     def tokens(self) -> int:
         """Tokens processed over all measured repetitions (pp: prompt tokens, tg: generated tokens; concurrent
         requests count each request's tokens)."""
-        if "tokens" in self.raw:
-            return int(self.raw["tokens"])
+        if self.total_tokens is not None:
+            return self.total_tokens
         return (self.n_prompt + self.n_gen) * max(len(self.tps_samples), 1)
 
     @property
     def measured_s(self) -> float | None:
         """The engine's own measured time over all repetitions (llama-bench's samples_ns), if it said."""
-        ns = self.raw.get("samples_ns")
-        return sum(ns) / 1e9 if ns else None
+        return sum(self.samples_ns) / 1e9 if self.samples_ns else None
 
     @property
     def sample_ms(self) -> float | None:
         """The mean duration of one measured repetition, ms: the engine's own (samples_ns) where it says, else
         the tokens of one repetition over its rate."""
-        ns = self.raw.get("samples_ns")
-        if ns:
-            return sum(ns) / len(ns) / 1e6
+        if self.samples_ns:
+            return sum(self.samples_ns) / len(self.samples_ns) / 1e6
         rates = [s for s in self.tps_samples if s > 0]
         if not rates:
             return None
@@ -65,7 +69,7 @@ class BenchTest:
     @property
     def name(self) -> str:
         """The test's name in the results (`harness.results.record.test_name`: `pp512`, `tg16x3@d128`)."""
-        return test_name(self.n_prompt, self.n_gen, self.n_depth, self.raw.get("concurrency", 1))
+        return test_name(self.n_prompt, self.n_gen, self.n_depth, self.concurrency)
 
 
 class BenchOutputError(ValueError):

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from harness import procs
-from harness.tools.base import SERVER_PORT, PlannedRun, Tool
+from harness.tools.base import SERVER_PORT, PlannedRun, RowTest, Tool
 from harness.tools.measurement import BenchOutputError, BenchTest, BenchTests, ProcessSettings, failure
 
 _ROW = re.compile(r"^\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|"
@@ -36,8 +36,8 @@ def parse_sweep_table(text: str) -> list[BenchTest]:
             continue
         pp, tg, n_kv = int(m.group(1)), int(m.group(2)), int(m.group(3))
         pp_tps, tg_tps = float(m.group(5)), float(m.group(7))
-        tests.append(BenchTest(pp, 0, n_kv, pp_tps, 0.0, [pp_tps], {}))
-        tests.append(BenchTest(0, tg, n_kv, tg_tps, 0.0, [tg_tps], {}))
+        tests.append(BenchTest(pp, 0, n_kv, pp_tps, 0.0, [pp_tps]))
+        tests.append(BenchTest(0, tg, n_kv, tg_tps, 0.0, [tg_tps]))
     if not tests:
         raise BenchOutputError("no result table in llama-sweep-bench output")
     return tests
@@ -47,6 +47,14 @@ class SweepBenchTool(Tool):
     """Its context is `ctx`; it always prints its load report."""
 
     name = "llama-sweep-bench"
+
+    def row_tests(self, bench: BenchTests, ubatch: int, n_ctx: int) -> list[RowTest]:
+        """A prompt of `ubatch` tokens and `ubatch / 4` generated at every context depth it steps through, 0,
+        `ubatch`, 2 `ubatch`, ... below the context it allocated (ik's examples/sweep-bench/sweep-bench.cpp: pp =
+        n_ubatch, tg = n_ubatch / 4 unless `-n` is given, the loop over n_kv in steps of n_ubatch below
+        llama_n_ctx)."""
+        depths = range(0, n_ctx, max(ubatch, 1))
+        return [test for d in depths for test in (("pp", ubatch, d), ("tg", ubatch // 4, d)) if test[1]]
 
     def commands(self, conf: PlannedRun, bench: BenchTests, *, port: int | str = SERVER_PORT) -> list[list[str]]:
         return [sweep_bench_argv(self.binary(conf), conf.model.path, bench, self.args(conf))]

@@ -1,4 +1,4 @@
-"""The tensor plan of a preset: every tensor's name, ggml type, shape and size, without writing anything.
+"""The tensor list of a preset: every tensor's name, ggml type, shape and size, without writing anything.
 
 The layouts follow what the engines' loaders create (mainline `src/models/qwen3moe.cpp`,
 `src/models/glm4-moe.cpp`; ik_llama.cpp `src/llama-load-tensors.cpp`):
@@ -9,7 +9,9 @@ The layouts follow what the engines' loaders create (mainline `src/models/qwen3m
   post_attention_norm (ik uses it as ffn_norm); layers < leading_dense_block_count have a dense
   ffn_gate/ffn_up/ffn_down, the others ffn_gate_inp, exp_probs_b.bias, the routed *_exps and the
   shared-expert *_shexp matrices (n_shared_experts * expert_ff wide). No q/k norms (GLM-4.5-Air
-  has none; they are optional in both loaders) and no MTP/NextN layer.
+  has none; they are optional in both loaders). The last `nextn_predict_layers` blocks are NextN/MTP layers: a
+  MoE block plus nextn.eh_proj (2 n_embd -> n_embd), nextn.enorm, nextn.hnorm and nextn.shared_head_norm
+  (GLM-4.5's conversions have no nextn.embed_tokens or nextn.shared_head_head: the engines use token_embd/output).
 - deepseek2 (mainline `src/models/deepseek2.cpp`, ik `create_deepseek2_tensors`), as current conversions
   write it for multi-head latent attention: per layer attn_norm, attn_q_a_norm, attn_kv_a_norm, attn_q_a,
   attn_q_b, attn_kv_a_mqa (n_embd -> kv_lora_rank + rope), attn_k_b (nope x kv_lora_rank x n_head) and
@@ -90,7 +92,7 @@ def _arch_of(preset: MoePreset) -> MODEL_ARCH:
     raise ValueError(f"unknown architecture {preset.architecture!r}")
 
 
-class _PlanBuilder:
+class _PresetTensorsBuilder:
     def __init__(self, preset: MoePreset):
         self.preset = preset
         self.arch = _arch_of(preset)
@@ -150,6 +152,8 @@ class _PlanBuilder:
                 self.add(MODEL_TENSOR.FFN_GATE_SHEXP, "weight", (p.n_embd, shexp_ff), mat, bid)
                 self.add(MODEL_TENSOR.FFN_UP_SHEXP, "weight", (p.n_embd, shexp_ff), mat, bid)
                 self.add(MODEL_TENSOR.FFN_DOWN_SHEXP, "weight", (shexp_ff, p.n_embd), mat, bid)
+            if bid >= p.n_layers - p.nextn_predict_layers:
+                self._nextn(bid)
         self.add(MODEL_TENSOR.OUTPUT_NORM, "weight", (p.n_embd,), None)
         self.add(MODEL_TENSOR.OUTPUT, "weight", (p.n_embd, p.vocab_size), p.output_type)
         return self.specs
@@ -184,6 +188,12 @@ class _PlanBuilder:
             self.add(MODEL_TENSOR.ATTN_Q_NORM, "weight", (p.head_dim,), None, bid)
             self.add(MODEL_TENSOR.ATTN_K_NORM, "weight", (p.head_dim,), None, bid)
 
+
+    def _nextn(self, bid: int) -> None:
+        p = self.preset
+        self.add(MODEL_TENSOR.NEXTN_EH_PROJ, "weight", (2 * p.n_embd, p.n_embd), p.matrix_type, bid)
+        for norm in (MODEL_TENSOR.NEXTN_ENORM, MODEL_TENSOR.NEXTN_HNORM, MODEL_TENSOR.NEXTN_SHARED_HEAD_NORM):
+            self.add(norm, "weight", (p.n_embd,), None, bid)
 
     def _latent_attention(self, bid: int) -> None:
         p = self.preset
@@ -220,16 +230,16 @@ class _PlanBuilder:
         self.add(MODEL_TENSOR.SSM_OUT, "weight", (value_dim, p.n_embd), p.matrix_type, bid)
 
 
-def tensor_plan(preset: MoePreset) -> list[TensorSpec]:
+def preset_tensors(preset: MoePreset) -> list[TensorSpec]:
     """Every tensor a synthetic model of `preset` contains, in file order."""
-    return _PlanBuilder(preset).build()
+    return _PresetTensorsBuilder(preset).build()
 
 
-def preset_tensor_plan(name: str) -> list[TensorSpec]:
-    """`tensor_plan` of the preset called `name` (UserError if there is none)."""
-    return tensor_plan(get_preset(name))
+def preset_tensors_named(name: str) -> list[TensorSpec]:
+    """`preset_tensors` of the preset called `name` (UserError if there is none)."""
+    return preset_tensors(get_preset(name))
 
 
-def plan_tensor_bytes(plan: list[TensorSpec]) -> int:
-    """Bytes of tensor data the plan holds (the file adds a header and alignment padding)."""
-    return sum(spec.n_bytes for spec in plan)
+def tensor_specs_bytes(specs: list[TensorSpec]) -> int:
+    """Bytes of tensor data the specs hold (the file adds a header and alignment padding)."""
+    return sum(spec.n_bytes for spec in specs)
