@@ -241,6 +241,23 @@ bench: {prompt_tokens: [64], gen_tokens: [16], ctx: 4096, flash_attn: false, mla
     assert kv[1] > kv[3] > 0, kv
 
 
+def test_amb_knob_reaches_the_compute_prediction(tmp_path, ik_engine):
+    """ik's `-amb` as a knob: on the command line and in the compute buffers predicted (smaller when ik computes
+    the attention in steps; the sizes themselves are test_compute_reality's)."""
+    path = tmp_path / "bench.yaml"
+    path.write_text("""models: [{synth: tiny-deepseek}]
+engines: [ik]
+tools: [llama-server]
+rpc_rig: true
+strategies: [all-gpu]
+bench: {prompt_tokens: [64], gen_tokens: [16], ctx: 4096, flash_attn: false, attn_max_batch_mib: [1, 1024]}
+""")
+    ik = {r["knobs"]["attn_max_batch_mib"]: r for r in _planned(path)}
+    assert ["-amb", "1"] == ik[1]["knob_args"][-2:] and ["-amb", "1024"] == ik[1024]["knob_args"][-2:]
+    compute = {amb: sum(row["memory"]["compute_mib"].values()) for amb, row in ik.items()}
+    assert 0 < compute[1] < compute[1024], compute
+
+
 def test_swa_full_knob_reaches_the_memory_prediction(tmp_path, mainline_engine):
     """mainline llama-server's `--swa-full` as a knob: on the command line when on, and the sliding-window
     layers' cache grows to the whole context."""
