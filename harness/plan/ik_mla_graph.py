@@ -26,6 +26,7 @@ from harness.models.attention import IK_DEFAULT_MLA
 from harness.models.inspect import ModelInfo
 from harness.plan.attention_graph import cache_bytes, layer_cells
 from harness.plan.graph_ops import F32, Builder
+from harness.plan.placement import is_accelerator
 from harness.units import MIB
 
 if TYPE_CHECKING:
@@ -132,7 +133,10 @@ def _decompressed(b: Builder, settings: "MemorySettings", p: str, q: int, q_rope
     H, R, nope, Dv, n_kv = dims
     kv_f32_mib = H * (nope + Dv) * n_kv * F32 // MIB
     h = decompressed_heads_per_step(H, kv_f32_mib, settings.attn_max_batch_mib)
-    ct = settings.cache_type_k   # K and V cast to the cache's type (ik: on a CPU-only context)
+    # K and V cast to the cache's type on a context with the CPU backend alone, else to f16 (seen: q8_0 on the
+    # RPC rig casts to f16); an accelerator in the placement, or ik beside an RPC device, is another backend
+    other_backend = settings.kv_on_cpu or any(is_accelerator(d) for d in b.w.device.values())
+    ct = "f16" if other_backend else settings.cache_type_k
     k_rope = g.add(cache_bytes(n_kv, R * h, ct), g.view(cache, name="kv_cache_rope"), name="repeat k_rope")
     q_cur = g.expand(g.add((R + nope) * H * T * F32, q_rope, g.view(q, name="q_nope"), name="q_concat"))
     # attn_kv_b, computed at load from attn_k_b / attn_v_b, sits with them
