@@ -223,22 +223,36 @@ def _planned(path) -> list[dict]:
     return json.loads(result.stdout)
 
 
-def test_mla_knob_reaches_the_memory_prediction(tmp_path, ik_engine):
-    """ik's `-mla` as a knob: each value on the command line and in the KV cache predicted (the sizes themselves are checked against the engines in test_cache_reality; mainline's refusal of
-    mla is `test_knob_spellings_mainline`'s)."""
+def _planned_ik_deepseek(tmp_path, knob: str, values: str) -> dict:
+    """ik's plan of tiny-deepseek on the RPC rig without flash attention, one row per value of `knob`."""
     path = tmp_path / "bench.yaml"
-    path.write_text("""models: [{synth: tiny-deepseek}]
+    path.write_text(f"""models: [{{synth: tiny-deepseek}}]
 engines: [ik]
 tools: [llama-server]
 rpc_rig: true
 strategies: [all-gpu]
-bench: {prompt_tokens: [64], gen_tokens: [16], ctx: 4096, flash_attn: false, mla: [1, 3]}
+bench: {{prompt_tokens: [64], gen_tokens: [16], ctx: 4096, flash_attn: false, {knob}: {values}}}
 """)
-    ik = {r["knobs"]["mla"]: r for r in _planned(path)}
+    return {r["knobs"][knob]: r for r in _planned(path)}
+
+
+def test_mla_knob_reaches_the_memory_prediction(tmp_path, ik_engine):
+    """ik's `-mla` as a knob: each value on the command line and in the KV cache predicted (the sizes themselves are checked against the engines in test_cache_reality; mainline's refusal of
+    mla is `test_knob_spellings_mainline`'s)."""
+    ik = _planned_ik_deepseek(tmp_path, "mla", "[1, 3]")
     assert ["-mla", "1"] == ik[1]["knob_args"][-2:] and ["-mla", "3"] == ik[3]["knob_args"][-2:]
     # mode 1 without flash attention caches the latent in -ctk and a transposed V beside it; mode 3 the latent only
     kv = {mode: sum(row["memory"]["kv_mib"].values()) for mode, row in ik.items()}  # ik on RPC: on the CPU
     assert kv[1] > kv[3] > 0, kv
+
+
+def test_amb_knob_reaches_the_compute_prediction(tmp_path, ik_engine):
+    """ik's `-amb` as a knob: on the command line and in the compute buffers predicted (smaller when ik computes
+    the attention in steps; the sizes themselves are test_compute_reality's)."""
+    ik = _planned_ik_deepseek(tmp_path, "attn_max_batch_mib", "[1, 1024]")
+    assert ["-amb", "1"] == ik[1]["knob_args"][-2:] and ["-amb", "1024"] == ik[1024]["knob_args"][-2:]
+    compute = {amb: sum(row["memory"]["compute_mib"].values()) for amb, row in ik.items()}
+    assert 0 < compute[1] < compute[1024], compute
 
 
 def test_swa_full_knob_reaches_the_memory_prediction(tmp_path, mainline_engine):

@@ -36,6 +36,7 @@ class MemorySettings:
     dialect: str = "mainline"      # whose graph, padding and cache rules: "mainline" or "ik"
     kv_on_cpu: bool = False        # ik on an RPC device: every layer's KV cache stays on the CPU
     mla_mode: int | None = None    # ik's -mla (None: its default, 3)
+    attn_max_batch_mib: int = 0    # ik's -amb: an attention K*Q over this many MiB computed in steps (0: never)
     swa_full: bool = False         # mainline's --swa-full: full-context cache on sliding-window layers too
     n_seq: int = 1                 # sequences (llama-bench: 1)
     n_outputs_max: int | None = None  # mainline: the outputs a micro-batch may have (None: every token, as

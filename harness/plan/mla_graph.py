@@ -12,10 +12,8 @@ KQ [n_kv, n_tokens, n_head], soft_max, V transposed and made contiguous (the cac
 `attn_kv_b`) is ordinary attention with n_head K/V heads to mainline: K = [nope + rope, n_head, n_tokens]
 (k_nope and the repeated k_pe concatenated), V made contiguous.
 
-ik (src/llama-build-context.cpp `build_deepseek2`, `-mla` 1/2/3, default 3): the cache is the latent
-(`harness.models.attention.kv_bytes_of_layer`); with flash attention the absorbed path as mainline's (mode 3
-with a micro-batch of more than one token) with the latent as V; without it, mode 1 keeps a transposed V of
-kv_lora_rank.
+ik's own path, per `-mla` mode and `-amb`, is `harness.plan.ik_mla_graph`'s; a file without `attn_q_a` (a
+"lite" model) takes this module's absorbed path on ik too.
 """
 
 from __future__ import annotations
@@ -86,53 +84,3 @@ def latent_attention(b: Builder, model: ModelInfo, settings: "MemorySettings", p
                 name="kqv_mla")
     cur = g.add(Dv * H * T * F32, g.view(cur, name="permute"), name="cont")
     return b.matmul(p + "attn_output.weight", g.view(cur, name="reshape"))
-
-
-def ik_latent_attention(b: Builder, model: ModelInfo, settings: "MemorySettings", p: str, x: int, kv_dev: str
-                        ) -> int:
-    """ik (`-mla 3`, a micro-batch of more than one token): the latent written into the cache; with flash
-    attention the whole cache decompressed through `attn_kv_b` [n_head x (nope + v), n_kv] f32, K (nope and the
-    repeated rope part) and V copied in the cache type, flash attention of the concatenated query against them; without it
-    the absorbed path, the cache's latent transposed and made contiguous before the query (seen)."""
-    g, T, a = b.g, b.T, model.attention
-    H, R, L = model.n_head, a.rope_dim, a.kv_lora_rank
-    # in ik's order (seen): q_a, kv_a, q's norm and q_b, both ropes, the latent's norm
-    q = g.expand(b.op(b.w.rows(p + "attn_q_a.weight") * T * F32, x, weight=p + "attn_q_a.weight"))
-    kv = g.expand(b.op((L + R) * T * F32, x, weight=p + "attn_kv_a_mqa.weight", name="kv_rope_compressed"))
-    q = b.op(b.nbytes(q), q, weight=p + "attn_q_a_norm.weight", name="fused_rms_norm q")
-    q = b.op(b.w.rows(p + "attn_q_b.weight") * T * F32, q, weight=p + "attn_q_b.weight")
-    d_qk = b.nbytes(q) // (H * T * F32)
-    nope = d_qk - R
-    Dv = b.w.shape[p + "attn_v_b.weight"][1] if b.w.has(p + "attn_v_b.weight") else model.head_dim_v
-    q_rope = g.expand(g.add(R * H * T * F32, g.view(q, name="q_rope"), b.inputs["pos"], name="rope q"))
-    k_rope = g.expand(g.add(R * T * F32, g.view(kv, name="k_rope"), b.inputs["pos"], name="rope k"))
-    latent = b.op(L * T * F32, g.view(kv, name="kv_compressed"), weight=p + "attn_kv_a_norm.weight",
-                  name="fused_rms_norm kv")
-    kvr = g.add((L + R) * T * F32, g.view(k_rope, name="permute"), latent, name="kvr")
-    n_kv = layer_cells(model, settings, 0)
-    cache = g.external(cache_bytes(n_kv, L + R, settings.cache_type_k), kv_dev, "cache_k")
-    g.expand(g.add(0, kvr, cache, device=kv_dev, name="cpy kvr"))
-    if not settings.flash_attn:   # the absorbed path, the cache's latent transposed first (seen)
-        v_t = g.expand(g.add(cache_bytes(n_kv, L, settings.cache_type_v), g.view(cache, name="trans"),
-                             name="kv_cache_trans"))
-        q_abs = g.add(L * T * H * F32, g.view(q, name="q_nope_perm"), device=b.w.dev(p + "attn_k_b.weight"),
-                      name="q_nope2")
-        q_cur = g.add((L + R) * H * T * F32, g.view(q_rope, name="permute"), q_abs, name="concat q")
-        kq = g.add(n_kv * T * H * F32, g.view(cache, name="kv_cache_lora"), q_cur, name="kq")
-        kq = g.add(n_kv * T * H * F32, kq, b.inputs["mask full"], inplace=True, name="kq_soft_max")
-        cur = g.add(L * T * H * F32, v_t, kq, name="kqv_compressed")
-        cur = g.add(Dv * T * H * F32, cur, device=b.w.dev(p + "attn_v_b.weight"), name="kqv")
-        cur = g.add(Dv * H * T * F32, g.view(cur, name="permute"), name="kqv_perm")
-        return b.op(model.n_embd * T * F32, g.view(cur, name="reshape"), weight=p + "attn_output.weight")
-    q_cur = g.add(d_qk * H * T * F32, q_rope, g.view(q, name="q_nope"), name="concat q")
-    # attn_kv_b, computed at load from attn_k_b / attn_v_b, sits with them
-    kv_f32 = g.add(H * (nope + Dv) * n_kv * F32, g.view(cache, name="latent"),
-                   device=b.w.dev(p + "attn_k_b.weight") or kv_dev, name="kv_f32")
-    g.expand(q_cur)
-    ct = settings.cache_type_k   # K and V copied in the cache's type
-    k_nope = g.expand(g.add(cache_bytes(n_kv, nope * H, ct), g.view(kv_f32, name="k_nope_f32"), name="k_nope"))
-    v = g.expand(g.add(cache_bytes(n_kv, Dv * H, ct), g.view(kv_f32, name="v_f32"), name="v"))   # this order
-    k_pe = g.add(cache_bytes(n_kv, R * H, ct), g.view(cache, name="k_rope"), name="repeat k_rope")
-    k = g.add(cache_bytes(n_kv, d_qk * H, ct), k_pe, k_nope, name="concat k")
-    cur = g.add(Dv * H * T * F32, g.view(q_cur, name="q"), k, v, b.inputs["mask full"], name="fa")
-    return b.op(model.n_embd * T * F32, g.view(cur, name="reshape"), weight=p + "attn_output.weight")

@@ -174,7 +174,8 @@ def memory_settings(bench: BenchSettings, tool: str, knobs: Knobs, target: Targe
     return MemorySettings(n_ctx=padded, n_ubatch=ubatch, cache_type_k=knobs.cache_type_k,
                           cache_type_v=knobs.cache_type_v, flash_attn=flash_attn, op_offload=offload,
                           dialect=dialect, kv_on_cpu=target is not None and not ngl_places_weights(target),
-                          mla_mode=knobs.mla, swa_full=bool(knobs.swa_full), n_outputs_max=n_outputs_max)
+                          mla_mode=knobs.mla, attn_max_batch_mib=knobs.attn_max_batch_mib or 0,
+                          swa_full=bool(knobs.swa_full), n_outputs_max=n_outputs_max)
 
 
 def find_engines(request: PlanRequest) -> list[Engine]:

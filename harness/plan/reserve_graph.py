@@ -24,7 +24,8 @@ from harness.plan.ffn_graph import ffn
 from harness.plan.graph_alloc import Graph
 from harness.plan.graph_ops import F32, I32, I64, Builder, Weights
 from harness.plan.ik_graph import ik_reserve_graph
-from harness.plan.mla_graph import ik_latent_attention, latent_attention, latent_cache_width
+from harness.plan.ik_mla_graph import ik_latent_attention
+from harness.plan.mla_graph import latent_attention, latent_cache_width
 from harness.plan.placement import CPU, Placement
 
 if TYPE_CHECKING:
@@ -112,13 +113,13 @@ def reserve_graph(placement: Placement, model: ModelInfo, settings: "MemorySetti
 
 def _ik_layer(b: Builder, model: ModelInfo, settings: "MemorySettings", p: str, il: int, x: int, kv_dev: str
               ) -> int | None:
-    """ik's layers that are not plain attention: delta-net, latent attention (with flash attention ik's own
-    decompressing path; without it the absorbed one, as mainline's)."""
+    """ik's layers that are not plain attention: delta-net, latent attention (`harness.plan.ik_mla_graph`, per
+    `-mla` mode and `-amb`; a file without `attn_q_a`: the absorbed path, as mainline's)."""
     if il in model.attention.recurrent_layers:
         return ik_delta_net(b, model, settings, p, x, kv_dev)
     if not model.attention.is_mla:
         return None
-    if b.T > 1 and b.w.has(p + "attn_q_a.weight"):
+    if b.w.has(p + "attn_q_a.weight"):
         return ik_latent_attention(b, model, settings, p, x, kv_dev)
     for name, n_bytes in (("k_idxs full", b.T * I64), ("v_idxs full", b.T * I64)):
         b.inputs.setdefault(name, b.g.input(n_bytes, CPU, name))
