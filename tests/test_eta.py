@@ -143,9 +143,9 @@ def test_calibrating_one_tool_keeps_the_others(tmp_path, monkeypatch):
 
 def test_a_launch_leaves_out_the_warm_ups_the_estimate_adds():
     """The estimate adds each test's warm-up itself (`process_seconds`), so the launch timed from a calibration's
-    rows must not hold them too: per process, duration = launches x launch + tests + warm-ups (llama-bench: 32
-    prompt tokens before a prompt test, one token before a generation test, at the test's speed; llama-server:
-    16 + 4 tokens once)."""
+    rows must not hold them too: per process, duration = launches x launch + tests + warm-ups (mainline's
+    llama-bench: the whole prompt again before a prompt test, one token before a generation test, at the test's
+    speed; llama-server: 16 + 4 tokens once)."""
     from harness.perf.eta import _launches_in
     from harness.results.reader import read_runs
 
@@ -160,7 +160,17 @@ def test_a_launch_leaves_out_the_warm_ups_the_estimate_adds():
             tg = process[process["n_gen"] > 0].iloc[0]
             tests = (pp["repetitions"] * pp["n_prompt"] / pp["tps_mean"]
                      + tg["repetitions"] * tg["n_gen"] / tg["tps_mean"])
-            warm = 32 / pp["tps_mean"] + 1 / tg["tps_mean"] if tool == "llama-bench" else \
+            warm = pp["n_prompt"] / pp["tps_mean"] + 1 / tg["tps_mean"] if tool == "llama-bench" else \
                 16 / pp["tps_mean"] + 4 / tg["tps_mean"]
             expected.append((process["duration_s"].iloc[0] - tests - warm) / launches)
         assert found == pytest.approx(sorted(expected), rel=1e-9)
+
+
+def test_llama_bench_warms_up_as_each_engine_does():
+    """mainline b11434 runs the whole prompt once before a prompt test's repetitions, ik one token; both one
+    generated token before a generation test."""
+    from harness.perf.eta import bench_warmup_tokens
+
+    assert bench_warmup_tokens("mainline", 512) == (512, 0)
+    assert bench_warmup_tokens("ik", 512) == (0, 1)
+    assert bench_warmup_tokens("mainline", 0) == bench_warmup_tokens("ik", 0) == (0, 1)

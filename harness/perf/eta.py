@@ -20,6 +20,7 @@ A configuration that will not run (predicted not to fit, or invalid) costs nothi
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,6 @@ ROUGH_RIG = Constants(
     bus_s_per_byte=1 / 1.5e9)
 PP_OVER_TG = 10.0           # prompt over generation tokens/s where nothing is placed (engine-fit), uncalibrated
 SERVER_WARMUP = (16, 4)     # llama-server's warm-up request: prompt, generated tokens (`measure_server`)
-LLAMA_BENCH_WARMUP_PROMPT = 32  # llama-bench warms up with min(n_batch, n_prompt, 32) prompt tokens, 1 generated
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,9 @@ class EtaConstants:
     request_s: float = 0.01           # one llama-server HTTP request besides its tokens
     harness_s: float = 0.02           # per process beyond its measured duration: rows, telemetry file (the
                                       # default sweep alone: 142 s of wall, 138 s of process durations, 168)
-    setup_s: float = 4.0              # the sweep: planning, engines probed, the rig's servers started
+    setup_s: float = 2.0              # the sweep: interpreter start, planning, engines probed, the rig's servers
+                                      # started (wall less the processes' durations, 2026-12-08: 1.2 s for
+                                      # eta_accuracy's 12 processes, 2.4 s for the default sweep's 168)
 
 
 @dataclass
@@ -124,6 +126,11 @@ def process_seconds(conf: Configuration, bench, predictor: Predictor, constants:
             return 0.0
         return tokens / _tps(conf, bench, predictor, kind, tokens, depth, rig)
 
+    def per_token(kind: str, tokens: int) -> float:
+        # a warm-up's tokens at the speed of the test it precedes: the model's speed at a handful of prompt
+        # tokens is its fixed pass cost over them, which a calibration of one prompt size cannot tell apart
+        return seconds(kind, tokens) / tokens if tokens > 0 else 0.0
+
     launch = measured_launch_s(cal, conf.tool, constants, rig)
     load = (constants.launch_s.get(conf.tool, 0.3) if launch is None else launch)
     load += _model_bytes(conf) / constants.read_bytes_s
@@ -133,7 +140,8 @@ def process_seconds(conf: Configuration, bench, predictor: Predictor, constants:
         first_pp, first_tg = bench.prompt_tokens[0], bench.gen_tokens[0]
         pairs = [(p, first_tg) for p in bench.prompt_tokens]
         pairs += [(first_pp, g) for g in bench.gen_tokens if (first_pp, g) not in pairs]
-        work = seconds("pp", SERVER_WARMUP[0]) + seconds("tg", SERVER_WARMUP[1]) + constants.request_s
+        work = (SERVER_WARMUP[0] * per_token("pp", max(first_pp, 1)) + SERVER_WARMUP[1] * per_token("tg", 1)
+                + constants.request_s)
         for p, g in pairs:
             work += reps * (seconds("pp", max(p, 1)) + seconds("tg", max(g, 1)) + constants.request_s)
         for level in (c for c in bench.concurrency if c > 1):
@@ -145,7 +153,8 @@ def process_seconds(conf: Configuration, bench, predictor: Predictor, constants:
         launches, work = len(phases), 0.0
         for phase in phases:
             p, g, d = phase.prompt_tokens[0], phase.gen_tokens[0], phase.depth[0]
-            warm = seconds("pp", min(p, LLAMA_BENCH_WARMUP_PROMPT)) if p else seconds("tg", 1)
+            warm_prompt, warm_gen = bench_warmup_tokens(conf.engine.dialect, p)
+            warm = warm_prompt * per_token("pp", p) + warm_gen * per_token("tg", 1)
             work += warm + reps * (seconds("pp", d) + seconds("pp", p, d) + seconds("tg", g, d))
     return launches * load + work + constants.harness_s, guessed
 
@@ -195,20 +204,35 @@ def _launches_in(folder: Path, tool: str, constants: "EtaConstants | None" = Non
     return per_launch
 
 
+def bench_warmup_tokens(dialect: str, n_prompt: int) -> tuple[int, int]:
+    """(prompt tokens, generated tokens) llama-bench runs before a test's repetitions: mainline b11434 the whole
+    prompt of a prompt test (`test_prompt(ctx, t.n_prompt, ...)`; the 32-token warm-up is commented out), ik 0.1.5
+    one prompt token (`test_prompt(ctx, 1, ...)`, a pass like one generated token's); either, one generated token
+    before a generation test (`tools/llama-bench/llama-bench.cpp`, `examples/llama-bench/llama-bench.cpp`)."""
+    if n_prompt and dialect != "ik":
+        return n_prompt, 0
+    return 0, 1
+
+
 def _warmups_s(process, tool: str) -> float:
     """The warm-ups of one process at its own measured speeds, which `process_seconds` adds apart (left in the
     launch they were counted twice: 0.1-0.45 s a process on the tiny model). llama-bench warms each test up
-    (`LLAMA_BENCH_WARMUP_PROMPT` prompt tokens of a prompt test, one token of a generation test); llama-server
-    once (`SERVER_WARMUP`, at the speeds of its first prompt and generation rows)."""
+    (`bench_warmup_tokens`); llama-server once (`SERVER_WARMUP`, at the speeds of its first prompt and
+    generation rows). A warm-up's generated token is priced at the process's first generation row's speed."""
     prompt = process["n_prompt"].fillna(0) > 0
     tps = process["tps_mean"]
+    pp, tg = tps[prompt & (process["n_gen"].fillna(0) == 0)], tps[~prompt]
     if tool == "llama-server":
-        pp, tg = tps[prompt & (process["n_gen"].fillna(0) == 0)], tps[~prompt]
         if pp.empty or tg.empty:
             return 0.0
         return SERVER_WARMUP[0] / float(pp.iloc[0]) + SERVER_WARMUP[1] / float(tg.iloc[0])
-    warm_tokens = process["n_prompt"].fillna(0).clip(upper=LLAMA_BENCH_WARMUP_PROMPT).where(prompt, 1)
-    return float((warm_tokens / tps).sum())
+    dialect = str(process["engine_dialect"].iloc[0]) if "engine_dialect" in process else "mainline"
+    gen_rate = float(tg.iloc[0]) if not tg.empty else math.inf
+    total = 0.0
+    for n_prompt, rate in zip(process["n_prompt"].fillna(0).astype(int), tps):
+        warm_prompt, warm_gen = bench_warmup_tokens(dialect, n_prompt)
+        total += warm_prompt / rate + warm_gen / (gen_rate if n_prompt else rate)
+    return total
 
 
 def _tps(conf: Configuration, bench, predictor: Predictor, kind: str, tokens: int, depth: int,
