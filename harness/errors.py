@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 
 class UserError(Exception):
     """A mistake the user can fix (a bad path, a bad name, a bad file). The message is the whole story."""
@@ -17,7 +19,6 @@ class BuildError(UserError):
 
 def did_you_mean(value: str, known) -> str:
     """` (did you mean 'x'?)` for the closest known name, or nothing."""
-    import difflib
 
     close = difflib.get_close_matches(value, list(known), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -9,6 +9,7 @@ handlers by `install_exit_handlers()`).
 
 from __future__ import annotations
 
+import atexit
 import collections
 import ctypes
 import os
@@ -188,7 +189,6 @@ def install_exit_handlers() -> None:
     if _handlers_installed:
         return
     _handlers_installed = True
-    import atexit
 
     atexit.register(kill_all_children)
     if threading.current_thread() is not threading.main_thread():

@@ -5,6 +5,7 @@ engine must talk to its own."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -34,7 +35,6 @@ class RpcServer:
 
     def __enter__(self) -> "RpcServer":
         self._log = open(self.log_path, "ab") if self.log_path else None
-        import subprocess
 
         out = self._log or subprocess.DEVNULL
         self._proc = procs.start(self.argv, stdout=out, stderr=out, cpus=self.cpus)

@@ -5,6 +5,7 @@ own `timings`, stop it cleanly."""
 from __future__ import annotations
 
 import json
+import random
 import signal
 import time
 from dataclasses import dataclass
@@ -141,7 +142,6 @@ class LlamaServer:
 def prompt_tokens(n: int, vocab_size: int, seed: int = 0) -> list[int]:
     """`n` token ids drawn from the ordinary part of the vocabulary (past the first 300: control and byte
     tokens), fixed for a seed, so that a prompt has exactly n tokens on every engine."""
-    import random
 
     rng = random.Random(seed)
     low = min(300, max(vocab_size - 1, 1))
