@@ -233,3 +233,21 @@ def test_a_device_column_added_later_widens_devices_csv(tmp_path):
     devices = read_devices(tmp_path).set_index("run_id")
     assert (devices.at["a", "predicted_model_bytes"], devices.at["b", "actual_model_bytes"]) == (5, 7)
     assert pd.isna(devices.at["a", "actual_model_bytes"])
+
+
+def test_a_resumed_sweep_keeps_the_earlier_sessions_meta(tmp_path):
+    """meta.json of a resumed folder (here with another config) keeps the earlier sessions' meta, oldest first."""
+    import json
+
+    from harness.analysis.load import load_meta
+    from harness.results.store import ResultsStore
+
+    store = ResultsStore(tmp_path / "sweep")
+    store.write_meta({"config": {"tools": ["llama-bench"]}, "started_at": "1"})
+    store.write_meta({"config": {"tools": ["llama-server"]}, "started_at": "2"})
+    store.write_meta({"config": {"tools": ["llama-server"]}, "started_at": "3"})
+    meta = json.loads((tmp_path / "sweep" / "meta.json").read_text())
+    assert meta["config"]["tools"] == ["llama-server"] and meta["started_at"] == "3"
+    assert [m["started_at"] for m in meta["earlier"]] == ["1", "2"]
+    assert meta["earlier"][0]["config"]["tools"] == ["llama-bench"] and "earlier" not in meta["earlier"][1]
+    assert load_meta(tmp_path / "sweep")["started_at"] == "3"

@@ -111,6 +111,16 @@ class ResultsStore:
         return read_records(self.folder)
 
     def write_meta(self, meta: dict) -> None:
+        """meta.json for this session of the sweep; a resumed folder's earlier sessions' meta (another config,
+        other engines) is kept under `earlier`, oldest first, so that nothing written is lost."""
+        path = self.folder / "meta.json"
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError):
+            before = None
+        if isinstance(before, dict):
+            earlier = before.pop("earlier", [])
+            meta = {**meta, "earlier": [*earlier, before]}
         tmp = self.folder / "meta.json.tmp"
         tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        tmp.replace(self.folder / "meta.json")
+        tmp.replace(path)
