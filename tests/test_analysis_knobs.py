@@ -185,3 +185,18 @@ def test_report_with_knobs(sweep):
     community = pd.read_csv(sweep / "community.csv", dtype=str, keep_default_na=False)
     assert len(community) == 16 and set(community["ubatch"]) == {"", "2048"}
     assert set(community["load_mode"]) == {"mlock"}
+
+
+def test_table_csv_lists_a_later_knob_only_where_a_row_sets_it(table):
+    """table.csv drops the columns of knobs added after folders were written (`listed_when_set`) where no row
+    sets them, and keeps them where one does; the summary itself keeps every knob."""
+    from harness.analysis.report import table_file_frame
+    from harness.knobs import KNOB_TABLE
+
+    later = [k.name for k in KNOB_TABLE if k.listed_when_set]
+    assert later and all(name in table for name in later)
+    unset = table.assign(**{name: "" for name in later})
+    assert not set(later) & set(table_file_frame(unset).columns)
+    one_set = unset.assign(mla=["1"] + [""] * (len(unset) - 1))
+    kept = table_file_frame(one_set).columns
+    assert "mla" in kept and not {"swa_full", "attn_max_batch_mib"} & set(kept)

@@ -34,9 +34,9 @@ from harness.analysis.selection import TOP_N, top_configurations
 from harness.analysis.stability import stability_section
 from harness.analysis.stats import status_counts, summarize
 from harness.analysis.verdicts import best_strategies
+from harness.knobs import KNOB_TABLE
 from harness.perf.calibration import calibration_dir
 from harness.units import MIB
-from harness.knobs import KNOB_TABLE
 
 TABLE_FILE = "table.csv"
 MAX_FAILED_ROWS = 30

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.config import BenchSettings
+from harness.knobs import DEFAULT_UBATCH
 from harness.perf.calibration import Calibration, device_key, load_calibration
 from harness.perf.model import Prediction, predict, roofline_tps
 from harness.perf.workload import ModelledTest, Workload, layout_for, reported_splits, workload
-from harness.knobs import DEFAULT_UBATCH
 from harness.plan.memory import padded_context
 from harness.plan.planner import Configuration
 from harness.plan.stored import key_of_test

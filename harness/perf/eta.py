@@ -221,8 +221,9 @@ def _warmups_s(process, tool: str) -> float:
     generation rows). A warm-up's generated token is priced at the process's first generation row's speed."""
     prompt = process["n_prompt"].fillna(0) > 0
     tps = process["tps_mean"]
-    pp, tg = tps[prompt & (process["n_gen"].fillna(0) == 0)], tps[~prompt]
+    tg = tps[~prompt]
     if tool == "llama-server":
+        pp = tps[prompt & (process["n_gen"].fillna(0) == 0)]
         if pp.empty or tg.empty:
             return 0.0
         return SERVER_WARMUP[0] / float(pp.iloc[0]) + SERVER_WARMUP[1] / float(tg.iloc[0])
