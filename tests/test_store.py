@@ -251,3 +251,8 @@ def test_a_resumed_sweep_keeps_the_earlier_sessions_meta(tmp_path):
     assert [m["started_at"] for m in meta["earlier"]] == ["1", "2"]
     assert meta["earlier"][0]["config"]["tools"] == ["llama-bench"] and "earlier" not in meta["earlier"][1]
     assert load_meta(tmp_path / "sweep")["started_at"] == "3"
+
+    (tmp_path / "sweep" / "meta.json").write_text('{"config": {"tools"')  # torn
+    store.write_meta({"started_at": "4"})
+    meta = json.loads((tmp_path / "sweep" / "meta.json").read_text())
+    assert meta["earlier"] == [{"unreadable": '{"config": {"tools"'}] and meta["started_at"] == "4"

@@ -115,10 +115,16 @@ class ResultsStore:
         other engines) is kept under `earlier`, oldest first, so that nothing written is lost."""
         path = self.folder / "meta.json"
         try:
-            before = json.loads(path.read_text())
-        except (OSError, ValueError):
+            text = path.read_text()
+        except OSError:
+            text = None
+        try:
+            before = json.loads(text) if text is not None else None
+        except ValueError:
             before = None
-        if isinstance(before, dict):
+        if text is not None and not isinstance(before, dict):
+            before = {"unreadable": text}  # a torn or hand-edited file: its text is kept, not dropped
+        if before is not None:
             earlier = before.pop("earlier", [])
             meta = {**meta, "earlier": [*earlier, before]}
         tmp = self.folder / "meta.json.tmp"
